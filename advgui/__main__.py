@@ -1,0 +1,3 @@
+from advgui.cli import main
+
+raise SystemExit(main())

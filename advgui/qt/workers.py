@@ -1,0 +1,172 @@
+"""Background jobs: run a core function in a QThread with progress, result, error and cancel.
+
+Modelled on superqt's ``thread_worker``: the worker emits ``progress``/``returned``/``errored``/
+``cancelled`` and stops through a thread-safe :class:`CancelToken` it checks between steps (a
+queued signal to a busy worker would never run). The worker's signals are received by
+:class:`Job`, a QObject living in the GUI thread, and re-emitted there, so any slot or lambda a
+tab connects to a ``Job`` runs in the GUI thread and may touch widgets.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from advgui.core.errors import AdvguiError
+from advgui.core.progress import Cancelled, CancelToken, Progress
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[..., Any]
+"""Called as ``fn(progress=callback, cancel=token)`` in the worker thread."""
+
+
+@dataclass
+class ErrorInfo:
+    """What went wrong in a job: a user-facing message and, for bugs, the traceback."""
+
+    message: str
+    details: str
+    user_error: bool
+
+
+class _Runner(QObject):
+    progress = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
+    cancelled = Signal()
+    done = Signal()
+
+    def __init__(self, fn: JobFn, token: CancelToken) -> None:
+        super().__init__()
+        self._fn = fn
+        self._token = token
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self._fn(progress=self.progress.emit, cancel=self._token)
+        except Cancelled:
+            self.cancelled.emit()
+        except AdvguiError as err:
+            self.errored.emit(ErrorInfo(str(err), "", True))
+        except BaseException as err:  # a bug: keep the app alive, show and log it
+            details = traceback.format_exc()
+            log.error("job failed:\n%s", details)
+            self.errored.emit(ErrorInfo(f"{type(err).__name__}: {err}", details, False))
+        else:
+            self.returned.emit(result)
+        finally:
+            self.done.emit()
+
+
+class Job(QObject):
+    """One background job. Connect to its signals, then :meth:`start`; :meth:`cancel` to stop.
+
+    ``finished`` fires last, after exactly one of ``returned``, ``errored`` or ``cancelled``,
+    once the thread has ended.
+    """
+
+    progress = Signal(object)  # Progress
+    returned = Signal(object)
+    errored = Signal(object)  # ErrorInfo
+    cancelled = Signal()
+    finished = Signal()
+
+    #: Every job whose thread may still run; the main window and tests join them.
+    live: ClassVar[set[Job]] = set()
+
+    def __init__(self, fn: JobFn, *, name: str = "job", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.token = CancelToken()
+        self.outcome: str | None = None
+        self._thread = QThread()
+        self._thread.setObjectName(f"advgui-{name}")
+        self._runner = _Runner(fn, self.token)
+        self._runner.moveToThread(self._thread)
+        self._thread.started.connect(self._runner.run)
+        self._runner.progress.connect(self._on_progress)
+        self._runner.returned.connect(self._on_returned)
+        self._runner.errored.connect(self._on_errored)
+        self._runner.cancelled.connect(self._on_cancelled)
+        # Direct: quit() is thread-safe, and the GUI thread may be blocked in wait().
+        self._runner.done.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
+        self._thread.finished.connect(self._on_thread_finished)
+
+    def start(self) -> Job:
+        Job.live.add(self)
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def wait(self, msecs: int = 30000) -> bool:
+        """Block until the thread ends (for shutdown and tests); True if it did."""
+        return self._thread.wait(msecs)
+
+    @Slot(object)
+    def _on_progress(self, update: Progress) -> None:
+        self.progress.emit(update)
+
+    @Slot(object)
+    def _on_returned(self, result: Any) -> None:
+        self.outcome = "returned"
+        self.returned.emit(result)
+
+    @Slot(object)
+    def _on_errored(self, info: ErrorInfo) -> None:
+        self.outcome = "errored"
+        self.errored.emit(info)
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self.outcome = "cancelled"
+        self.cancelled.emit()
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        Job.live.discard(self)
+        self.finished.emit()
+
+
+def run_job(
+    fn: JobFn,
+    *,
+    name: str = "job",
+    parent: QObject | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_result: Callable[[Any], None] | None = None,
+    on_error: Callable[[ErrorInfo], None] | None = None,
+    on_cancel: Callable[[], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+) -> Job:
+    """Create, connect and start a :class:`Job` in one call (handlers run in the GUI thread)."""
+    job = Job(fn, name=name, parent=parent)
+    for signal, handler in (
+        (job.progress, on_progress),
+        (job.returned, on_result),
+        (job.errored, on_error),
+        (job.cancelled, on_cancel),
+        (job.finished, on_finish),
+    ):
+        if handler is not None:
+            signal.connect(handler)
+    return job.start()
+
+
+def cancel_and_join_all(timeout_ms: int = 30000) -> bool:
+    """Cancel every live job and wait for its thread; True if all ended in time."""
+    jobs = list(Job.live)
+    for job in jobs:
+        job.cancel()
+    return all(job.wait(timeout_ms) for job in jobs)
