@@ -67,3 +67,23 @@ def no_dangling_threads(request):
         if t.ident not in before and t.is_alive() and not t.daemon and t.name != "MainThread"
     ]
     assert not leftover, f"test left threads running: {[t.name for t in leftover]}"
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(mnist, tmp_path_factory):
+    """A small CNN trained briefly on real MNIST (about 98% test accuracy), shared by tests.
+
+    Tests must not modify it; copy with ``keras.models.clone_model`` to train further.
+    """
+    from advgui.core import models
+    from advgui.core.tfimport import keras
+
+    k = keras()
+    net = models.build_model("cnn", seed=0)
+    net.compile(
+        optimizer=k.optimizers.Adam(2e-3),
+        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    net.fit(mnist.x_train[:20000], mnist.y_train[:20000], batch_size=128, epochs=1, verbose=0)
+    clf = models.Classifier(net, {"name": "test-cnn", "architecture": "cnn"})
+    return clf
