@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import shutil
 import struct
@@ -106,7 +107,7 @@ def parse_idx(data: bytes, *, name: str = "IDX data") -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{name}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    count = int(np.prod(dims, dtype=np.int64))
+    count = math.prod(dims)  # Python ints: no overflow on hostile headers
     if len(data) != header + count:
         raise DataError(
             f"{name}: truncated or padded IDX file: header says {count} values, "

