@@ -1,0 +1,1 @@
+"""Reusable widgets; each module belongs to the tab named in its prefix."""
