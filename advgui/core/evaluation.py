@@ -1,0 +1,590 @@
+"""Robustness evaluation that does not flatter: every model and defense, the same attacks.
+
+For each model and input transformation the evaluation measures clean accuracy and robust
+accuracy over an epsilon grid, under each chosen attack run twice:
+
+- *naive*: the attack differentiates the defended model as it presents itself (a distilled
+  network's softmax, the true gradient of a squeezer, one draw of random noise);
+- *adaptive*: the attack differentiates a view built to defeat gradient masking: logits divided
+  by the distillation temperature (Carlini & Wagner 2016), BPDA through transformations and EOT
+  over random ones (Athalye et al. 2018).
+
+An image counts as robust at an epsilon only if the deployed model classifies it correctly
+clean and under *both* attacks: ``robust_accuracy`` is the worst case, ``naive`` and
+``adaptive`` are kept side by side so that a gap (gradient masking) is visible and explained.
+
+Minimum-norm attacks (C&W, DeepFool, the deck's targeted descent) run once; their perturbation
+is projected onto each epsilon ball (L-inf) before the deployed model classifies it.
+
+Results are plain JSON-able dicts (see :func:`evaluate`), with helpers for CSV rows and a PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advgui.core.defenses.detector import SqueezeDetector
+from advgui.core.defenses.transforms import parse_transform, transform_label, wrap
+from advgui.core.errors import ParameterError
+from advgui.core.fileio import atomic_write_bytes, atomic_write_text
+from advgui.core.models import Classifier
+from advgui.core.progress import CancelToken, Progress, ProgressCallback, check
+from advgui.core.tfimport import keras
+
+#: Attacks bounded by epsilon: run once per epsilon.
+EPS_ATTACKS = ("fgsm", "pgd", "bim", "mifgsm")
+#: Minimum-norm (unbounded) attacks: run once, projected onto each epsilon ball.
+MIN_NORM_ATTACKS = ("cw", "deepfool", "targeted")
+EVAL_ATTACKS = EPS_ATTACKS + MIN_NORM_ATTACKS
+#: Parameters used unless the caller overrides them (fast enough for 1,000 images on a CPU).
+DEFAULT_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
+    "cw": {"steps": 100, "search_steps": 5},
+    "deepfool": {"steps": 50},
+    "targeted": {"steps": 200, "quantize": False},
+}
+RESULT_VERSION = 1
+
+
+@dataclass
+class EvalConfig:
+    """What to measure; stored in the result so a run can be told apart and repeated."""
+
+    attacks: Sequence[str] = ("fgsm", "pgd")
+    eps: Sequence[float] = (0.0, 0.1, 0.2, 0.3)
+    n: int = 1000
+    restarts: int = 1
+    pgd_steps: int = 40
+    eot_samples: int = 8
+    adaptive: bool = True
+    detector_fpr: float | None = None
+    batch_size: int = 500
+    seed: int = 0
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def validate(self) -> EvalConfig:
+        attacks = [str(a).strip() for a in self.attacks]
+        if not attacks:
+            raise ParameterError("choose at least one attack", field="attacks")
+        for a in attacks:
+            if a not in EVAL_ATTACKS:
+                raise ParameterError(
+                    f"unknown attack {a!r} for evaluation; choose from {', '.join(EVAL_ATTACKS)}",
+                    field="attacks",
+                )
+        self.attacks = tuple(dict.fromkeys(attacks))
+        eps = []
+        for e in self.eps:
+            try:
+                v = float(e)
+            except (TypeError, ValueError):
+                raise ParameterError(f"epsilon must be a number, got {e!r}", field="eps") from None
+            if not math.isfinite(v) or not 0.0 <= v <= 1.0:
+                raise ParameterError(f"epsilon must be between 0 and 1, got {e!r}", field="eps")
+            eps.append(v)
+        if not eps:
+            raise ParameterError("give at least one epsilon", field="eps")
+        self.eps = tuple(sorted(set(eps)))
+        for name, value, lo, hi in (
+            ("n", self.n, 1, 10000),
+            ("restarts", self.restarts, 1, 100),
+            ("pgd_steps", self.pgd_steps, 1, 10000),
+            ("eot_samples", self.eot_samples, 1, 100),
+            ("batch_size", self.batch_size, 1, 10000),
+        ):
+            if not isinstance(value, (int, np.integer)) or not lo <= int(value) <= hi:
+                raise ParameterError(
+                    f"{name} must be a whole number between {lo} and {hi}, got {value!r}",
+                    field=name,
+                )
+        if self.detector_fpr is not None and not 0.0 < float(self.detector_fpr) < 0.5:
+            raise ParameterError(
+                f"detector false-positive rate must be between 0 and 0.5, got {self.detector_fpr}",
+                field="detector_fpr",
+            )
+        return self
+
+
+def parse_eps_grid(text: str) -> tuple[float, ...]:
+    """``"0,0.1,0.2,0.3"`` -> a validated, sorted epsilon grid."""
+    parts = [p for p in str(text).replace(";", ",").split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ParameterError(
+            f"epsilon grid must be numbers separated by commas, got {text!r}", field="eps"
+        ) from None
+    return tuple(EvalConfig(eps=values).validate().eps)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _temperature(clf: Classifier) -> float | None:
+    if clf.meta.get("defense") == "distill" and clf.meta.get("temperature"):
+        return float(clf.meta["temperature"])
+    return None
+
+
+def probability_view(clf: Classifier) -> Classifier:
+    """What an attacker differentiating the deployed softmax sees: log-probabilities.
+
+    A saturated softmax returns exactly 1 and 0 in float32, so these gradients are zero.
+    """
+    k = keras()
+    inputs = k.Input(shape=(28, 28, 1), name="image")
+    p = k.layers.Softmax()(clf.logits_model(inputs))
+    out = k.ops.log(p + 1e-30)
+    return Classifier(clf.model, dict(clf.meta), k.Model(inputs, out, name="softmax_view"))
+
+
+def scaled_view(clf: Classifier, scale: float) -> Classifier:
+    """Logits divided by ``scale`` (the distillation temperature): same argmax, live gradient."""
+    k = keras()
+    inputs = k.Input(shape=(28, 28, 1), name="image")
+    out = k.layers.Rescaling(1.0 / scale)(clf.logits_model(inputs))
+    return Classifier(clf.model, dict(clf.meta), k.Model(inputs, out, name="scaled_logits"))
+
+
+@dataclass
+class Target:
+    """One model with one input transformation, and the views attacks differentiate."""
+
+    clf: Classifier
+    transform: str
+    deployed: Classifier
+    naive: Classifier
+    adaptive: Classifier | None  # None: identical to naive (nothing to adapt to)
+    how_adaptive: str
+
+    @property
+    def label(self) -> str:
+        return self.clf.name if self.transform == "none" else f"{self.clf.name} + {self.transform}"
+
+
+def make_target(clf: Classifier, transform: str = "none", *, eot_samples: int = 8) -> Target:
+    specs = parse_transform(transform)
+    label = transform_label(specs)
+    temp = _temperature(clf)
+    deployed = wrap(clf, specs, mode="deployed") if specs else clf
+    naive_base = probability_view(clf) if temp else clf
+    naive = wrap(naive_base, specs, mode="naive") if specs else naive_base
+    how = []
+    if temp:
+        how.append(f"logits divided by T={temp:g}")
+    if specs:
+        how.append("BPDA (identity backward) through " + label)
+    if any(s.random for s in specs):
+        how.append(f"EOT over {eot_samples} draws")
+    adaptive = None
+    if how:
+        base = scaled_view(clf, temp) if temp else clf
+        adaptive = wrap(base, specs, mode="adaptive", eot_samples=eot_samples) if specs else base
+    return Target(clf, label, deployed, naive, adaptive, "; ".join(how))
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _attack_params(cfg: EvalConfig, name: str, eps: float | None) -> dict[str, Any]:
+    params = dict(DEFAULT_ATTACK_PARAMS.get(name, {}))
+    if name == "fgsm":
+        params["eps"] = eps
+    elif name == "pgd":
+        params.update(eps=eps, steps=cfg.pgd_steps, step=2.5 * eps / cfg.pgd_steps,
+                      restarts=cfg.restarts, seed=cfg.seed)  # fmt: skip
+    elif name == "bim":
+        params.update(eps=eps, steps=cfg.pgd_steps, step=2.5 * eps / cfg.pgd_steps)
+    elif name == "mifgsm":
+        params.update(eps=eps)
+    params.update(cfg.attack_params.get(name, {}))
+    return params
+
+
+def _project(x: np.ndarray, x_adv: np.ndarray, eps: float) -> np.ndarray:
+    return np.clip(x + np.clip(x_adv - x, -eps, eps), 0.0, 1.0).astype(np.float32)
+
+
+class _Counter:
+    """Overall progress over all (target, view, attack, epsilon) units of n images each."""
+
+    def __init__(self, total: int, progress: ProgressCallback | None) -> None:
+        self.total = max(1, total)
+        self.done = 0
+        self.progress = progress
+
+    def sub(self, message: str) -> ProgressCallback:
+        base = self.done
+
+        def report(update: Progress) -> None:
+            if self.progress is not None:
+                self.progress(
+                    Progress(base + update.fraction, self.total, f"{message}: {update.message}",
+                             dict(update.info))
+                )  # fmt: skip
+
+        return report
+
+    def step(self, message: str, info: dict[str, Any] | None = None) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(Progress(self.done, self.total, message, info or {}))
+
+
+def evaluate(
+    models: Sequence[Classifier],
+    mnist: Any,
+    config: EvalConfig | None = None,
+    *,
+    transforms: Sequence[str] = ("none",),
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Evaluate every model under every transformation; returns a JSON-able dict.
+
+    ``result["results"]`` holds one entry per model and transformation with ``clean_accuracy``
+    and, per attack, lists aligned with ``eps``: ``robust_accuracy`` (worst case), ``naive``
+    and ``adaptive`` (None where no adaptive view applies), plus ``notes`` where they disagree.
+    Progress ``info`` carries ``partial`` (the entry finished so far) for live display.
+    """
+    from advgui.core.attacks import make_attack
+    from advgui.core.attacks.batch import run_batch
+
+    cfg = (config or EvalConfig()).validate()
+    if not models:
+        raise ParameterError("choose at least one model", field="models")
+    transforms = list(dict.fromkeys(transforms or ["none"]))
+    for tr in transforms:
+        parse_transform(tr)  # validate all before any work
+    n = int(cfg.n)
+    x = np.asarray(mnist.x_test[:n], np.float32).reshape(-1, 28, 28, 1)
+    y = np.asarray(mnist.y_test[:n], np.int64)
+    eps_pos = [e for e in cfg.eps if e > 0]
+    t0 = time.perf_counter()
+
+    targets = [make_target(m, tr, eot_samples=cfg.eot_samples) for m in models for tr in transforms]
+    units = 0
+    for tg in targets:
+        views = 2 if (tg.adaptive is not None and cfg.adaptive) else 1
+        for a in cfg.attacks:
+            units += views * (len(eps_pos) if a in EPS_ATTACKS else (1 if eps_pos else 0))
+    counter = _Counter(units + len(targets), progress)
+
+    results = []
+    for tg in targets:
+        check(cancel)
+        clean_ok = tg.deployed.predict(x) == y
+        entry: dict[str, Any] = {
+            "model": tg.clf.name,
+            "transform": tg.transform,
+            "label": tg.label,
+            "defense": str(tg.clf.meta.get("defense", "none")),
+            "clean_accuracy": float(clean_ok.mean()),
+            "adaptive": tg.how_adaptive or None,
+            "attacks": {},
+            "notes": [],
+        }
+        counter.step(f"{tg.label}: clean accuracy {clean_ok.mean():.1%}")
+        views = [("naive", tg.naive)]
+        if tg.adaptive is not None and cfg.adaptive:
+            views.append(("adaptive", tg.adaptive))
+        adv_for_detector: dict[str, dict[float, np.ndarray]] = {}
+        for a in cfg.attacks:
+            t_att = time.perf_counter()
+            per_view: dict[str, list[float]] = {}
+            robust_ok = {e: clean_ok.copy() for e in cfg.eps}
+            for view_name, view in views:
+                accs = []
+                if a in MIN_NORM_ATTACKS and eps_pos:
+                    attack = make_attack(a, **_attack_params(cfg, a, None))
+                    goals = (y + 1) % 10 if not attack.supports_untargeted else None
+                    res = run_batch(
+                        attack, view, x, y, goals=goals, batch_size=cfg.batch_size,
+                        progress=counter.sub(f"{tg.label}: {a} ({view_name})"), cancel=cancel,
+                    )  # fmt: skip
+                    counter.step(f"{tg.label}: {a} ({view_name}) done")
+                    x_by_eps = {e: _project(x, res.x_adv, e) for e in eps_pos}
+                else:
+                    x_by_eps = {}
+                for e in cfg.eps:
+                    check(cancel)
+                    if e == 0:
+                        accs.append(float(clean_ok.mean()))
+                        continue
+                    if a in EPS_ATTACKS:
+                        attack = make_attack(a, **_attack_params(cfg, a, e))
+                        res = run_batch(
+                            attack, view, x, y, batch_size=cfg.batch_size,
+                            progress=counter.sub(f"{tg.label}: {a} eps {e:g} ({view_name})"),
+                            cancel=cancel,
+                        )  # fmt: skip
+                        x_adv = res.x_adv
+                    else:
+                        x_adv = x_by_eps[e]
+                    ok = clean_ok & (tg.deployed.predict(x_adv) == y)
+                    robust_ok[e] &= ok
+                    accs.append(float(ok.mean()))
+                    if view_name == views[-1][0]:
+                        adv_for_detector.setdefault(a, {})[e] = x_adv
+                    if a in EPS_ATTACKS:
+                        counter.step(
+                            f"{tg.label}: {a} eps {e:g} ({view_name}): {ok.mean():.1%}",
+                        )
+                per_view[view_name] = accs
+            entry["attacks"][a] = {
+                "eps": list(cfg.eps),
+                "robust_accuracy": [float(robust_ok[e].mean()) for e in cfg.eps],
+                "naive": per_view["naive"],
+                "adaptive": per_view.get("adaptive"),
+                "seconds": time.perf_counter() - t_att,
+            }
+            note = explain(entry, a)
+            if note:
+                entry["notes"].append(note)
+            if progress is not None:
+                progress(
+                    Progress(counter.done, counter.total, f"{tg.label}: {a} done",
+                             {"partial": _partial(entry)})
+                )  # fmt: skip
+        if cfg.detector_fpr is not None and tg.transform == "none":
+            entry["detector"] = _detector(tg, mnist, cfg, x, y, adv_for_detector)
+        results.append(entry)
+    return {
+        "version": RESULT_VERSION,
+        "config": {**asdict(cfg), "attacks": list(cfg.attacks), "eps": list(cfg.eps)},
+        "transforms": transforms,
+        "n": n,
+        "eps": list(cfg.eps),
+        "attacks": list(cfg.attacks),
+        "results": results,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _partial(entry: dict[str, Any]) -> dict[str, Any]:
+    return {**entry, "attacks": {k: dict(v) for k, v in entry["attacks"].items()}}
+
+
+def _detector(
+    tg: Target, mnist: Any, cfg: EvalConfig, x: np.ndarray, y: np.ndarray, adv: dict
+) -> dict[str, Any]:
+    """Detection rate at the chosen false-positive rate, calibrated on other clean images.
+
+    The attacks did not try to evade the detector: an attacker who knows it can (Carlini and
+    Wagner 2017), so these rates are an upper bound.
+    """
+    fpr = float(cfg.detector_fpr)
+    calib = np.asarray(mnist.x_test[-2000:], np.float32).reshape(-1, 28, 28, 1)
+    det = SqueezeDetector(tg.deployed)
+    det.calibrate(calib, fpr)
+    out = {**det.describe(), "fpr_measured": float(det.detect(x).mean()), "detection_rate": {}}
+    for a, by_eps in adv.items():
+        rates = []
+        for e in cfg.eps:
+            if e not in by_eps:
+                rates.append(None)
+                continue
+            fooled = tg.deployed.predict(by_eps[e]) != y
+            flagged = det.detect(by_eps[e][fooled]) if fooled.any() else np.zeros(0, bool)
+            rates.append(float(flagged.mean()) if len(flagged) else None)
+        out["detection_rate"][a] = {"eps": list(cfg.eps), "rate": rates}
+    return out
+
+
+# --------------------------------------------------------------------------- explanations
+
+#: A gap larger than this (in accuracy) between naive and adaptive is worth explaining.
+MASKING_GAP = 0.05
+
+
+def explain(entry: dict[str, Any], attack: str) -> str | None:
+    """One or two sentences where naive and adaptive attacks disagree, else None."""
+    res = entry["attacks"][attack]
+    if res.get("adaptive") is None:
+        return None
+    gaps = [nv - ad for nv, ad in zip(res["naive"], res["adaptive"], strict=True)]
+    worst = max(range(len(gaps)), key=lambda i: abs(gaps[i]))
+    gap, eps = gaps[worst], res["eps"][worst]
+    if abs(gap) <= MASKING_GAP:
+        return None
+    head = (
+        f"{entry['label']}, {attack} at eps {eps:g}: naive {res['naive'][worst]:.1%} vs "
+        f"adaptive {res['adaptive'][worst]:.1%}."
+    )
+    if gap < 0:
+        return (
+            f"{head} The adaptive approximation is the weaker attack here; the robust "
+            "accuracy column keeps the worst case of both."
+        )
+    why = []
+    if entry.get("defense") == "distill":
+        why.append(
+            "distillation saturates the softmax, so the naive gradient underflows to zero; "
+            "dividing the logits by the temperature brings it back"
+        )
+    tr = entry.get("transform", "none")
+    if "squeeze-bits" in tr or "jpeg" in tr:
+        why.append(
+            "quantisation and JPEG have zero or no gradient, so the naive attack gets no "
+            "signal; BPDA passes the gradient through as if the step were the identity"
+        )
+    if "median" in tr:
+        why.append(
+            "the median filter's gradient reaches only one pixel per window; BPDA does better"
+        )
+    if "noise" in tr:
+        why.append("random noise makes each gradient a poor guess; EOT averages several draws")
+    reason = "; ".join(why) or "the naive gradient is uninformative"
+    return (
+        f"{head} Gradient masking: {reason}. The naive figure overstates robustness; trust the "
+        "adaptive one."
+    )
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per model, transformation, attack and epsilon (for tables and CSV)."""
+    out = []
+    for entry in result["results"]:
+        for attack, res in entry["attacks"].items():
+            for i, eps in enumerate(res["eps"]):
+                out.append(
+                    {
+                        "model": entry["model"],
+                        "transform": entry["transform"],
+                        "defense": entry["defense"],
+                        "attack": attack,
+                        "eps": eps,
+                        "clean_accuracy": entry["clean_accuracy"],
+                        "robust_accuracy": res["robust_accuracy"][i],
+                        "naive": res["naive"][i],
+                        "adaptive": None if res["adaptive"] is None else res["adaptive"][i],
+                    }
+                )
+    return out
+
+
+CSV_FIELDS = (
+    "model", "transform", "defense", "attack", "eps", "clean_accuracy", "robust_accuracy",
+    "naive", "adaptive",
+)  # fmt: skip
+
+
+def to_csv(result: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows(result):
+        writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+def curves(result: dict[str, Any], attack: str | None = None) -> list[dict[str, Any]]:
+    """Robust accuracy against epsilon per model/transform: the worst over the chosen attacks
+    (or one ``attack``), with the naive-only curve where it differs."""
+    out = []
+    for entry in result["results"]:
+        names = [attack] if attack else list(entry["attacks"])
+        names = [a for a in names if a in entry["attacks"]]
+        if not names:
+            continue
+        eps = entry["attacks"][names[0]]["eps"]
+        robust = np.min([entry["attacks"][a]["robust_accuracy"] for a in names], axis=0)
+        naive = np.min([entry["attacks"][a]["naive"] for a in names], axis=0)
+        out.append(
+            {
+                "label": entry["label"],
+                "eps": list(eps),
+                "robust": robust.tolist(),
+                "naive": naive.tolist() if np.any(np.abs(naive - robust) > 1e-9) else None,
+            }
+        )
+    return out
+
+
+def save_json(result: dict[str, Any], path: Path | str) -> None:
+    import json
+
+    atomic_write_text(path, json.dumps(result, indent=1, default=_json_default) + "\n")
+
+
+def save_csv(result: dict[str, Any], path: Path | str) -> None:
+    atomic_write_text(path, to_csv(result))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+PALETTE = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+]  # fmt: skip
+
+
+def render_png(result: dict[str, Any], attack: str | None = None, size=(900, 600)) -> bytes:
+    """Robust accuracy versus epsilon as a PNG (Pillow: works without a display or Qt)."""
+    from PIL import Image, ImageDraw
+
+    w, h = size
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    left, right, top, bottom = 70, w - 260, 40, h - 60
+    eps_all = result.get("eps") or [0.0, 1.0]
+    x_max = max(eps_all) or 1.0
+
+    def px(e: float, acc: float) -> tuple[float, float]:
+        return (left + (right - left) * e / x_max, bottom - (bottom - top) * acc)
+
+    d.rectangle([left, top, right, bottom], outline="black")
+    for i in range(6):
+        acc = i / 5
+        yy = px(0, acc)[1]
+        d.line([left, yy, right, yy], fill=(225, 225, 225))
+        d.text((left - 40, yy - 6), f"{acc:.0%}", fill="black")
+    for e in eps_all:
+        xx = px(e, 0)[0]
+        d.text((xx - 10, bottom + 8), f"{e:g}", fill="black")
+    d.text(((left + right) // 2 - 30, bottom + 30), "epsilon (L-inf)", fill="black")
+    title = f"Robust accuracy ({attack or 'worst of ' + ', '.join(result.get('attacks', []))})"
+    d.text((left, 12), title, fill="black")
+    for i, c in enumerate(curves(result, attack)):
+        color = PALETTE[i % len(PALETTE)]
+        pts = [px(e, a) for e, a in zip(c["eps"], c["robust"], strict=True)]
+        if len(pts) > 1:
+            d.line(pts, fill=color, width=3)
+        for p in pts:
+            d.ellipse([p[0] - 4, p[1] - 4, p[0] + 4, p[1] + 4], fill=color)
+        if c["naive"] is not None:
+            npts = [px(e, a) for e, a in zip(c["eps"], c["naive"], strict=True)]
+            for a, b in itertools.pairwise(npts):  # dashed: naive (masked) figure
+                for s in range(0, 10, 2):
+                    p0 = (a[0] + (b[0] - a[0]) * s / 10, a[1] + (b[1] - a[1]) * s / 10)
+                    p1 = (a[0] + (b[0] - a[0]) * (s + 1) / 10, a[1] + (b[1] - a[1]) * (s + 1) / 10)
+                    d.line([p0, p1], fill=color, width=2)
+        ly = top + 10 + 22 * i
+        d.line([right + 15, ly + 6, right + 40, ly + 6], fill=color, width=3)
+        d.text((right + 45, ly), c["label"][:32], fill="black")
+    d.text((right + 15, bottom - 20), "dashed: naive attack", fill=(90, 90, 90))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(result: dict[str, Any], path: Path | str, attack: str | None = None) -> None:
+    atomic_write_bytes(path, render_png(result, attack))
