@@ -1,0 +1,227 @@
+"""``advgui evaluate`` (compare models and defenses) and ``advgui defend`` (defended training).
+
+``advgui train --defense ...`` calls :func:`train_defense` from here, so both spellings give the
+same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from advgui.commands.common import ProgressBar, finite_float, positive_int, write_json
+from advgui.core.errors import ParameterError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from advgui.core.defenses.adversarial import ARCHS, DEFENSES
+    from advgui.core.evaluation import EVAL_ATTACKS
+
+    e = sub.add_parser(
+        "evaluate",
+        help="clean and robust accuracy of models and defenses over an epsilon grid",
+        description="Attack every model (and every model behind every --transform) the same "
+        "way, naively and adaptively (BPDA, EOT, logits/T for distillation), and report clean "
+        "and robust accuracy per attack and epsilon. Images: the first --n test images.",
+    )
+    e.add_argument(
+        "--model", action="append", required=True, metavar="M.keras", help="a model (repeatable)"
+    )
+    e.add_argument(
+        "--transform",
+        action="append",
+        default=[],
+        metavar="T",
+        help="input transformation evaluated besides the bare model (repeatable): "
+        "squeeze-bits:1, median:2, jpeg:75, noise:0.3, or a chain like squeeze-bits:1+median:2",
+    )
+    e.add_argument(
+        "--attack",
+        action="append",
+        choices=EVAL_ATTACKS,
+        metavar="A",
+        help=f"attack (repeatable; default fgsm and pgd): {', '.join(EVAL_ATTACKS)}",
+    )
+    e.add_argument("--eps", default="0,0.1,0.2,0.3", help="epsilon grid, e.g. 0,0.1,0.2,0.3")
+    e.add_argument("--n", type=positive_int, default=1000, help="test images (default 1000)")
+    e.add_argument("--restarts", type=positive_int, default=1, help="PGD random restarts")
+    e.add_argument("--steps", type=positive_int, default=40, help="PGD/BIM steps (default 40)")
+    e.add_argument("--eot", type=positive_int, default=8, help="EOT draws for random transforms")
+    e.add_argument("--naive-only", action="store_true", help="skip the adaptive attacks")
+    e.add_argument(
+        "--detector-fpr",
+        type=finite_float,
+        metavar="F",
+        help="also run the feature-squeezing detector at this false-positive rate (e.g. 0.05)",
+    )
+    e.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
+    e.add_argument("--csv", metavar="OUT.csv", help="write one row per model/attack/epsilon")
+    e.add_argument("--plot", metavar="OUT.png", help="draw robust accuracy against epsilon")
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser(
+        "defend",
+        help="train a defended model (adversarial training or distillation)",
+        description="Train a defended classifier; same as advgui train --defense.",
+    )
+    add_defense_arguments(d, ARCHS, DEFENSES, required=True)
+    d.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
+    d.add_argument("--json", metavar="FILE", help="write per-epoch figures as JSON")
+    d.add_argument("--no-store", action="store_true", help="do not add it to the model store")
+    d.set_defaults(func=cmd_defend)
+
+
+def add_defense_arguments(
+    p: argparse.ArgumentParser, archs: Any, defenses: Any, *, required: bool = False
+) -> None:
+    """The options of defended training (shared with ``advgui train --defense``)."""
+    p.add_argument("--defense", choices=defenses, required=required, help="defense to train")
+    p.add_argument("--eps", type=finite_float, help="attack budget trained against (default 0.3)")
+    if required:  # advgui train has its own --epochs, --lr, --batch-size, --seed, --n-train
+        p.add_argument("--epochs", type=positive_int, help="passes over the training images")
+        p.add_argument("--lr", type=finite_float, help="peak learning rate (Adam, one-cycle)")
+        p.add_argument("--batch-size", type=positive_int)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--n-train", type=positive_int, help="training images to use")
+    p.add_argument(
+        "--defense-arch",
+        choices=archs,
+        help="architecture of the defended model (default cnn-s2-wide: fast on a CPU)",
+    )
+    p.add_argument("--steps", type=positive_int, help="inner PGD/TRADES steps (default 10)")
+    p.add_argument("--beta", type=finite_float, help="TRADES beta (default 6)")
+    p.add_argument("--temperature", type=finite_float, help="distillation T (default 100)")
+
+
+def defense_config(args: argparse.Namespace) -> Any:
+    from advgui.core.defenses import DefenseConfig
+
+    overrides = {
+        name: value
+        for name, value in (
+            ("eps", args.eps),
+            ("epochs", getattr(args, "epochs", None)),
+            ("lr", getattr(args, "lr", None)),
+            ("batch_size", getattr(args, "batch_size", None)),
+            ("n_train", getattr(args, "n_train", None)),
+            ("arch", args.defense_arch),
+            ("steps", args.steps),
+            ("beta", args.beta),
+            ("temperature", args.temperature),
+        )
+        if value is not None
+    }
+    return DefenseConfig(method=args.defense, seed=getattr(args, "seed", 0) or 0, **overrides)
+
+
+def train_defense(args: argparse.Namespace) -> int:
+    """Train, save (and keep in the store), report: the body of ``defend``/``train --defense``."""
+    from advgui.core import data, models
+    from advgui.core.defenses import train_defended
+
+    out = Path(args.out)
+    if out.suffix != ".keras":
+        raise ParameterError(f"--out {out}: model files must end in .keras", field="out")
+    if not out.parent.is_dir():
+        raise ParameterError(f"--out {out}: folder {out.parent} does not exist", field="out")
+    config = defense_config(args).validate()
+    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    bar = ProgressBar()
+    try:
+        result = train_defended(config, mnist, progress=bar)
+    finally:
+        bar.close()
+    clf = result.classifier
+    test_acc = clf.accuracy(mnist.x_test, mnist.y_test)
+    clf.meta["test_accuracy"] = test_acc
+    models.save_model(clf, out)
+    stored = None
+    if not args.no_store:
+        from advgui.core.store import ModelStore
+
+        stored = ModelStore().add(clf)
+    last = result.history[-1] if result.history else {}
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "test_accuracy": test_acc,
+                "seconds": result.seconds,
+                "best_epoch": result.best_epoch,
+                "history": result.history,
+                "config": result.config,
+                "model": str(out),
+            },
+        )
+    print(
+        f"{config.method}: test accuracy {100 * test_acc:.2f}%, held-out PGD-{config.check_steps} "
+        f"accuracy at eps {config.eps:g}: {100 * last.get('robust_accuracy', 0):.1f}% "
+        f"(epoch {result.best_epoch} kept, {result.seconds:.0f} s); saved {out}"
+    )
+    if stored is not None:
+        print(f"kept in the model store: {stored}")
+    return 0
+
+
+def cmd_defend(args: argparse.Namespace) -> int:
+    return train_defense(args)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from advgui.core import data, evaluation, models
+    from advgui.core.defenses import parse_transform
+
+    cfg = evaluation.EvalConfig(
+        attacks=tuple(args.attack or ("fgsm", "pgd")),
+        eps=evaluation.parse_eps_grid(args.eps),
+        n=args.n,
+        restarts=args.restarts,
+        pgd_steps=args.steps,
+        eot_samples=args.eot,
+        adaptive=not args.naive_only,
+        detector_fpr=args.detector_fpr,
+    ).validate()
+    for t in args.transform:
+        parse_transform(t)
+    for out in (args.json, args.csv, args.plot):
+        if out and not Path(out).parent.is_dir():
+            raise ParameterError(f"{out}: folder {Path(out).parent} does not exist", field="out")
+    clfs = [models.load_model(m) for m in args.model]
+    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    transforms = ["none", *[t for t in args.transform if t != "none"]]
+    bar = ProgressBar()
+    try:
+        result = evaluation.evaluate(clfs, mnist, cfg, transforms=transforms, progress=bar)
+    finally:
+        bar.close()
+    print_table(result)
+    if args.json:
+        write_json(args.json, result)
+    if args.csv:
+        evaluation.save_csv(result, args.csv)
+    if args.plot:
+        evaluation.save_png(result, args.plot)
+    return 0
+
+
+def print_table(result: dict[str, Any]) -> None:
+    eps = result["eps"]
+    head = f"{'model / transform':34} {'attack':9}" + "".join(f"{e:>9g}" for e in eps)
+    print(f"robust accuracy on {result['n']} test images (naive/adaptive where they differ)")
+    print(head)
+    for entry in result["results"]:
+        for attack, res in entry["attacks"].items():
+            cells = []
+            for i in range(len(eps)):
+                r = f"{100 * res['robust_accuracy'][i]:.1f}"
+                if (
+                    res["adaptive"] is not None
+                    and abs(res["naive"][i] - res["adaptive"][i]) > 0.005
+                ):
+                    r += "*"
+                cells.append(f"{r:>9}")
+            print(f"{entry['label'][:34]:34} {attack:9}" + "".join(cells))
+        for note in entry["notes"]:
+            print(f"  * {note}")
+    print(f"({result['seconds']:.0f} s)")
