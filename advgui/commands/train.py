@@ -1,0 +1,88 @@
+"""``advgui train``: train an MLP or CNN on MNIST headless, save it, print the test accuracy."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from advgui.commands.common import ProgressBar, finite_float, positive_int, write_json
+from advgui.core import data, models, training
+from advgui.core.errors import ParameterError
+from advgui.core.store import ModelStore
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a classifier on MNIST and save it as a .keras file",
+        description="Train a classifier on MNIST. Unset options take the architecture's "
+        "defaults. The model is also kept in the model store unless --no-store.",
+    )
+    p.add_argument("--arch", choices=models.ARCHITECTURES, default="cnn")
+    p.add_argument("--epochs", type=positive_int, help="passes over the training images")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=finite_float, help="peak learning rate")
+    p.add_argument("--schedule", choices=training.SCHEDULES, default="onecycle")
+    p.add_argument("--optimizer", choices=training.OPTIMIZERS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=positive_int, help="training images to use (default 55000)")
+    p.add_argument(
+        "--n-val",
+        type=int,
+        help="validation images held out from the training set (default 5000)",
+    )
+    p.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
+    p.add_argument("--json", metavar="FILE", help="write metrics as JSON")
+    p.add_argument("--no-store", action="store_true", help="do not add it to the model store")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix != ".keras":
+        raise ParameterError(f"--out {out}: model files must end in .keras", field="out")
+    if not out.parent.is_dir():
+        raise ParameterError(f"--out {out}: folder {out.parent} does not exist", field="out")
+    overrides = {
+        name: value
+        for name, value in (
+            ("epochs", args.epochs),
+            ("batch_size", args.batch_size),
+            ("lr", args.lr),
+            ("optimizer", args.optimizer),
+            ("n_train", args.n_train),
+            ("n_val", args.n_val),
+        )
+        if value is not None
+    }
+    config = training.TrainConfig.for_arch(
+        args.arch, schedule=args.schedule, seed=args.seed, **overrides
+    ).validate()
+    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    bar = ProgressBar()
+    try:
+        result = training.train(config, mnist, progress=bar)
+    finally:
+        bar.close()
+    clf = result.classifier
+    if not args.no_store:
+        stored = ModelStore().add(clf)
+        clf.meta.pop("stored", None)
+    models.save_model(clf, out)
+    payload = {
+        "test_accuracy": result.test_accuracy,
+        "epochs": config.epochs,
+        "epochs_completed": clf.meta["epochs_completed"],
+        "seconds": result.seconds,
+        "train_seconds": clf.meta["train_seconds"],
+        "history": result.history,
+        "config": config.to_dict(),
+        "num_weights": clf.meta["num_weights"],
+        "model": str(out),
+    }
+    if args.json:
+        write_json(args.json, payload)
+    print(f"test accuracy: {100 * result.test_accuracy:.2f}% ({result.seconds:.1f} s); saved {out}")
+    if not args.no_store:
+        print(f"kept in the model store: {stored}")
+    return 0

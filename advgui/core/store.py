@@ -1,0 +1,139 @@
+"""The model store: every trained model is saved in the user data folder the moment training
+ends, so closing the app (or a crash) loses nothing; the store is listed again on restart.
+
+One ``.keras`` file per model (metadata inside, see :mod:`advgui.core.models`). Listing reads
+only the metadata (no TensorFlow); a damaged file is skipped with a warning, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advgui.core import models, paths
+from advgui.core.errors import AdvguiError, ModelFileError
+from advgui.core.fileio import describe_os_error
+from advgui.core.progress import CancelToken, Progress, ProgressCallback, check
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class StoreEntry:
+    """One stored model file and its metadata (read without loading the model)."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or self.path.stem)
+
+
+class ModelStore:
+    """Models kept in a folder (default: ``paths.store_dir()``)."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else paths.store_dir()
+
+    def _unique_path(self, name: str) -> Path:
+        stem = _UNSAFE.sub("_", name).strip("._") or "model"
+        path = self.root / f"{stem}.keras"
+        i = 2
+        while path.exists():
+            path = self.root / f"{stem}-{i}.keras"
+            i += 1
+        return path
+
+    def add(self, clf: models.Classifier) -> Path:
+        """Save ``clf`` into the store under a new file name; records the path in its meta."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ModelFileError(describe_os_error(err, self.root)) from err
+        path = self._unique_path(clf.name)
+        clf.meta["stored"] = True
+        clf.meta["path"] = str(path)
+        try:
+            models.save_model(clf, path)
+        except BaseException:
+            clf.meta.pop("stored", None)
+            clf.meta.pop("path", None)
+            raise
+        return path
+
+    def contains(self, clf: models.Classifier) -> bool:
+        path = clf.meta.get("path")
+        return bool(path) and Path(path).parent.resolve() == self.root.resolve()
+
+    def remove(self, clf_or_path: models.Classifier | Path | str) -> bool:
+        """Delete a stored file; True if one was deleted. Files outside the store are kept."""
+        if isinstance(clf_or_path, models.Classifier):
+            if not self.contains(clf_or_path):
+                return False
+            path = Path(clf_or_path.meta["path"])
+            clf_or_path.meta.pop("stored", None)
+        else:
+            path = Path(clf_or_path)
+        if path.parent.resolve() != self.root.resolve():
+            return False
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            raise ModelFileError(describe_os_error(err, path)) from err
+        return True
+
+    def entries(self, warnings: list[str] | None = None) -> list[StoreEntry]:
+        """Stored models, oldest first; unreadable files are skipped (and named in
+        ``warnings``)."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for path in sorted(self.root.glob("*.keras")):
+            try:
+                meta = models.read_meta(path)
+            except AdvguiError as err:
+                _warn(warnings, f"skipped damaged model file {path.name}: {err}")
+                continue
+            found.append(StoreEntry(path, meta))
+        found.sort(key=lambda e: (str(e.meta.get("trained_at", "")), e.path.name))
+        return found
+
+    def load_all(
+        self,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        warnings: list[str] | None = None,
+    ) -> list[models.Classifier]:
+        """Load every stored model (imports TensorFlow); damaged ones are skipped with a
+        warning so one bad file never hides the others."""
+        entries = self.entries(warnings)
+        loaded = []
+        for i, entry in enumerate(entries):
+            check(cancel)
+            if progress is not None:
+                progress(Progress(i, len(entries), f"loading {entry.name}"))
+            try:
+                clf = models.load_model(entry.path)
+            except AdvguiError as err:
+                _warn(warnings, f"skipped damaged model file {entry.path.name}: {err}")
+                continue
+            clf.meta["stored"] = True
+            loaded.append(clf)
+        if progress is not None:
+            progress(Progress(len(entries), len(entries), "models loaded"))
+        return loaded
+
+
+def _warn(warnings: list[str] | None, message: str) -> None:
+    log.warning("model store: %s", message)
+    if warnings is not None:
+        warnings.append(message)

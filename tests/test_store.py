@@ -1,0 +1,79 @@
+"""The model store: models saved on arrival, listed and loaded again, damaged files skipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from advgui.core import models
+from advgui.core.store import ModelStore
+
+
+@pytest.fixture(scope="module")
+def small_clf(mnist):
+    """An MLP briefly fitted on real images (enough for predictions that differ per image)."""
+    from advgui.core import training
+
+    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=2000, n_val=0, seed=5)
+    return training.train(cfg, mnist).classifier
+
+
+def _copy(clf: models.Classifier, **meta) -> models.Classifier:
+    return models.Classifier(model=clf.model, meta={**clf.meta, **meta})
+
+
+def test_store_keeps_and_reloads_models(small_clf, mnist, isolated_home):
+    store = ModelStore()
+    assert store.root == isolated_home / "data" / "models"
+    assert store.entries() == []  # no folder yet: empty, no error
+    clf = _copy(small_clf)
+    path = store.add(clf)
+    assert path.parent == store.root and path.suffix == ".keras"
+    assert clf.meta["path"] == str(path) and store.contains(clf)
+    entries = store.entries()
+    assert [e.path for e in entries] == [path]
+    assert entries[0].meta["test_accuracy"] == small_clf.meta["test_accuracy"]
+    (loaded,) = ModelStore().load_all()
+    x = mnist.x_test[:300]
+    assert np.array_equal(loaded.predict(x), small_clf.predict(x))
+    assert loaded.meta["stored"] is True and loaded.meta["history"] == small_clf.meta["history"]
+
+
+def test_same_name_never_overwrites(small_clf, tmp_path):
+    store = ModelStore(tmp_path / "store")
+    a = store.add(_copy(small_clf, name="same/name"))
+    b = store.add(_copy(small_clf, name="same/name"))
+    assert a != b and a.is_file() and b.is_file()
+    assert "/" not in a.name.removesuffix(".keras")
+
+
+def test_damaged_entries_are_skipped_with_a_warning(small_clf, mnist, tmp_path):
+    store = ModelStore(tmp_path / "store")
+    good = store.add(_copy(small_clf, name="good", trained_at="2026-01-01T00:00:00"))
+    (store.root / "garbage.keras").write_bytes(b"\x00" * 100)
+    # A truncated copy of a real model: a zip whose contents are cut off.
+    (store.root / "truncated.keras").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    warnings: list[str] = []
+    entries = store.entries(warnings)
+    assert [e.path for e in entries] == [good]
+    warnings.clear()
+    loaded = store.load_all(warnings=warnings)
+    assert [c.meta["path"] for c in loaded] == [str(good)]
+    assert len(warnings) == 2
+    assert any("garbage.keras" in w for w in warnings)
+    assert any("truncated.keras" in w for w in warnings)
+
+
+def test_entries_sorted_by_training_time_and_removal(small_clf, tmp_path):
+    store = ModelStore(tmp_path / "store")
+    late = _copy(small_clf, name="b-late", trained_at="2026-02-01T00:00:00")
+    early = _copy(small_clf, name="a-early", trained_at="2026-01-01T00:00:00")
+    store.add(late)
+    store.add(early)
+    assert [e.name for e in store.entries()] == ["a-early", "b-late"]
+    assert store.remove(early) is True
+    assert [e.name for e in store.entries()] == ["b-late"]
+    assert store.remove(early) is False
+    # A file outside the store is never deleted through it.
+    outside = models.save_model(_copy(small_clf), tmp_path / "mine.keras")
+    assert store.remove(outside) is False and outside.is_file()
