@@ -75,15 +75,9 @@ def trained_cnn(mnist, tmp_path_factory):
 
     Tests must not modify it; copy with ``keras.models.clone_model`` to train further.
     """
-    from advgui.core import models
-    from advgui.core.tfimport import keras
+    from advgui.core import training
 
-    k = keras()
-    net = models.build_model("cnn", seed=0)
-    net.compile(
-        optimizer=k.optimizers.Adam(2e-3),
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    net.fit(mnist.x_train[:20000], mnist.y_train[:20000], batch_size=128, epochs=1, verbose=0)
-    clf = models.Classifier(net, {"name": "test-cnn", "architecture": "cnn"})
+    cfg = training.TrainConfig(arch="cnn", epochs=1, n_train=20000, n_val=0, batch_size=64)
+    clf = training.train(cfg, mnist).classifier
+    clf.meta["name"] = "test-cnn"
     return clf
