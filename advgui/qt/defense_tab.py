@@ -1,21 +1,262 @@
-"""Defense tab (filled by its own issue; until then it says so plainly)."""
+"""Defense tab: compare models and defenses under the same attacks, train defended models.
+
+The comparison runs as one background job (progress, Stop); partial results fill the curves
+and the table as each attack finishes. Where naive and adaptive attacks disagree, the notes
+say why (gradient masking), next to the numbers.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+import json
+from typing import Any
 
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from advgui.core.errors import AdvguiError
+from advgui.core.fileio import atomic_write_bytes
+from advgui.core.progress import Progress
 from advgui.qt.state import AppState
+from advgui.qt.widgets.defense_plot import DefensePlot
+from advgui.qt.widgets.defense_setup import DefenseSetup
+from advgui.qt.widgets.defense_table import DefenseTable
+from advgui.qt.widgets.defense_train import DefenseTrainPanel
+from advgui.qt.workers import ErrorInfo, Job, run_job
 
 
 class DefenseTab(QWidget):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        label = QLabel("Defense: not yet implemented in this version.")
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout = QVBoxLayout(self)
-        layout.addWidget(label)
+        self.job: Job | None = None
+        self.result: dict[str, Any] | None = None
+        self._partial: list[dict[str, Any]] = []
+        self._meta: dict[str, Any] = {}
+
+        self.setup = DefenseSetup()
+        self.run_button = QPushButton("Run comparison")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.status = QLabel("Choose models, transformations and attacks, then Run.")
+        self.status.setWordWrap(True)
+        self.train_panel = DefenseTrainPanel(lambda: self.state.mnist)
+
+        left = QWidget()
+        left_lay = QVBoxLayout(left)
+        left_lay.addWidget(self.setup)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        left_lay.addLayout(buttons)
+        left_lay.addWidget(self.progress_bar)
+        left_lay.addWidget(self.status)
+        train_box = QGroupBox("Train a defended model")
+        QVBoxLayout(train_box).addWidget(self.train_panel)
+        left_lay.addWidget(train_box)
+        left_lay.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(left)
+        scroll.setMinimumWidth(360)
+
+        self.plot = DefensePlot()
+        self.table = DefenseTable()
+        self.notes = QTextBrowser()
+        self.notes.setPlaceholderText(
+            "Where naive and adaptive attacks disagree, the reason appears here."
+        )
+        self.notes.setMaximumHeight(130)
+        self.export_csv_button = QPushButton("Export CSV...")
+        self.export_json_button = QPushButton("Export JSON...")
+        self.export_png_button = QPushButton("Export plot PNG...")
+        exports = QHBoxLayout()
+        for b in (self.export_csv_button, self.export_json_button, self.export_png_button):
+            b.setEnabled(False)
+            exports.addWidget(b)
+        exports.addStretch(1)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.plot)
+        right.addWidget(self.table)
+        right.addWidget(self.notes)
+        right_box = QWidget()
+        right_lay = QVBoxLayout(right_box)
+        right_lay.setContentsMargins(0, 0, 0, 0)
+        right_lay.addWidget(right)
+        right_lay.addLayout(exports)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(scroll)
+        split.addWidget(right_box)
+        split.setStretchFactor(1, 1)
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+
+        self.run_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self.export_csv_button.clicked.connect(lambda: self._export_dialog("csv"))
+        self.export_json_button.clicked.connect(lambda: self._export_dialog("json"))
+        self.export_png_button.clicked.connect(lambda: self._export_dialog("png"))
+        self.train_panel.trained.connect(lambda clf: self.state.add_model(clf, make_current=False))
+        self.state.modelsChanged.connect(self._on_models)
+        self._on_models()
+
+    # ------------------------------------------------------------------ running
+
+    def _on_models(self) -> None:
+        self.setup.set_models(self.state.models)
+
+    def start(self) -> None:
+        """Validate the choices and start the comparison in the background."""
+        from advgui.core.evaluation import evaluate
+
+        if self.job is not None and self.job.is_running():
+            return
+        if self.state.mnist is None:
+            self.status.setText("MNIST is not loaded yet (File > Import dataset...)")
+            return
+        try:
+            models = self.setup.selected_models()
+            if not models:
+                raise AdvguiError("choose at least one model (train one or load a file)")
+            cfg = self.setup.eval_config()
+            transforms = self.setup.transforms()
+        except AdvguiError as err:
+            self.status.setText(str(err))
+            return
+        mnist = self.state.mnist
+        self._partial = []
+        self._meta = {"eps": list(cfg.eps), "attacks": list(cfg.attacks), "n": cfg.n}
+        self._show(None)
+
+        def work(progress: Any, cancel: Any) -> dict[str, Any]:
+            return evaluate(models, mnist, cfg, transforms=transforms, progress=progress,
+                            cancel=cancel)  # fmt: skip
+
+        self.run_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.status.setText(f"comparing {len(models)} model(s) x {len(transforms)} input(s)...")
+        self.job = run_job(
+            work, name="defense-eval", parent=self, on_progress=self._on_progress,
+            on_result=self._on_result, on_error=self._on_error, on_cancel=self._on_cancel,
+            on_finish=self._on_finish,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.setText("stopping after the current step...")
+
+    def _on_progress(self, update: Progress) -> None:
+        self.progress_bar.setValue(int(1000 * update.fraction))
+        self.status.setText(update.message)
+        partial = update.info.get("partial")
+        if partial is not None:
+            self._partial = [p for p in self._partial if p["label"] != partial["label"]]
+            self._partial.append(partial)
+            self._show({**self._meta, "results": list(self._partial)})
+
+    def _on_result(self, result: dict[str, Any]) -> None:
+        self._show(result)
+        self.result = result
+        self.status.setText(f"done in {result['seconds']:.0f} s on {result['n']} test images")
+        for b in (self.export_csv_button, self.export_json_button, self.export_png_button):
+            b.setEnabled(True)
+
+    def _on_error(self, info: ErrorInfo) -> None:
+        self.status.setText(f"comparison failed: {info.message}")
+
+    def _on_cancel(self) -> None:
+        self.status.setText("stopped: the curves and table show what finished before Stop")
+
+    def _on_finish(self) -> None:
+        self.run_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+
+    def _show(self, result: dict[str, Any] | None) -> None:
+        self.plot.set_result(result)
+        self.table.set_result(result)
+        notes = [n for e in (result or {}).get("results", []) for n in e.get("notes", [])]
+        for e in (result or {}).get("results", []):
+            det = e.get("detector")
+            if det:
+                notes.append(
+                    f"{e['label']}: squeezing detector at {det['fpr_setting']:.0%} false "
+                    f"positives (measured {det['fpr_measured']:.1%}); detection rates of "
+                    "successful adversarial images: "
+                    + "; ".join(
+                        f"{a}: "
+                        + ", ".join(
+                            f"eps {eps:g} {r:.0%}"
+                            for eps, r in zip(v["eps"], v["rate"], strict=True)
+                            if r is not None
+                        )
+                        for a, v in det["detection_rate"].items()
+                    )
+                    + " (attacks not adapted to the detector)"
+                )
+        self.notes.setPlainText("\n\n".join(notes))
+
+    # ------------------------------------------------------------------ export
+
+    def export_csv(self, path: str) -> None:
+        from advgui.core.evaluation import save_csv
+
+        save_csv(self._require(), path)
+
+    def export_json(self, path: str) -> None:
+        from advgui.core.evaluation import save_json
+
+        save_json(self._require(), path)
+
+    def export_png(self, path: str) -> None:
+        self._require()
+        atomic_write_bytes(path, self.plot.png_bytes())
+
+    def _require(self) -> dict[str, Any]:
+        if self.result is None:
+            raise AdvguiError("run a comparison first")
+        return self.result
+
+    def _export_dialog(self, kind: str) -> None:
+        filters = {"csv": "CSV (*.csv)", "json": "JSON (*.json)", "png": "PNG image (*.png)"}
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}",
+                                              f"defenses.{kind}", filters[kind])  # fmt: skip
+        if not path:
+            return
+        try:
+            {"csv": self.export_csv, "json": self.export_json, "png": self.export_png}[kind](path)
+        except AdvguiError as err:
+            self.status.setText(f"export failed: {err}")
+            return
+        self.status.setText(f"saved {path}")
+
+    def load_result(self, path: str) -> None:
+        """Reopen an exported JSON comparison."""
+        try:
+            with open(path, encoding="utf-8") as fh:
+                result = json.load(fh)
+            if not isinstance(result, dict) or "results" not in result:
+                raise ValueError("not an advgui comparison")
+        except (OSError, ValueError) as err:
+            raise AdvguiError(f"{path}: cannot read comparison ({err})") from err
+        self._on_result(result)
 
     def shutdown(self) -> None:
         """Cancel this tab's jobs (the window joins all threads afterwards)."""
+        if self.job is not None:
+            self.job.cancel()
+        self.train_panel.shutdown()

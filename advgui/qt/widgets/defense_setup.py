@@ -1,0 +1,167 @@
+"""What to compare: models, input transformations, attacks and the epsilon grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from advgui.core.errors import ParameterError
+
+TRANSFORM_PRESETS = ("squeeze-bits:1", "median:2", "jpeg:75", "noise:0.3")
+ATTACK_CHOICES = ("fgsm", "pgd", "bim", "mifgsm", "cw", "deepfool", "targeted")
+ATTACK_TIPS = {
+    "fgsm": "one signed-gradient step (Goodfellow 2015)",
+    "pgd": "projected gradient descent with random start and restarts (Madry 2018)",
+    "bim": "iterative FGSM from the clean image",
+    "mifgsm": "momentum iterative FGSM",
+    "cw": "Carlini-Wagner L2, projected onto each epsilon ball",
+    "deepfool": "minimal perturbation, projected onto each epsilon ball",
+    "targeted": "the deck's targeted descent (goal: next digit), projected onto each ball",
+}
+
+
+def _checklist(items: list[tuple[str, str, bool]]) -> QListWidget:
+    w = QListWidget()
+    for text, tip, checked in items:
+        it = QListWidgetItem(text)
+        it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        it.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+        it.setToolTip(tip)
+        w.addItem(it)
+    return w
+
+
+def _checked(w: QListWidget) -> list[int]:
+    return [i for i in range(w.count()) if w.item(i).checkState() == Qt.CheckState.Checked]
+
+
+class DefenseSetup(QWidget):
+    """Inputs of one comparison; :meth:`eval_config` validates them (ParameterError, field)."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._models: list[Any] = []
+        self.model_list = QListWidget()
+        self.model_list.setToolTip("Models from the Training tab or loaded files")
+        self.transform_list = _checklist(
+            [("none", "the bare model", True)]
+            + [(p, "input transformation in front of the model", False) for p in TRANSFORM_PRESETS]
+        )
+        self.custom_transform = QLineEdit()
+        self.custom_transform.setPlaceholderText("more, e.g. squeeze-bits:4+median:3")
+        self.attack_list = _checklist(
+            [(a, ATTACK_TIPS[a], a in ("fgsm", "pgd")) for a in ATTACK_CHOICES]
+        )
+        self.eps_edit = QLineEdit("0,0.1,0.2,0.3")
+        self.eps_edit.setToolTip("L-inf budgets, separated by commas")
+        self.n_spin = QSpinBox()
+        self.n_spin.setRange(10, 10000)
+        self.n_spin.setValue(1000)
+        self.restarts_spin = QSpinBox()
+        self.restarts_spin.setRange(1, 100)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 1000)
+        self.steps_spin.setValue(40)
+        self.adaptive_check = QCheckBox("adaptive attacks too (BPDA, EOT, logits/T)")
+        self.adaptive_check.setChecked(True)
+        self.detector_spin = QDoubleSpinBox()
+        self.detector_spin.setRange(0.0, 0.49)
+        self.detector_spin.setSingleStep(0.01)
+        self.detector_spin.setDecimals(2)
+        self.detector_spin.setSpecialValueText("off")
+        self.detector_spin.setToolTip("feature-squeezing detector: false-positive rate (0: off)")
+
+        models_box = QGroupBox("Models")
+        QVBoxLayout(models_box).addWidget(self.model_list)
+        tr_box = QGroupBox("Input transformations")
+        tr_lay = QVBoxLayout(tr_box)
+        tr_lay.addWidget(self.transform_list)
+        tr_lay.addWidget(self.custom_transform)
+        at_box = QGroupBox("Attacks")
+        QVBoxLayout(at_box).addWidget(self.attack_list)
+        form = QFormLayout()
+        form.addRow("epsilon grid", self.eps_edit)
+        form.addRow("test images", self.n_spin)
+        form.addRow("PGD steps", self.steps_spin)
+        form.addRow("PGD restarts", self.restarts_spin)
+        form.addRow("detector FPR", self.detector_spin)
+        form.addRow(self.adaptive_check)
+        lists = QHBoxLayout()
+        lists.addWidget(tr_box)
+        lists.addWidget(at_box)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(models_box)
+        lay.addLayout(lists)
+        lay.addLayout(form)
+        for w in (self.transform_list, self.attack_list, self.model_list):
+            w.setMaximumHeight(150)
+            w.itemChanged.connect(lambda *_: self.changed.emit())
+
+    # ------------------------------------------------------------------ models
+
+    def set_models(self, models: list[Any]) -> None:
+        """Show ``models``, keeping the check marks of those still there (new ones checked)."""
+        was = {id(m): self.model_list.item(i).checkState() for i, m in enumerate(self._models)}
+        self.model_list.blockSignals(True)
+        self.model_list.clear()
+        self._models = list(models)
+        for m in self._models:
+            it = QListWidgetItem(m.name)
+            it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            it.setCheckState(was.get(id(m), Qt.CheckState.Checked))
+            defense = m.meta.get("defense")
+            it.setToolTip(f"defense: {defense}" if defense else "no defense")
+            self.model_list.addItem(it)
+        self.model_list.blockSignals(False)
+        self.changed.emit()
+
+    def selected_models(self) -> list[Any]:
+        return [self._models[i] for i in _checked(self.model_list)]
+
+    # ------------------------------------------------------------------ choices
+
+    def transforms(self) -> list[str]:
+        from advgui.core.defenses import parse_transform
+
+        chosen = [self.transform_list.item(i).text() for i in _checked(self.transform_list)]
+        extra = [t.strip() for t in self.custom_transform.text().split(",") if t.strip()]
+        for t in extra:
+            parse_transform(t)
+        out = list(dict.fromkeys(chosen + extra))
+        if not out:
+            raise ParameterError("choose at least one transformation (or none)", field="transform")
+        return out
+
+    def attacks(self) -> list[str]:
+        return [self.attack_list.item(i).text() for i in _checked(self.attack_list)]
+
+    def eval_config(self) -> Any:
+        from advgui.core.evaluation import EvalConfig, parse_eps_grid
+
+        fpr = self.detector_spin.value()
+        return EvalConfig(
+            attacks=tuple(self.attacks()),
+            eps=parse_eps_grid(self.eps_edit.text()),
+            n=self.n_spin.value(),
+            restarts=self.restarts_spin.value(),
+            pgd_steps=self.steps_spin.value(),
+            adaptive=self.adaptive_check.isChecked(),
+            detector_fpr=fpr if fpr > 0 else None,
+        ).validate()

@@ -1,0 +1,142 @@
+"""The Defense tab offscreen: a small comparison fills curves and table, Stop, exports."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture(scope="module")
+def small_clf(mnist):
+    from advgui.core import models
+    from advgui.core.defenses.adversarial import build_defense_model
+    from advgui.core.tfimport import keras
+
+    k = keras()
+    net = build_defense_model("cnn-s2", seed=1)
+    net.compile(
+        optimizer=k.optimizers.Adam(2e-3),
+        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    net.fit(mnist.x_train[:10000], mnist.y_train[:10000], batch_size=64, epochs=1, verbose=0)
+    return models.Classifier(net, {"name": "small"})
+
+
+@pytest.fixture
+def tab(qtbot, mnist, small_clf):
+    from advgui.qt.defense_tab import DefenseTab
+    from advgui.qt.state import AppState
+
+    state = AppState()
+    state.set_dataset(mnist)
+    state.add_model(small_clf)
+    w = DefenseTab(state)
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    yield w
+    w.shutdown()
+    for job in (w.job, w.train_panel.job):
+        if job is not None:
+            job.wait()
+
+
+def _check(listw, names):
+    from PySide6.QtCore import Qt
+
+    for i in range(listw.count()):
+        it = listw.item(i)
+        on = it.text() in names
+        it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+
+
+def test_small_comparison_fills_curves_table_and_exports(tab, qtbot, tmp_path, mnist, small_clf):
+    s = tab.setup
+    assert s.model_list.count() == 1 and s.selected_models() == [small_clf]
+    _check(s.transform_list, {"none", "squeeze-bits:1"})
+    _check(s.attack_list, {"fgsm"})
+    s.eps_edit.setText("0, 0.1, 0.3")
+    s.n_spin.setValue(200)
+    partial_seen = []
+    tab.plot.attack_combo.currentIndexChanged.connect(lambda _: partial_seen.append(1))
+    tab.run_button.click()
+    assert not tab.run_button.isEnabled() and tab.stop_button.isEnabled()
+    with qtbot.waitSignal(tab.job.finished, timeout=120000):
+        pass
+    assert tab.job.outcome == "returned", tab.status.text()
+    assert tab.run_button.isEnabled() and not tab.stop_button.isEnabled()
+    # Two lines (bare, squeezed) plus the dashed naive curve of the squeezed model.
+    assert len(tab.plot.items) == 2
+    assert tab.table.rowCount() == 2 * 3
+    clean = small_clf.accuracy(mnist.x_test[:200], mnist.y_test[:200])
+    entry = tab.result["results"][0]
+    assert entry["clean_accuracy"] == pytest.approx(clean)
+    # Squeezing's naive FGSM is masked: the notes say so next to the numbers.
+    assert "Gradient masking" in tab.notes.toPlainText()
+    # Sorting by robust accuracy orders the rows by value.
+    tab.table.sortItems(5)
+    values = [tab.table.item(r, 5).value for r in range(tab.table.rowCount())]
+    assert values == sorted(values)
+
+    tab.export_csv(str(tmp_path / "r.csv"))
+    tab.export_json(str(tmp_path / "r.json"))
+    tab.export_png(str(tmp_path / "r.png"))
+    with open(tmp_path / "r.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 6 and {r["transform"] for r in table} == {"none", "squeeze-bits:1"}
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["results"][1]["attacks"]["fgsm"]["eps"] == [0.0, 0.1, 0.3]
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Reopening the JSON shows the same table.
+    tab.load_result(str(tmp_path / "r.json"))
+    assert tab.table.rowCount() == 6
+
+
+def test_stop_a_running_comparison(tab, qtbot):
+    s = tab.setup
+    _check(s.transform_list, {"none", "noise:0.3"})
+    _check(s.attack_list, {"pgd"})
+    s.steps_spin.setValue(200)
+    s.n_spin.setValue(2000)
+    tab.run_button.click()
+    qtbot.waitUntil(lambda: tab.progress_bar.value() > 0, timeout=60000)
+    tab.stop_button.click()
+    with qtbot.waitSignal(tab.job.finished, timeout=60000):
+        pass
+    assert tab.job.outcome == "cancelled"
+    assert "stopped" in tab.status.text()
+    assert tab.run_button.isEnabled() and tab.result is None
+
+
+def test_bad_input_is_reported_not_run(tab):
+    tab.setup.eps_edit.setText("0, 2")
+    tab.run_button.click()
+    assert tab.job is None and "epsilon" in tab.status.text()
+    tab.setup.eps_edit.setText("0,0.1")
+    _check(tab.setup.attack_list, set())
+    tab.run_button.click()
+    assert tab.job is None and "attack" in tab.status.text()
+
+
+def test_train_defended_model_from_tab(tab, qtbot):
+    p = tab.train_panel
+    p.method_combo.setCurrentText("fast-at")
+    p.arch_combo.setCurrentText("cnn-s2")
+    p.epochs_spin.setValue(2)
+    p.n_spin.setValue(2000)
+    before = len(tab.state.models)
+    p.train_button.click()
+    with qtbot.waitSignal(p.job.finished, timeout=120000):
+        pass
+    assert p.job.outcome == "returned", p.status.text()
+    assert len(p.history) == 2  # one point per epoch on the live plot
+    xs, ys = p.robust_curve.getData()
+    assert list(xs) == [1, 2] and np.all((ys >= 0) & (ys <= 1))
+    assert len(tab.state.models) == before + 1
+    assert tab.state.models[-1].meta["defense"] == "fast-at"
+    assert tab.setup.model_list.count() == before + 1
