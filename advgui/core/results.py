@@ -1,0 +1,137 @@
+"""The results store: attack runs and defense comparisons, kept as they finish.
+
+Each result is a folder ``<root>/<time>-<kind>-<id>/`` holding ``result.json`` (plain facts) and,
+optionally, ``arrays.npz`` (images; read back with ``allow_pickle=False``). The folder is written
+under a temporary name and renamed into place, so a reader (another instance of the app, or
+this one after a crash) sees a whole result or none. A damaged entry is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import logging
+import os
+import shutil
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advgui.core import paths
+from advgui.core.errors import AdvguiError, DataError, ExportError
+from advgui.core.fileio import atomic_write_bytes, describe_os_error
+
+log = logging.getLogger(__name__)
+
+RESULT_JSON = "result.json"
+ARRAYS_NPZ = "arrays.npz"
+
+
+@dataclass
+class ResultEntry:
+    path: Path
+    kind: str
+    name: str
+    created: str
+    payload: dict[str, Any]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The stored arrays (empty if none); DataError if the file is damaged."""
+        file = self.path / ARRAYS_NPZ
+        if not file.is_file():
+            return {}
+        try:
+            with np.load(file, allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+            raise DataError(f"{file}: damaged result arrays ({err})") from err
+
+
+class ResultStore:
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else paths.results_dir()
+
+    def add(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        name: str = "",
+        arrays: dict[str, np.ndarray] | None = None,
+    ) -> ResultEntry:
+        """Store one result atomically (a whole folder appears, or nothing)."""
+        now = _dt.datetime.now(_dt.timezone.utc)
+        created = now.isoformat(timespec="seconds")
+        folder_name = f"{now:%Y%m%d-%H%M%S}-{_safe(kind)}-{uuid.uuid4().hex[:8]}"
+        record = {"kind": kind, "name": name or kind, "created": created, "payload": payload}
+        text = json.dumps(record, indent=1, default=_json_default, allow_nan=True)
+        tmp = self.root / f".{folder_name}.part"
+        final = self.root / folder_name
+        try:
+            tmp.mkdir(parents=True)
+            atomic_write_bytes(tmp / RESULT_JSON, text.encode())
+            if arrays:
+                buf = io.BytesIO()
+                np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+                atomic_write_bytes(tmp / ARRAYS_NPZ, buf.getvalue())
+            os.rename(tmp, final)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ExportError(describe_os_error(err, final)) from err
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return ResultEntry(final, kind, record["name"], created, payload)
+
+    def entries(
+        self, kind: str | None = None, warnings: list[str] | None = None
+    ) -> list[ResultEntry]:
+        """Stored results, oldest first; damaged or half-written entries are skipped."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder in sorted(self.root.iterdir()):
+            if folder.name.startswith(".") or not folder.is_dir():
+                continue
+            try:
+                record = json.loads((folder / RESULT_JSON).read_text(encoding="utf-8"))
+                entry = ResultEntry(
+                    folder,
+                    str(record["kind"]),
+                    str(record.get("name", record["kind"])),
+                    str(record.get("created", "")),
+                    dict(record["payload"]),
+                )
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                msg = f"skipped damaged result {folder.name}: {err}"
+                log.warning("result store: %s", msg)
+                if warnings is not None:
+                    warnings.append(msg)
+                continue
+            if kind is None or entry.kind == kind:
+                found.append(entry)
+        return found
+
+    def remove(self, entry: ResultEntry) -> None:
+        if entry.path.parent.resolve() != self.root.resolve():
+            raise AdvguiError(f"{entry.path} is not in the result store")
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:40] or "result"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
