@@ -264,3 +264,12 @@ def check_param(name: str, value: Any, *, lo: float, hi: float, integer: bool = 
     if not lo <= num <= hi:
         raise ParameterError(f"{name} must be between {lo:g} and {hi:g}, got {num:g}", field=name)
     return int(num) if integer else num
+
+
+def compiled(clf: Any, key: tuple, build: Any) -> Any:
+    """A compiled function cached on the classifier, so each model is traced once per ``key``
+    (tracing costs far more than a run) and the cache dies with the model."""
+    cache = clf.__dict__.setdefault("_advgui_compiled", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]

@@ -1,0 +1,180 @@
+"""``advgui attack``: attack one test image with any registered attack; save PNG and JSON.
+
+``--method`` choices come from the attack registry, so attacks added later appear here without
+changes; the numeric options are passed to an attack only if it takes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from pathlib import Path
+from typing import Any
+
+from advgui.commands.common import ProgressBar, finite_float, positive_int, write_json
+from advgui.core.errors import ModelFileError, ParameterError
+
+#: CLI option -> attack parameter; passed only when given, so each attack keeps its defaults.
+PASS_THROUGH = {
+    "eps": "eps",
+    "steps": "steps",
+    "step_size": "step_size",
+    "loss": "loss",
+    "lam": "lam",
+    "confidence": "confidence",
+    "kappa": "kappa",
+    "seed": "seed",
+}
+
+
+def _methods() -> list[str]:
+    from advgui.core.attacks import ATTACKS, _registry  # noqa: F401
+
+    return sorted(ATTACKS)
+
+
+def lam_value(text: str) -> float | str:
+    """argparse type: a finite lambda >= 0, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"lambda must be >= 0 or 'auto', got {text!r}")
+    return value
+
+
+def _param(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}")
+    return name.strip().replace("-", "_"), finite_float(value)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "attack",
+        help="attack one test image (FGSM, the deck's attacks, ...) and save the result",
+        description="Attack test image --index with --method; writes an 8-bit PNG (verified "
+        "by re-classifying it) and a JSON record.",
+    )
+    p.add_argument("--model", required=True, metavar="M", help=".keras file or stored model name")
+    p.add_argument("--method", required=True, choices=_methods())
+    p.add_argument("--index", required=True, type=int, metavar="I", help="test image 0-9999")
+    p.add_argument("--target", type=int, metavar="T", help="goal digit 0-9 (targeted)")
+    p.add_argument("--loss", choices=("deck", "ce", "margin"), help="classification term")
+    p.add_argument("--lam", type=lam_value, metavar="LAMBDA|auto", help="distortion weight")
+    p.add_argument("--confidence", type=finite_float, help="goal confidence for auto lambda")
+    p.add_argument("--kappa", type=finite_float, help="logit margin of the margin loss")
+    p.add_argument("--steps", type=positive_int)
+    p.add_argument("--eps", type=finite_float, help="perturbation budget (FGSM, PGD, ...)")
+    p.add_argument("--step-size", type=finite_float, dest="step_size")
+    p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="NAME=NUMBER",
+        help="any other numeric parameter of the attack (repeatable)",
+    )
+    p.add_argument("--out", metavar="PNG", help="write the adversarial image here (+ JSON)")
+    p.add_argument("--json", metavar="FILE", help="write the result record here")
+    p.set_defaults(func=cmd_attack)
+
+
+def load_classifier(spec: str) -> Any:
+    """A model from a ``.keras`` path, or by name from the model store."""
+    from advgui.core import models
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return models.load_model(path)
+    from advgui.core.store import ModelStore
+
+    for entry in ModelStore().entries():
+        if spec in (entry.name, entry.path.stem, entry.path.name):
+            return models.load_model(entry.path)
+    raise ModelFileError(f"{spec}: no such model file, and no stored model of that name")
+
+
+def accepted_params(cls: type) -> set[str] | None:
+    """Keyword parameters an attack's constructor takes (None: it takes any)."""
+    sig = inspect.signature(cls.__init__)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return {n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+def attack_params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    given = {v: getattr(args, k) for k, v in PASS_THROUGH.items() if getattr(args, k) is not None}
+    given.update(dict(args.param))
+    ok = accepted_params(cls)
+    if ok is not None:
+        bad = sorted(set(given) - ok)
+        if bad:
+            raise ParameterError(
+                f"{cls.name} does not take {', '.join(bad)}; it takes {', '.join(sorted(ok))}",
+                field=bad[0],
+            )
+    return given
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from advgui.core import data, export
+    from advgui.core.attacks import ATTACKS, make_attack
+
+    cls = ATTACKS[args.method]
+    params = attack_params(args, cls)
+    if args.target is not None and not 0 <= args.target <= 9:
+        raise ParameterError(f"--target must be 0-9, got {args.target}", field="target")
+    attack = make_attack(args.method, **params)  # validates before the slow loading
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise ParameterError(f"--out: folder does not exist: {out.parent}", field="out")
+    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    if not 0 <= args.index < len(mnist.y_test):
+        raise ParameterError(
+            f"--index must be 0-{len(mnist.y_test) - 1}, got {args.index}", field="index"
+        )
+    clf = load_classifier(args.model)
+    x = mnist.x_test[args.index : args.index + 1]
+    bar = ProgressBar()
+    try:
+        res = attack(
+            clf,
+            x,
+            labels=mnist.y_test[args.index : args.index + 1],
+            goals=args.target,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    record = res.record(0)
+    record["index"] = args.index
+    record["model"] = clf.name
+    if out is not None:
+        written = export.export_image(res, 0, clf, out, index=args.index)
+        record["png"] = str(out.with_suffix(".png"))
+        record["png_pred"] = written["png_pred"]
+        record["png_goal_confidence"] = written["png_goal_confidence"]
+    else:
+        record["png"] = None
+        record["png_pred"] = export.png_prediction(clf, res.x_adv[0])
+    if res.extra.get("lam") is not None:
+        record["lam"] = res.extra["lam"][0]
+    if res.extra.get("stall_note"):
+        record["note"] = res.extra["stall_note"]
+    if args.json:
+        write_json(args.json, record)
+    goal = "" if record["goal"] is None else f" goal {record['goal']}"
+    print(
+        f"{args.method} on test image {args.index} (label {record['source_label']}){goal}: "
+        f"{record['pred_before']} -> {record['pred_after']} "
+        f"({100 * record['goal_confidence']:.1f}%), "
+        f"{'success' if record['success'] else 'failed'}, L2 {record['l2']:.3f}, "
+        f"Linf {record['linf']:.3f}, {record['seconds']:.2f} s; PNG classified "
+        f"{record['png_pred']}" + (f", saved {record['png']}" if record["png"] else "")
+    )
+    if record.get("note"):
+        print(f"note: {record['note']}")
+    return 0
