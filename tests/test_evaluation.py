@@ -176,3 +176,20 @@ def test_cli_evaluate_and_defend(models_pair, mnist_path, tmp_path, capsys):
     assert code == 0
     loaded = models.load_model(model_out)
     assert loaded.meta["defense"] == "fgsm-at" and loaded.meta["defense_config"]["eps"] == 0.3
+
+
+def test_cli_train_with_defense_option(mnist_path, tmp_path):
+    from advgui import cli
+    from advgui.core import models
+
+    out = tmp_path / "fast.keras"
+    code = cli.main([
+        "--data", str(mnist_path), "train", "--defense", "fast-at", "--eps", "0.2",
+        "--defense-arch", "cnn-s2", "--epochs", "1", "--n-train", "1000", "--out", str(out),
+        "--no-store",
+    ])  # fmt: skip
+    assert code == 0
+    meta = models.load_model(out).meta
+    assert meta["defense"] == "fast-at" and meta["defense_config"]["eps"] == 0.2
+    assert meta["defense_config"]["n_train"] == 1000
+    assert cli.main(["train", "--defense", "trades", "--eps", "3", "--out", str(out)]) == 2

@@ -34,10 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
     p.add_argument("--json", metavar="FILE", help="write metrics as JSON")
     p.add_argument("--no-store", action="store_true", help="do not add it to the model store")
+    # Defended training (adversarial training, distillation) lives in advgui.commands.evaluate.
+    from advgui.commands.evaluate import add_defense_arguments
+    from advgui.core.defenses.adversarial import ARCHS, DEFENSES
+
+    add_defense_arguments(p, ARCHS, DEFENSES)
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if getattr(args, "defense", None):
+        from advgui.commands.evaluate import train_defense
+
+        return train_defense(args)
     out = Path(args.out)
     if out.suffix != ".keras":
         raise ParameterError(f"--out {out}: model files must end in .keras", field="out")
