@@ -1,0 +1,169 @@
+"""Carlini-Wagner L2 (2017): the smallest L2 change that crosses the decision boundary.
+
+Box constraints vanish under the change of variables x = (tanh(w) + 1) / 2; Adam minimises
+||x - x0||^2 + c * f(x) with f the logit margin clipped at -kappa, and a binary search per input
+finds the smallest c that still succeeds. Every input of the batch has its own c, and the
+smallest successful example seen at any iteration is kept (the paper's reference code does
+the same). As in the reference code, a binary-search step aborts early when the batch loss
+stops falling (checked every tenth of its iterations).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from advgui.core.attacks.base import Attack, check_param, register
+from advgui.core.attacks.batch import run_steps
+from advgui.core.attacks.pgd import compiled_cache, image_spec
+from advgui.core.progress import CancelToken, ProgressCallback
+from advgui.core.tfimport import tf
+
+_BIG = 1e10
+
+
+@register
+class CarliniWagnerL2(Attack):
+    """C&W L2 with binary search over c and confidence ``kappa`` (targeted or untargeted)."""
+
+    name: ClassVar[str] = "cw"
+
+    def __init__(
+        self,
+        *,
+        steps: int = 100,
+        search_steps: int = 9,
+        c: float = 0.1,
+        kappa: float = 0.0,
+        lr: float = 0.1,
+        abort_early: bool = True,
+    ) -> None:
+        self.steps = check_param("steps", steps, lo=1, hi=100000, integer=True)
+        self.search_steps = check_param("search_steps", search_steps, lo=1, hi=50, integer=True)
+        self.c = check_param("c", c, lo=1e-6, hi=1e6)
+        self.kappa = check_param("kappa", kappa, lo=0.0, hi=1000.0)
+        self.lr = check_param("lr", lr, lo=1e-6, hi=10.0)
+        self.abort_early = bool(abort_early)
+        super().__init__(
+            steps=self.steps, search_steps=self.search_steps, c=self.c, kappa=self.kappa,
+            lr=self.lr, abort_early=self.abort_early,
+        )  # fmt: skip
+
+    def _build(self, model: Any, targeted: bool) -> Any:
+        t = tf()
+        kappa, lr = float(self.kappa), float(self.lr)
+        b1, b2, adam_eps = 0.9, 0.999, 1e-8
+        vec = t.TensorSpec([None], t.float32)
+
+        @t.function(
+            input_signature=[image_spec(), image_spec(), image_spec(), t.TensorSpec([], t.float32),
+                             vec, image_spec(), t.TensorSpec([None], t.bool),
+                             image_spec(), t.TensorSpec([None], t.int64), vec,
+                             t.TensorSpec([], t.int32)],
+            reduce_retracing=True,
+        )  # fmt: skip
+        def steps_fn(w, m, v, it, best_l2, best_adv, found, x0, cls, c, k):  # type: ignore[no-untyped-def]
+            onehot = t.one_hot(cls, 10, dtype=t.float32)
+            total = t.constant(0.0)
+            for _ in t.range(k):
+                with t.GradientTape() as tape:
+                    tape.watch(w)
+                    xa = (t.tanh(w) + 1.0) / 2.0
+                    z = model(xa, training=False)
+                    z_cls = t.reduce_sum(z * onehot, axis=1)
+                    z_other = t.reduce_max(z - 1e9 * onehot, axis=1)
+                    gap = z_other - z_cls if targeted else z_cls - z_other
+                    f = t.maximum(gap, -kappa)
+                    l2 = t.reduce_sum(t.square(xa - x0), axis=[1, 2, 3])
+                    total = t.reduce_sum(l2 + c * f)
+                grad = tape.gradient(total, w)
+                # The current iterate: successful with the margin kappa and smaller than before?
+                ok = (gap <= -kappa) & (l2 < best_l2)
+                best_l2 = t.where(ok, l2, best_l2)
+                best_adv = t.where(ok[:, None, None, None], xa, best_adv)
+                found = found | (gap <= -kappa)
+                it = it + 1.0
+                m = b1 * m + (1.0 - b1) * grad
+                v = b2 * v + (1.0 - b2) * grad * grad
+                m_hat = m / (1.0 - b1**it)
+                v_hat = v / (1.0 - b2**it)
+                w = w - lr * m_hat / (t.sqrt(v_hat) + adam_eps)
+            return w, m, v, it, best_l2, best_adv, found, total
+
+        return steps_fn
+
+    def run(
+        self,
+        clf: Any,
+        x: np.ndarray,
+        labels: np.ndarray,
+        goals: np.ndarray | None,
+        *,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> dict[str, Any]:
+        t = tf()
+        targeted = goals is not None
+        steps_fn = compiled_cache(
+            self,
+            clf.logits_model,
+            lambda: (self._build(clf.logits_model, False), self._build(clf.logits_model, True)),
+        )[int(targeted)]
+        n = len(x)
+        x0 = t.constant(x)
+        cls = t.constant((goals if targeted else labels).astype(np.int64))
+        w0 = t.constant(np.arctanh((2.0 * x - 1.0) * 0.999999).astype(np.float32))
+        c = np.full(n, self.c, dtype=np.float32)
+        lo = np.zeros(n, dtype=np.float32)
+        hi = np.full(n, _BIG, dtype=np.float32)
+        best_l2 = t.constant(np.full(n, np.inf, dtype=np.float32))
+        best_adv = x0
+        steps_run = np.zeros(n, dtype=np.int64)
+        total_steps = self.search_steps * self.steps
+        check_every = max(1, self.steps // 10)
+        for s in range(self.search_steps):
+            prev = [np.inf]
+
+            c_t = t.constant(c)
+
+            def step(state: Any, k: int, c_t: Any = c_t) -> Any:
+                return steps_fn(*state[:7], x0, cls, c_t, t.constant(k, t.int32))
+
+            def stop(state: Any, done: int, prev: list = prev) -> bool:
+                loss = float(state[7])
+                if loss > prev[0] * 0.9999:
+                    return True
+                prev[0] = loss
+                return False
+
+            zeros = t.zeros_like(w0)
+            state = (w0, zeros, zeros, t.constant(0.0), best_l2, best_adv,
+                     t.zeros([n], t.bool), t.constant(0.0))  # fmt: skip
+            state, ran = run_steps(
+                step,
+                state,
+                self.steps,
+                progress=progress,
+                cancel=cancel,
+                message=f"cw: search step {s + 1} of {self.search_steps}, c median "
+                f"{float(np.median(c)):.3g}",
+                offset=s * self.steps,
+                grand_total=total_steps,
+                stop=stop if self.abort_early else None,
+                boundary=check_every if self.abort_early else 0,
+                info=lambda st: {"found": int(np.asarray(st[6]).sum())},
+            )
+            best_l2, best_adv = state[4], state[5]
+            found = np.asarray(state[6])
+            steps_run += ran
+            # Binary search: success -> smaller c; failure -> larger (x10 until bracketed).
+            hi = np.where(found, np.minimum(hi, c), hi)
+            lo = np.where(found, lo, np.maximum(lo, c))
+            c = np.where(hi < _BIG, (lo + hi) / 2.0, c * 10.0).astype(np.float32)
+        l2 = np.asarray(best_l2)
+        return {
+            "x_adv": np.asarray(best_adv),
+            "steps": steps_run,
+            "extra": {"best_l2": np.sqrt(np.where(np.isfinite(l2), l2, np.nan)), "c": hi},
+        }
