@@ -1,0 +1,151 @@
+"""The deck's prediction grid: test digits captioned "prediction/actual", correct ones and a
+page of wrong ones (the interesting part), painted in one widget rather than hundreds of labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPaintEvent
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+OK_COLOR = QColor("#1b7f2a")
+BAD_COLOR = QColor("#c62828")
+
+
+def to_qimage(image: np.ndarray) -> QImage:
+    """A (28, 28[, 1]) float image in [0, 1] as an 8-bit grayscale QImage owning its pixels."""
+    pixels = np.ascontiguousarray(
+        (np.clip(np.asarray(image, dtype=np.float32).reshape(28, 28), 0, 1) * 255).astype(np.uint8)
+    )
+    return QImage(pixels.data, 28, 28, 28, QImage.Format.Format_Grayscale8).copy()
+
+
+class DigitGrid(QWidget):
+    """Digits in a grid, each with a colored caption underneath."""
+
+    def __init__(self, columns: int = 10, rows: int = 2, scale: int = 2, parent=None) -> None:
+        super().__init__(parent)
+        self.columns = columns
+        self.rows = rows
+        self.cell = 28 * scale
+        self.caption_h = 16
+        self.images: list[QImage] = []
+        self.captions: list[str] = []
+        self.ok: list[bool] = []
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+
+    def set_items(self, images: np.ndarray, captions: list[str], ok: list[bool]) -> None:
+        self.images = [to_qimage(img) for img in images]
+        self.captions = list(captions)
+        self.ok = list(ok)
+        self.update()
+
+    def sizeHint(self) -> QSize:
+        return QSize(self.columns * (self.cell + 6), self.rows * (self.cell + self.caption_h + 4))
+
+    def minimumSizeHint(self) -> QSize:
+        return self.sizeHint()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        font = QFont(self.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.9))
+        painter.setFont(font)
+        w = self.cell + 6
+        h = self.cell + self.caption_h + 4
+        for i, img in enumerate(self.images[: self.columns * self.rows]):
+            r, c = divmod(i, self.columns)
+            x, y = c * w + 3, r * h + 2
+            painter.drawImage(QRect(x, y, self.cell, self.cell), img)
+            color = OK_COLOR if self.ok[i] else BAD_COLOR
+            painter.setPen(color)
+            painter.drawRect(QRect(x - 1, y - 1, self.cell + 1, self.cell + 1))
+            painter.drawText(
+                QRect(x - 3, y + self.cell, w, self.caption_h),
+                Qt.AlignmentFlag.AlignCenter,
+                self.captions[i],
+            )
+        painter.end()
+
+
+class PredictionGrid(QWidget):
+    """Correct test digits and pages of wrong ones, captioned "prediction/actual"."""
+
+    def __init__(self, columns: int = 10, rows: int = 2, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.per_page = columns * rows
+        self.correct_grid = DigitGrid(columns, rows)
+        self.wrong_grid = DigitGrid(columns, rows)
+        self.correct_label = QLabel("Correct (prediction/actual)")
+        self.wrong_label = QLabel("Wrong")
+        self.prev_button = QPushButton("<")
+        self.next_button = QPushButton(">")
+        for b in (self.prev_button, self.next_button):
+            b.setFixedWidth(32)
+        self.prev_button.clicked.connect(lambda: self.show_page(self.page - 1))
+        self.next_button.clicked.connect(lambda: self.show_page(self.page + 1))
+        self.placeholder = QLabel("Train or select a model to see its predictions on test images.")
+        self.page = 0
+        self.x: np.ndarray | None = None
+        self.y: np.ndarray | None = None
+        self.pred: np.ndarray | None = None
+        self.wrong_idx = np.zeros(0, dtype=np.int64)
+
+        head = QHBoxLayout()
+        head.addWidget(self.wrong_label, 1)
+        head.addWidget(self.prev_button)
+        head.addWidget(self.next_button)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.placeholder)
+        lay.addWidget(self.correct_label)
+        lay.addWidget(self.correct_grid)
+        lay.addLayout(head)
+        lay.addWidget(self.wrong_grid)
+        lay.addStretch(1)
+        self._set_enabled(False)
+
+    def _set_enabled(self, on: bool) -> None:
+        self.placeholder.setVisible(not on)
+        for w in (self.correct_label, self.correct_grid, self.wrong_label, self.wrong_grid):
+            w.setVisible(on)
+        self.prev_button.setVisible(on)
+        self.next_button.setVisible(on)
+
+    def clear(self) -> None:
+        self.x = self.y = self.pred = None
+        self._set_enabled(False)
+
+    def set_predictions(self, x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> None:
+        """Show the first correct digits and the first page of wrong ones."""
+        self.x, self.y, self.pred = x, np.asarray(y), np.asarray(pred)
+        ok = self.pred == self.y
+        correct_idx = np.flatnonzero(ok)[: self.per_page]
+        self.wrong_idx = np.flatnonzero(~ok)
+        self.correct_grid.set_items(
+            x[correct_idx], [self._caption(i) for i in correct_idx], [True] * len(correct_idx)
+        )
+        self.correct_label.setText(f"Correct: {int(ok.sum())} of {len(ok)} (prediction/actual)")
+        self._set_enabled(True)
+        self.show_page(0)
+
+    def pages(self) -> int:
+        return max(1, -(-len(self.wrong_idx) // self.per_page))
+
+    def show_page(self, page: int) -> None:
+        if self.x is None:
+            return
+        self.page = min(max(page, 0), self.pages() - 1)
+        idx = self.wrong_idx[self.page * self.per_page : (self.page + 1) * self.per_page]
+        self.wrong_grid.set_items(self.x[idx], [self._caption(i) for i in idx], [False] * len(idx))
+        self.wrong_label.setText(
+            f"Wrong: {len(self.wrong_idx)} (prediction/actual), page {self.page + 1} of "
+            f"{self.pages()}"
+        )
+        self.prev_button.setEnabled(self.page > 0)
+        self.next_button.setEnabled(self.page < self.pages() - 1)
+
+    def _caption(self, i: int) -> str:
+        assert self.pred is not None and self.y is not None
+        return f"{int(self.pred[i])}/{int(self.y[i])}"

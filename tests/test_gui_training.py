@@ -1,0 +1,197 @@
+"""The Training tab offscreen: train on a small subset, live plots and progress, Stop, the
+shared model list (store, Save as, Load), predictions and confusion matrix, clean shutdown."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from advgui.core import models
+from advgui.core.store import ModelStore
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def state(mnist):
+    from advgui.qt.state import AppState
+
+    st = AppState()
+    st.set_dataset(mnist)
+    return st
+
+
+@pytest.fixture
+def tab(qtbot, state):
+    from advgui.qt.training_tab import TrainingTab
+
+    widget = TrainingTab(state)
+    qtbot.addWidget(widget)
+    widget.resize(1200, 800)
+    widget.show()
+    yield widget
+    widget.shutdown()
+
+
+def _small_run(tab, *, arch="mlp", epochs=1, n_train=3000, n_val=500, batch=64):
+    tab.arch_combo.setCurrentIndex(tab.arch_combo.findData(arch))
+    tab.epochs_spin.setValue(epochs)
+    tab.n_train_spin.setValue(n_train)
+    tab.n_val_spin.setValue(n_val)
+    tab.batch_spin.setValue(batch)
+
+
+def test_start_see_progress_stop_and_model_kept(qtbot, tab, state):
+    _small_run(tab, arch="mlp", epochs=20, n_train=20000, n_val=1000, batch=32)
+    assert tab.start_button.isEnabled() and not tab.stop_button.isEnabled()
+    qtbot.mouseClick(tab.start_button, qtbot_button())
+    assert not tab.start_button.isEnabled() and tab.stop_button.isEnabled()
+    assert not tab.form_box.isEnabled()
+    # The plot receives points and the progress moves while training runs.
+    qtbot.waitUntil(lambda: tab.plots.point_count("loss") >= 3, timeout=30000)
+    first = tab.progress_bar.value()
+    qtbot.waitUntil(lambda: tab.progress_bar.value() > first, timeout=10000)
+    assert "images/s" in tab.speed_label.text() and "ETA" in tab.speed_label.text()
+    assert "loss" in tab.metrics_label.text()
+    xs, ys = tab.plots.series["loss"].x, tab.plots.series["loss"].y
+    assert xs == sorted(xs) and all(0 < y < 3 for y in ys)
+    # Stop: the controls come back and the (partly trained) model appears in the list.
+    pressed = time.monotonic()
+    qtbot.mouseClick(tab.stop_button, qtbot_button())
+    assert not tab.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=15000)
+    stopped_after = time.monotonic() - pressed
+    assert tab.form_box.isEnabled() and not tab.stop_button.isEnabled()
+    assert len(state.models) == 1
+    clf = state.current_model
+    assert clf.meta["cancelled"] is True and clf.meta["epochs_completed"] < 20
+    assert tab.model_list.list.count() == 1
+    assert "stopped" in tab.model_list.list.item(0).text()
+    assert "Stopped" in tab.phase_label.text()
+    # It is in the store already, and the grid and confusion matrix show it.
+    stored = ModelStore().entries()
+    assert [e.meta["name"] for e in stored] == [clf.name]
+    assert tab.confusion.matrix is not None and tab.confusion.matrix.sum() == 10000
+    # Stopping took effect long before the 20 epochs would have ended.
+    assert stopped_after < 15
+
+
+def qtbot_button():
+    from PySide6.QtCore import Qt
+
+    return Qt.MouseButton.LeftButton
+
+
+def test_full_run_shows_predictions_and_confusion(qtbot, tab, state, mnist):
+    _small_run(tab, arch="mlp", epochs=1, n_train=4000, n_val=500)
+    with qtbot.waitSignal(state.modelsChanged, timeout=60000):
+        tab.start()
+    qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=10000)
+    clf = state.current_model
+    acc = clf.meta["test_accuracy"]
+    assert acc > 0.85 and not clf.meta["cancelled"]
+    assert f"{100 * acc:.2f}%" in tab.phase_label.text()
+    cm = tab.confusion.matrix
+    assert cm.sum() == 10000 and np.trace(cm) == round(acc * 10000)
+    grid = tab.grid
+    assert len(grid.correct_grid.captions) == grid.per_page
+    for cap in grid.correct_grid.captions:
+        pred, actual = cap.split("/")
+        assert pred == actual
+    assert len(grid.wrong_idx) == 10000 - np.trace(cm)
+    for cap in grid.wrong_grid.captions:
+        pred, actual = cap.split("/")
+        assert pred != actual
+    # Paging through the wrong ones.
+    if grid.pages() > 1:
+        qtbot.mouseClick(grid.next_button, qtbot_button())
+        assert grid.page == 1 and "page 2 of" in grid.wrong_label.text()
+    # Validation points reached the plot (2 passes per epoch in the GUI).
+    assert tab.plots.point_count("val_accuracy") == 2
+
+
+def test_refuses_to_start_without_dataset(qtbot):
+    from advgui.qt.state import AppState
+    from advgui.qt.training_tab import TrainingTab
+
+    widget = TrainingTab(AppState())
+    qtbot.addWidget(widget)
+    assert widget.start() is None
+    assert "not loaded" in widget.status_label.text()
+    assert widget.start_button.isEnabled()
+
+
+def test_bad_combination_names_the_field(qtbot, tab):
+    tab.n_train_spin.setValue(58000)
+    tab.n_val_spin.setValue(5000)
+    assert tab.start() is None
+    assert "must not exceed" in tab.status_label.text()
+    assert "b00020" in tab.n_train_spin.styleSheet()
+
+
+def test_arch_change_applies_its_defaults(tab):
+    from advgui.core.training import DEFAULTS
+
+    tab.arch_combo.setCurrentIndex(tab.arch_combo.findData("mlp"))
+    assert tab.epochs_spin.value() == DEFAULTS["mlp"]["epochs"]
+    assert tab.lr_spin.value() == pytest.approx(DEFAULTS["mlp"]["lr"])
+    assert tab.config().arch == "mlp"
+
+
+def test_stored_models_listed_on_restart_and_save_load(qtbot, state, mnist, tmp_path):
+    from advgui.core import training
+    from advgui.qt.training_tab import TrainingTab
+
+    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=2000, n_val=0)
+    trained = training.train(cfg, mnist).classifier
+    ModelStore().add(trained)
+    (ModelStore().root / "broken.keras").write_bytes(b"junk")
+    tab = TrainingTab(state)
+    qtbot.addWidget(tab)
+    qtbot.waitUntil(lambda: len(state.models) == 1, timeout=30000)
+    assert state.current_model.meta["name"] == trained.name
+    assert "broken.keras" in tab.status_label.text()  # the damaged entry is named, skipped
+    # Predictions for a loaded model are computed in the background and shown.
+    qtbot.waitUntil(lambda: tab.confusion.matrix is not None, timeout=30000)
+    assert np.trace(tab.confusion.matrix) == round(trained.meta["test_accuracy"] * 10000)
+    # Save as, then Load: a second entry with identical predictions.
+    out = tmp_path / "copy.keras"
+    with qtbot.waitSignal(tab.model_list.save(state.current_model, out).finished, timeout=30000):
+        pass
+    assert out.is_file() and "saved" in tab.model_list.status.text()
+    with qtbot.waitSignal(tab.model_list.load(out).finished, timeout=30000):
+        pass
+    assert len(state.models) == 2 and tab.model_list.list.count() == 2
+    x = mnist.x_test[:200]
+    assert np.array_equal(state.models[1].predict(x), state.models[0].predict(x))
+    # A file that is not a model is reported under the list; nothing is lost.
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"nope")
+    with qtbot.waitSignal(tab.model_list.load(bad).finished, timeout=30000):
+        pass
+    assert "not a Keras 3 .keras file" in tab.model_list.status.text()
+    assert len(state.models) == 2
+    # Remove (with its stored file).
+    first = state.models[0]
+    tab.model_list.remove(first, delete_stored=True)
+    assert len(state.models) == 1 and ModelStore().entries() == []
+    tab.shutdown()
+
+
+def test_shutdown_mid_training_cancels_joins_and_keeps_model(qtbot, tab, state):
+    from advgui.qt.workers import Job
+
+    _small_run(tab, arch="mlp", epochs=20, n_train=20000, n_val=0, batch=32)
+    job = tab.start()
+    qtbot.waitUntil(lambda: tab.plots.point_count("loss") >= 1, timeout=30000)
+    t0 = time.monotonic()
+    tab.shutdown()
+    assert not job.is_running() and time.monotonic() - t0 < 15
+    assert job not in Job.live or not job.is_running()
+    entries = ModelStore().entries()
+    assert len(entries) == 1 and entries[0].meta["cancelled"] is True
+    assert isinstance(models.read_meta(entries[0].path)["history"], dict)
