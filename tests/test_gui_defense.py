@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from advgui.core.errors import AdvguiError
+
 
 @pytest.fixture(scope="module")
 def small_clf(mnist):
@@ -95,6 +97,13 @@ def test_small_comparison_fills_curves_table_and_exports(tab, qtbot, tmp_path, m
     # Reopening the JSON shows the same table.
     tab.load_result(str(tmp_path / "r.json"))
     assert tab.table.rowCount() == 6
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"results": [{"label": 1}]}')
+    with pytest.raises(AdvguiError):
+        tab.load_result(str(bad))
+    (tmp_path / "junk.json").write_text("not json")
+    with pytest.raises(AdvguiError):
+        tab.load_result(str(tmp_path / "junk.json"))
 
 
 def test_stop_a_running_comparison(tab, qtbot):

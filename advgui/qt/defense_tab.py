@@ -83,7 +83,10 @@ class DefenseTab(QWidget):
         self.export_csv_button = QPushButton("Export CSV...")
         self.export_json_button = QPushButton("Export JSON...")
         self.export_png_button = QPushButton("Export plot PNG...")
+        self.open_button = QPushButton("Open JSON...")
+        self.open_button.setToolTip("reopen a comparison exported as JSON")
         exports = QHBoxLayout()
+        exports.addWidget(self.open_button)
         for b in (self.export_csv_button, self.export_json_button, self.export_png_button):
             b.setEnabled(False)
             exports.addWidget(b)
@@ -110,6 +113,7 @@ class DefenseTab(QWidget):
         self.export_csv_button.clicked.connect(lambda: self._export_dialog("csv"))
         self.export_json_button.clicked.connect(lambda: self._export_dialog("json"))
         self.export_png_button.clicked.connect(lambda: self._export_dialog("png"))
+        self.open_button.clicked.connect(self._open_dialog)
         self.train_panel.trained.connect(lambda clf: self.state.add_model(clf, make_current=False))
         self.state.modelsChanged.connect(self._on_models)
         self._on_models()
@@ -244,16 +248,32 @@ class DefenseTab(QWidget):
             return
         self.status.setText(f"saved {path}")
 
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open comparison", "", "JSON (*.json)")
+        if not path:
+            return
+        try:
+            self.load_result(path)
+        except AdvguiError as err:
+            self.status.setText(str(err))
+
     def load_result(self, path: str) -> None:
         """Reopen an exported JSON comparison."""
         try:
             with open(path, encoding="utf-8") as fh:
                 result = json.load(fh)
-            if not isinstance(result, dict) or "results" not in result:
+            if not isinstance(result, dict) or not isinstance(result.get("results"), list):
                 raise ValueError("not an advgui comparison")
+            result.setdefault("seconds", 0.0)
+            result.setdefault("n", 0)
         except (OSError, ValueError) as err:
             raise AdvguiError(f"{path}: cannot read comparison ({err})") from err
-        self._on_result(result)
+        try:
+            self._on_result(result)
+        except (KeyError, TypeError, ValueError) as err:
+            self.result = None
+            self._show(None)
+            raise AdvguiError(f"{path}: not an advgui comparison ({err})") from err
 
     def shutdown(self) -> None:
         """Cancel this tab's jobs (the window joins all threads afterwards)."""
