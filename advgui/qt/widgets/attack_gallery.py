@@ -1,0 +1,171 @@
+"""A gallery of the 10,000 test images with their labels: filter by digit, jump to an index.
+
+Thumbnails are made on demand by the model (only the visible ones), so showing the gallery
+costs nothing up front.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+THUMB = 56
+_Index = QModelIndex | QPersistentModelIndex
+
+
+def to_qimage(image: np.ndarray) -> QImage:
+    """A 28x28 float image in [0, 1] as an 8-bit grayscale QImage (owning its pixels)."""
+    arr = np.ascontiguousarray(
+        np.round(np.clip(np.asarray(image, np.float32).reshape(28, 28), 0, 1) * 255).astype(
+            np.uint8
+        )
+    )
+    return QImage(arr.data, 28, 28, 28, QImage.Format.Format_Grayscale8).copy()
+
+
+class GalleryModel(QAbstractListModel):
+    """Test images as list items; ``rows`` maps a row to a test-set index."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.images: np.ndarray | None = None
+        self.labels: np.ndarray | None = None
+        self.rows = np.zeros(0, np.int64)
+        self._cache: dict[int, QPixmap] = {}
+
+    def set_data(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.beginResetModel()
+        self.images, self.labels = images, labels
+        self.rows = np.arange(len(labels))
+        self._cache.clear()
+        self.endResetModel()
+
+    def set_filter(self, digit: int | None) -> None:
+        if self.labels is None:
+            return
+        self.beginResetModel()
+        all_rows = np.arange(len(self.labels))
+        self.rows = all_rows if digit is None else np.flatnonzero(self.labels == digit)
+        self.endResetModel()
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt signature)
+        return 0 if parent.isValid() else len(self.rows)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or self.images is None or self.labels is None:
+            return None
+        i = int(self.rows[index.row()])
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"#{i}: {int(self.labels[i])}"
+        if role == Qt.ItemDataRole.DecorationRole:
+            pix = self._cache.get(i)
+            if pix is None:
+                pix = QPixmap.fromImage(to_qimage(self.images[i])).scaled(
+                    THUMB, THUMB, mode=Qt.TransformationMode.FastTransformation
+                )
+                if len(self._cache) > 2000:
+                    self._cache.clear()
+                self._cache[i] = pix
+            return pix
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"test image {i}, label {int(self.labels[i])}"
+        if role == Qt.ItemDataRole.UserRole:
+            return i
+        return None
+
+
+class AttackGallery(QWidget):
+    """The gallery with its filter and jump-to-index controls."""
+
+    #: The test-set index of the chosen image.
+    imageSelected = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = GalleryModel(self)
+        self.view = QListView()
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setIconSize(QSize(THUMB, THUMB))
+        self.view.setGridSize(QSize(THUMB + 18, THUMB + 22))
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setUniformItemSizes(True)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setModel(self.model)
+        self.view.selectionModel().currentChanged.connect(self._on_current)
+
+        self.filter = QComboBox()
+        self.filter.addItem("all digits", None)
+        for d in range(10):
+            self.filter.addItem(f"only {d}s", d)
+        self.filter.currentIndexChanged.connect(self._on_filter)
+        self.jump = QSpinBox()
+        self.jump.setRange(0, 9999)
+        self.jump.setToolTip("test image index (0-9999)")
+        go = QPushButton("Go")
+        go.clicked.connect(lambda: self.select_index(self.jump.value()))
+        self.jump.editingFinished.connect(lambda: self.select_index(self.jump.value()))
+        self.count = QLabel("no dataset")
+
+        top = QHBoxLayout()
+        top.addWidget(self.filter)
+        top.addWidget(QLabel("index"))
+        top.addWidget(self.jump)
+        top.addWidget(go)
+        top.addStretch(1)
+        top.addWidget(self.count)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.view, 1)
+        self.setEnabled(False)
+
+    def set_data(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.model.set_data(images, labels)
+        self.jump.setRange(0, len(labels) - 1)
+        self.setEnabled(True)
+        self._on_filter()
+
+    def _on_filter(self) -> None:
+        self.model.set_filter(self.filter.currentData())
+        self.count.setText(f"{len(self.model.rows)} images")
+
+    def visible_indices(self) -> np.ndarray:
+        """Test-set indices in the order shown (after the filter)."""
+        return self.model.rows
+
+    def select_index(self, i: int) -> None:
+        """Select test image ``i``, clearing a filter that hides it."""
+        if self.model.labels is None or not 0 <= i < len(self.model.labels):
+            return
+        rows = np.flatnonzero(self.model.rows == i)
+        if not len(rows):
+            self.filter.setCurrentIndex(0)
+            rows = np.flatnonzero(self.model.rows == i)
+        index = self.model.index(int(rows[0]))
+        self.view.setCurrentIndex(index)
+        self.view.scrollTo(index)
+
+    def current_index(self) -> int | None:
+        index = self.view.currentIndex()
+        return int(self.model.rows[index.row()]) if index.isValid() else None
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            i = int(self.model.rows[current.row()])
+            self.jump.blockSignals(True)
+            self.jump.setValue(i)
+            self.jump.blockSignals(False)
+            self.imageSelected.emit(i)

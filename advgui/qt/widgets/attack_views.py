@@ -1,0 +1,155 @@
+"""Result views of the Attack tab: digits, the perturbation in a diverging colormap with its
+scale, the 10-class probability bars before and after, and the live cost curve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from advgui.qt.widgets.attack_gallery import to_qimage
+
+VIEW = 168  # 6x enlargement of 28x28
+
+
+def _pixmap(img: QImage, side: int = VIEW) -> QPixmap:
+    return QPixmap.fromImage(img).scaled(side, side, mode=Qt.TransformationMode.FastTransformation)
+
+
+class DigitView(QWidget):
+    """A 28x28 image enlarged without smoothing, with a title and a caption."""
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel(f"<b>{title}</b>")
+        self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.picture = QLabel()
+        self.picture.setFixedSize(VIEW, VIEW)
+        self.picture.setStyleSheet("background: #202020; border: 1px solid #777;")
+        self.caption = QLabel("")
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.title)
+        layout.addWidget(self.picture, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addWidget(self.caption)
+        layout.addStretch(1)
+        self.image: np.ndarray | None = None
+
+    def set_image(self, image: np.ndarray | None, caption: str = "") -> None:
+        self.image = None if image is None else np.asarray(image, np.float32).reshape(28, 28)
+        if self.image is None:
+            self.picture.clear()
+        else:
+            self.picture.setPixmap(_pixmap(to_qimage(self.image)))
+        self.caption.setText(caption)
+
+
+def diverging_rgb(delta: np.ndarray, scale: float) -> np.ndarray:
+    """Blue (negative) - white (zero) - red (positive), saturating at +-``scale``; (H, W, 3)."""
+    v = np.clip(np.asarray(delta, np.float32) / max(scale, 1e-12), -1.0, 1.0)
+    pos, neg = np.clip(v, 0, 1), np.clip(-v, 0, 1)
+    r = 1.0 - neg * 0.8
+    g = 1.0 - np.maximum(pos, neg) * 0.8
+    b = 1.0 - pos * 0.8
+    return np.round(np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
+
+
+def _rgb_qimage(rgb: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(rgb)
+    h, w, _ = rgb.shape
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+class PerturbationView(DigitView):
+    """x_adv - x, amplified to the largest change, with a colour bar naming that scale."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Perturbation", parent)
+        self.bar = QLabel()
+        self.bar.setFixedSize(VIEW, 12)
+        ramp = np.linspace(-1, 1, VIEW, dtype=np.float32)[None, :].repeat(12, axis=0)
+        self.bar.setPixmap(QPixmap.fromImage(_rgb_qimage(diverging_rgb(ramp, 1.0))))
+        self.scale_label = QLabel("")
+        self.scale_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout = self.layout()
+        layout.insertWidget(2, self.bar, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.insertWidget(3, self.scale_label)
+        self.scale = 0.0
+
+    def set_delta(self, delta: np.ndarray | None, caption: str = "") -> None:
+        if delta is None:
+            self.picture.clear()
+            self.scale_label.setText("")
+            self.caption.setText(caption)
+            self.image = None
+            return
+        self.image = np.asarray(delta, np.float32).reshape(28, 28)
+        self.scale = float(np.abs(self.image).max())
+        rgb = diverging_rgb(self.image, self.scale or 1.0)
+        self.picture.setPixmap(_pixmap(_rgb_qimage(rgb)))
+        amp = 1.0 / self.scale if self.scale > 0 else 1.0
+        self.scale_label.setText(
+            f"-{self.scale:.3f}   0   +{self.scale:.3f}  (x{amp:.1f})"
+            if self.scale > 0
+            else "no change"
+        )
+        self.caption.setText(caption)
+
+
+class ProbabilityBars(pg.PlotWidget):
+    """The 10 class probabilities before (grey) and after (red) the attack."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground("w")
+        self.setMinimumHeight(150)
+        self.setYRange(0, 1.0, padding=0.02)
+        self.setXRange(-0.6, 9.6, padding=0)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setTitle("class probabilities", color="k", size="9pt")
+        axis = self.getAxis("bottom")
+        axis.setTicks([[(d, str(d)) for d in range(10)]])
+        self.addLegend(offset=(-5, 5), labelTextColor="k")
+        x = np.arange(10)
+        self.before_item = pg.BarGraphItem(
+            x=x - 0.2, height=np.zeros(10), width=0.38, brush="#9a9a9a", name="before"
+        )
+        self.after_item = pg.BarGraphItem(
+            x=x + 0.2, height=np.zeros(10), width=0.38, brush="#d62728", name="after"
+        )
+        self.addItem(self.before_item)
+        self.addItem(self.after_item)
+        self.before = np.zeros(10)
+        self.after = np.zeros(10)
+
+    def set_probs(self, before: np.ndarray | None, after: np.ndarray | None) -> None:
+        self.before = np.zeros(10) if before is None else np.asarray(before, float)
+        self.after = np.zeros(10) if after is None else np.asarray(after, float)
+        self.before_item.setOpts(height=self.before)
+        self.after_item.setOpts(height=self.after)
+
+
+class CostCurve(pg.PlotWidget):
+    """The attack's cost per step, drawn live while it runs."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground("w")
+        self.setMinimumHeight(150)
+        self.setTitle("cost per step", color="k", size="9pt")
+        self.setLabel("bottom", "step")
+        self.showGrid(x=True, y=True, alpha=0.3)
+        self.curve = self.plot(pen=pg.mkPen("#1f77b4", width=2))
+        self.values = np.zeros(0)
+
+    def set_curve(self, values: np.ndarray | None) -> None:
+        self.values = np.zeros(0) if values is None else np.asarray(values, float).ravel()
+        if len(self.values):
+            self.curve.setData(np.arange(1, len(self.values) + 1), self.values)
+        else:
+            self.curve.setData([], [])

@@ -1,0 +1,153 @@
+"""The Attack tab offscreen: pick an image, choose a goal, run, watch, stop, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def tab(qtbot, mnist, trained_cnn):
+    from advgui.qt.attack_tab import AttackTab
+    from advgui.qt.state import AppState
+
+    state = AppState()
+    widget = AttackTab(state)
+    qtbot.addWidget(widget)
+    widget.resize(1200, 760)
+    widget.show()
+    state.set_dataset(mnist)
+    state.add_model(trained_cnn)
+    yield widget
+    widget.shutdown()
+    for job in (widget.job, widget.export_job):
+        if job is not None:
+            job.wait(30000)
+
+
+def _wait(qtbot, job, timeout=60000):
+    assert job is not None
+    qtbot.waitUntil(lambda: not job.is_running() and job.outcome is not None, timeout=timeout)
+
+
+def test_targeted_attack_from_gallery_updates_view_and_exports(tab, qtbot, mnist, tmp_path):
+    # Pick the first 4 through the digit filter.
+    tab.gallery.filter.setCurrentIndex(tab.gallery.filter.findData(4))
+    assert set(mnist.y_test[tab.gallery.visible_indices()]) == {4}
+    first_four = int(np.flatnonzero(mnist.y_test == 4)[0])
+    tab.gallery.select_index(first_four)
+    assert tab.source_index == first_four and tab.source_label == 4
+    tab.method_combo.setCurrentText("targeted")
+    tab.goal_combo.setCurrentIndex(tab.goal_combo.findData(2))
+    assert tab.lam_auto.isChecked() and not tab.lam_spin.isEnabled()  # the attack's default
+    tab.lam_auto.setChecked(False)
+    tab.lam_spin.setValue(0.05)
+    tab.steps_spin.setValue(150)
+    assert not tab.eps_spin.isEnabled()  # the deck's attack has no epsilon
+    updates = []
+    job = tab.run_attack()
+    job.progress.connect(updates.append)
+    assert tab.stop_button.isEnabled() and not tab.run_button.isEnabled()
+    _wait(qtbot, job)
+    assert job.outcome == "returned"
+    assert updates and "curve" in updates[-1].info
+    res = tab.result
+    assert res.goals[0] == 2 and res.pred_after[0] == 2
+    assert int(np.argmax(tab.bars.after)) == 2 and int(np.argmax(tab.bars.before)) == 4
+    assert len(tab.cost.values) == 150 and tab.cost.values[-1] < tab.cost.values[0]
+    np.testing.assert_allclose(tab.adversarial_view.image, res.x_adv[0].reshape(28, 28))
+    assert tab.delta_view.scale == pytest.approx(res.linf[0], abs=1e-6)
+    assert "Success" in tab.summary.text() and "4 -> 2" in tab.summary.text()
+    assert tab.run_button.isEnabled() and tab.export_button.isEnabled()
+
+    ejob = tab.export_image(tmp_path / "adv.png")
+    _wait(qtbot, ejob)
+    assert ejob.outcome == "returned", tab.error_label.text()
+    side = json.loads((tmp_path / "adv.json").read_text())
+    assert side["png_pred"] == 2 and side["index"] == first_four
+    assert (tmp_path / "adv.png").is_file() and (tmp_path / "adv_x10.png").is_file()
+    assert "classified as 2" in tab.status.text()
+
+
+def test_fgsm_batch_and_batch_export(tab, qtbot, mnist, tmp_path):
+    tab.gallery.select_index(10)
+    tab.method_combo.setCurrentText("fgsm")
+    assert tab.eps_spin.isEnabled() and tab.eps_spin.value() == pytest.approx(0.3)
+    assert not tab.steps_spin.isEnabled()
+    tab.goal_combo.setCurrentIndex(0)  # untargeted
+    tab.batch_spin.setValue(5)
+    job = tab.run_attack()
+    _wait(qtbot, job)
+    assert len(tab.result) == 5 and tab.result_indices == [10, 11, 12, 13, 14]
+    assert tab.result_count.text() == "of 5"
+    tab.result_spin.setValue(3)
+    np.testing.assert_allclose(tab.original_view.image, mnist.x_test[12].reshape(28, 28))
+    ejob = tab.export_batch(tmp_path / "out")
+    _wait(qtbot, ejob)
+    with open(tmp_path / "out" / "index.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["index"]) for r in rows] == [10, 11, 12, 13, 14]
+    assert all((tmp_path / "out" / r["file"]).is_file() for r in rows)
+
+
+def test_stop_a_long_run(tab, qtbot):
+    tab.gallery.select_index(3)
+    tab.method_combo.setCurrentText("targeted")
+    tab.lam_auto.setChecked(False)
+    tab.steps_spin.setValue(100_000)
+    job = tab.run_attack()
+    qtbot.waitUntil(lambda: tab.progress.value() > 0 or tab.cost.values.size > 0, timeout=30000)
+    tab.stop_button.click()
+    _wait(qtbot, job, timeout=10000)
+    assert job.outcome == "cancelled"
+    assert "Stopped" in tab.status.text() and tab.result is None
+    assert tab.run_button.isEnabled() and not tab.stop_button.isEnabled()
+
+
+def test_drawing_import_and_clear_errors(tab, qtbot, tmp_path):
+    from PySide6.QtCore import QPoint
+
+    tab.canvas.clear()
+    tab.use_canvas()
+    assert "empty" in tab.error_label.text()
+    tab.canvas.stroke([QPoint(140, 40), QPoint(140, 240)])  # a "1"
+    tab.use_canvas()
+    assert tab.source_index is None and tab.source_label == -1
+    x = tab.source_x.reshape(28, 28)
+    rows = np.flatnonzero(x.max(1) > 0.2)
+    assert rows[-1] - rows[0] + 1 in (19, 20, 21) and x[:, :4].max() == 0
+    assert not tab.batch_spin.isEnabled()
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert not tab.import_image(bad)
+    assert "not a readable" in tab.error_label.text()
+
+    # A noise attack needs a goal: "untargeted" is refused with the field marked.
+    tab.method_combo.setCurrentText("noise")
+    assert not tab.goal_combo.model().item(0).isEnabled()
+    tab.goal_combo.setCurrentIndex(0)
+    assert tab.run_attack() is None
+    assert "needs a target digit" in tab.error_label.text()
+    assert "b00020" in tab.goal_combo.styleSheet()
+
+
+def test_without_a_model_run_explains(qtbot, mnist):
+    from advgui.qt.attack_tab import AttackTab
+    from advgui.qt.state import AppState
+
+    state = AppState()
+    widget = AttackTab(state)
+    qtbot.addWidget(widget)
+    state.set_dataset(mnist)
+    assert not widget.run_button.isEnabled()
+    assert widget.run_attack() is None
+    assert "No model" in widget.error_label.text()
+    assert "softmax saturates" in widget.stall_note.text()
