@@ -23,7 +23,9 @@ INFO_KEYS = {"batch", "epoch", "loss", "accuracy", "val_accuracy", "images_per_s
 def cnn_run(mnist):
     """A CNN trained one epoch on 10,000 real images, with every progress update recorded."""
     updates = []
-    cfg = training.TrainConfig(arch="cnn", epochs=1, n_train=10000, n_val=1000, seed=3)
+    cfg = training.TrainConfig(
+        arch="cnn", epochs=1, n_train=10000, n_val=1000, batch_size=64, seed=3
+    )
     result = training.train(cfg, mnist, progress=updates.append)
     return result, updates
 
@@ -50,7 +52,7 @@ def test_cnn_one_epoch_on_10k_scores_above_95(cnn_run, mnist):
 
 def test_progress_is_plain_throttled_and_complete(cnn_run):
     _, updates = cnn_run
-    steps = math.ceil(10000 / 128)
+    steps = math.ceil(10000 / 64)
     training_updates = [u for u in updates if u.message == "training"]
     assert training_updates, "no progress while training"
     # Throttled: far fewer updates than batches (forced ones: first, validation, the end).

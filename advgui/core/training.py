@@ -26,6 +26,8 @@ from advgui.core.tfimport import keras, tf
 SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("adam", "sgd")
 N_TRAIN_TOTAL = 60000
+#: Smoothing of the live training loss/accuracy (about the last 20 batches).
+_EMA = 0.95
 
 #: (low, high) for each numeric option; the GUI's spin boxes and the CLI use the same ranges.
 RANGES: dict[str, tuple[float, float]] = {
@@ -284,9 +286,12 @@ def train(
     loop_start = time.perf_counter()
     timed_from: tuple[float, int] | None = None  # (time, images) once the first step is traced
     images_seen = 0
-    # Running (epoch-to-date) training loss/accuracy: what the live plot shows.
+    # Epoch-to-date sums (for the history) and a bias-corrected moving average over recent
+    # batches (for the live plot: an epoch-to-date mean lags far behind the model).
     ep_loss = ep_correct = 0.0
     ep_images = 0
+    ema_loss = ema_acc = 0.0
+    ema_weight = 0.0
 
     def emit(epoch: int, batch: int, *, force: bool = False, message: str = "training") -> None:
         now = time.perf_counter()
@@ -300,8 +305,8 @@ def train(
             "batch": float(batch),
             "epoch": float(epoch),
             "epoch_progress": float(step / steps_per_epoch),
-            "loss": float(ep_loss / ep_images) if ep_images else math.nan,
-            "accuracy": float(ep_correct / ep_images) if ep_images else math.nan,
+            "loss": float(ema_loss / ema_weight) if ema_weight else math.nan,
+            "accuracy": float(ema_acc / ema_weight) if ema_weight else math.nan,
             "val_loss": float(val_loss),
             "val_accuracy": float(val_acc),
             "val_count": float(val_count),
@@ -334,9 +339,13 @@ def train(
                     "lower the learning rate",
                     field="lr",
                 )
+            correct = float(correct_t)
             ep_loss += loss * count
-            ep_correct += float(correct_t)
+            ep_correct += correct
             ep_images += count
+            ema_loss = _EMA * ema_loss + (1 - _EMA) * loss
+            ema_acc = _EMA * ema_acc + (1 - _EMA) * correct / count
+            ema_weight = _EMA * ema_weight + (1 - _EMA)
             images_seen += count
             step += 1
             if timed_from is None:

@@ -278,7 +278,9 @@ class TrainingTab(QWidget):
         self.phase_label.setText("Preparing (TensorFlow, data)...")
         self.speed_label.setText("")
         self.metrics_label.setText("")
-        self.say(f"Training {cfg.arch.upper()} on {cfg.n_train:,} images for {cfg.epochs} epochs.")
+        self.say(
+            f"Training {cfg.arch.upper()} on {cfg.n_train:,} images for {cfg.epochs} epoch(s)."
+        )
         self.job = run_job(
             work,
             name="train",

@@ -46,7 +46,7 @@ class TrainingPlots(QWidget):
             plot.setLabel("bottom", "epoch")
             plot.setLabel("left", label)
             plot.showGrid(x=True, y=True, alpha=0.3)
-            plot.addLegend(offset=(-10, 10))
+            plot.addLegend(offset=(-10, 10) if plot is self.loss_plot else (-10, -30))
             plot.setMinimumSize(220, 160)
         self.acc_plot.setYRange(0, 1.0)
         self.series = {name: _Series() for name in ("loss", "val_loss", "accuracy", "val_accuracy")}
