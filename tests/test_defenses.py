@@ -91,6 +91,11 @@ def test_eot_averages_random_noise(plain_s2, mnist):
     spread_one = np.std([one.logits(x) for _ in range(4)], axis=0).mean()
     spread_eot = np.std([eot.logits(x) for _ in range(4)], axis=0).mean()
     assert spread_eot < 0.5 * spread_one  # 16 draws: about 1/4 of the spread
+    # Attacks run on the EOT view (its logits keep a static 10-class shape).
+    from advgui.core.attacks import make_attack
+
+    res = make_attack("pgd", eps=0.1, steps=2, restarts=2)(eot, x, labels=mnist.y_test[:50])
+    assert res.linf.max() <= 0.1 + 1e-6
 
 
 def test_squeezing_raises_fgsm_accuracy_and_bpda_takes_it_down(trained_cnn, mnist):

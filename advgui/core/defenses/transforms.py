@@ -179,7 +179,7 @@ def _wrapper_class() -> type:
             n = t.shape(x)[0]
             tiled = t.tile(x, [samples, 1, 1, 1])
             z = self.inner(self._one(tiled), training=False)
-            return t.reduce_mean(t.reshape(z, [samples, n, -1]), axis=0)
+            return t.reduce_mean(t.reshape(z, [samples, n, z.shape[-1]]), axis=0)
 
         def compute_output_shape(self, input_shape: Any) -> tuple:
             return (input_shape[0], 10)
