@@ -99,7 +99,7 @@ class AttackTab(QWidget):
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setStretchFactor(2, 5)
-        splitter.setSizes([330, 290, 580])
+        splitter.setSizes([300, 340, 560])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 
@@ -121,7 +121,7 @@ class AttackTab(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Model"))
         self.model_combo = QComboBox()
-        self.model_combo.setMinimumContentsLength(14)
+        self.model_combo.setMinimumContentsLength(8)
         self.model_combo.currentIndexChanged.connect(self._on_model_chosen)
         row.addWidget(self.model_combo, 1)
         self.load_button = QPushButton("Load model...")
@@ -168,9 +168,9 @@ class AttackTab(QWidget):
         form.addRow("Target digit", self.goal_combo)
 
         self.loss_combo = QComboBox()
-        self.loss_combo.addItem("ce: cross-entropy on logits", "ce")
-        self.loss_combo.addItem("margin: C&W logit margin", "margin")
-        self.loss_combo.addItem("deck: 1/2||y - softmax||^2 (literal)", "deck")
+        self.loss_combo.addItem("ce (cross-entropy)", "ce")
+        self.loss_combo.addItem("margin (C&W)", "margin")
+        self.loss_combo.addItem("deck (literal)", "deck")
         self.lam_spin = QDoubleSpinBox()
         self.lam_spin.setRange(0.0, 1000.0)
         self.lam_spin.setDecimals(4)
@@ -247,7 +247,9 @@ class AttackTab(QWidget):
         form.addRow(self.error_label)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(box)
+        scroll.setMinimumWidth(box.minimumSizeHint().width() + 24)
         return scroll
 
     def _build_results(self) -> QWidget:

@@ -115,6 +115,7 @@ class AttackGallery(QWidget):
         self.jump.setRange(0, 9999)
         self.jump.setToolTip("test image index (0-9999)")
         go = QPushButton("Go")
+        go.setFixedWidth(40)
         go.clicked.connect(lambda: self.select_index(self.jump.value()))
         self.jump.editingFinished.connect(lambda: self.select_index(self.jump.value()))
         self.count = QLabel("no dataset")

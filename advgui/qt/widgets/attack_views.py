@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from advgui.qt.widgets.attack_gallery import to_qimage
 
-VIEW = 168  # 6x enlargement of 28x28
+VIEW = 140  # 5x enlargement of 28x28
 
 
 def _pixmap(img: QImage, side: int = VIEW) -> QPixmap:
@@ -111,10 +111,15 @@ class ProbabilityBars(pg.PlotWidget):
         self.setXRange(-0.6, 9.6, padding=0)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
-        self.setTitle("class probabilities", color="k", size="9pt")
+        # Class probabilities; the key sits in the title (a legend box would hide a bar).
+        self.setTitle(
+            '<span style="color:#7a7a7a">&#9632; before</span> '
+            '<span style="color:#d62728">&#9632; after</span>',
+            color="k",
+            size="9pt",
+        )
         axis = self.getAxis("bottom")
         axis.setTicks([[(d, str(d)) for d in range(10)]])
-        self.addLegend(offset=(-5, 5), labelTextColor="k")
         x = np.arange(10)
         self.before_item = pg.BarGraphItem(
             x=x - 0.2, height=np.zeros(10), width=0.38, brush="#9a9a9a", name="before"
