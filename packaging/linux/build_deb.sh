@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Build dist/advgui_VERSION_amd64.deb from the PyInstaller onedir folder.
+#   /opt/advgui/            the frozen app
+#   /usr/bin/advgui         symlink to /opt/advgui/advgui (the bootloader resolves it)
+#   /usr/share/applications/advgui.desktop, hicolor icons, /usr/share/doc/advgui/copyright
+# Depends: the Qt system libraries (as tools/system-deps.sh installs them for a checkout), every
+# package that owns a system library the bundled binaries link to (found with ldd + dpkg -S,
+# in the spirit of dpkg-shlibdeps) and libc6 >= the newest GLIBC symbol version they use.
+# Usage: build_deb.sh BUNDLE_DIR VERSION OUT_DIR     (ADVGUI_DEB_COMPRESS=xz|gzip|zstd|none)
+set -euo pipefail
+BUNDLE="$(cd "${1:?bundle folder}" && pwd)"
+VERSION="${2:?version}"
+OUT="$(mkdir -p "${3:?output folder}" && cd "$3" && pwd)"
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+ARCH="$(dpkg --print-architecture)"
+STAGE="$ROOT/build/deb/advgui_${VERSION}_${ARCH}"
+DEB="$OUT/advgui_${VERSION}_${ARCH}.deb"
+
+# Qt's xcb and offscreen platforms (https://doc.qt.io/qt-6/linux-requirements.html).
+QT_DEPS=(
+  libgl1 libegl1 libfontconfig1 libfreetype6 libglib2.0-0 libdbus-1-3 libx11-6 libx11-xcb1
+  libxcb1 libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
+  libxcb-shape0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1
+  libxcb-render0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0
+)
+
+rm -rf "$STAGE"
+mkdir -p "$STAGE/DEBIAN" "$STAGE/opt" "$STAGE/usr/bin" "$STAGE/usr/share/applications" \
+  "$STAGE/usr/share/doc/advgui" "$STAGE/usr/share/icons/hicolor/256x256/apps" \
+  "$STAGE/usr/share/icons/hicolor/64x64/apps"
+cp -a "$BUNDLE" "$STAGE/opt/advgui"
+ln -s /opt/advgui/advgui "$STAGE/usr/bin/advgui"
+install -m 644 "$ROOT/resources/advgui.desktop" "$STAGE/usr/share/applications/advgui.desktop"
+install -m 644 "$ROOT/resources/icons/advgui.png" "$STAGE/usr/share/icons/hicolor/256x256/apps/advgui.png"
+install -m 644 "$ROOT/resources/icons/advgui-64.png" "$STAGE/usr/share/icons/hicolor/64x64/apps/advgui.png"
+cat >"$STAGE/usr/share/doc/advgui/copyright" <<EOF
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: advgui
+Comment: /opt/advgui bundles Python, PySide6 (Qt 6, LGPLv3), TensorFlow and Keras (Apache-2.0),
+ NumPy (BSD-3-Clause), pyqtgraph (MIT), Pillow (MIT-CMU) and their dependencies; their license
+ files are inside /opt/advgui/_internal/*.dist-info.
+
+Files: *
+License: MIT
+EOF
+# Files owned by root, readable by all; the executables keep their x bit.
+chmod -R u=rwX,go=rX "$STAGE/opt/advgui"
+
+# --- system libraries the bundle links to, mapped to the packages that own them
+mapfile -t ELVES < <(find "$STAGE/opt/advgui" -type f \( -name '*.so*' -o -perm -u+x \) \
+  -exec sh -c 'head -c4 "$1" | grep -q "ELF" && echo "$1"' _ {} \;)
+# Resolve the bundle's own libraries the way its RPATHs and the bootloader do.
+BUNDLE_PATH="$(printf '%s\n' "${ELVES[@]}" | xargs -n1 dirname | sort -u | paste -sd:)"
+declare -A PKGS=() MISSING=()
+GLIBC="2.17"
+for f in "${ELVES[@]}"; do
+  while read -r lib path; do
+    case "$path" in
+      "not found") MISSING["$lib"]=1; continue ;;
+      "$STAGE"/*|"") continue ;;
+    esac
+    real="$(readlink -f "$path")"
+    owner="$(dpkg -S "$path" 2>/dev/null || dpkg -S "$real" 2>/dev/null || dpkg -S "${real#/usr}" 2>/dev/null || true)"
+    owner="${owner%%:*}"
+    [ -n "$owner" ] && PKGS["$owner"]=1
+  done < <(LD_LIBRARY_PATH="$BUNDLE_PATH" ldd "$f" 2>/dev/null | awk '/=>/ {print $1, ($3 == "not" ? "not found" : $3)}')
+  v="$(objdump -T "$f" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1 || true)"
+  [ -n "$v" ] && GLIBC="$(printf '%s\n%s\n' "$GLIBC" "$v" | sort -V | tail -1)"
+done
+unset 'PKGS[libc6]'
+DEPENDS="libc6 (>= $GLIBC)"
+for p in $(printf '%s\n' "${QT_DEPS[@]}" "${!PKGS[@]}" | sort -u); do DEPENDS="$DEPENDS, $p"; done
+if [ ${#MISSING[@]} -gt 0 ]; then
+  # Optional plugins (Wayland, EGLFS, ...) link to libraries this build machine lacks; Qt
+  # skips a plugin that cannot load, so these become Recommends/nothing, not Depends.
+  echo "build_deb: not on this machine (optional plugins only): ${!MISSING[*]}" >&2
+fi
+
+SIZE_KB="$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)"
+cat >"$STAGE/DEBIAN/control" <<EOF
+Package: advgui
+Version: $VERSION
+Architecture: $ARCH
+Maintainer: advgui developers <advgui@localhost>
+Installed-Size: $SIZE_KB
+Depends: $DEPENDS
+Recommends: libwayland-client0, libwayland-cursor0, libwayland-egl1, fonts-dejavu-core
+Section: science
+Priority: optional
+Homepage: https://github.com/advgui/advgui
+Description: desktop workbench for adversarial machine learning on MNIST
+ Train a network on MNIST and watch it learn, fool it with adversarial images
+ that look harmless to a person, then try defenses and compare which ones hold.
+ Self-contained: Python, Qt (PySide6) and TensorFlow are bundled in /opt/advgui.
+ Run "advgui selftest" to check an installation without a display.
+EOF
+(cd "$STAGE" && find opt usr -type f -print0 | sort -z | xargs -0 md5sum >DEBIAN/md5sums)
+
+dpkg-deb --root-owner-group -Z"${ADVGUI_DEB_COMPRESS:-xz}" --build "$STAGE" "$DEB" >&2
+echo "build_deb: $DEB" >&2
+dpkg-deb --field "$DEB" Package Version Installed-Size Depends >&2
+ls -la "$DEB" >&2

@@ -1,0 +1,121 @@
+"""What the frozen app leaves out, in one place the spec and the tests both read.
+
+Plain Python with no PyInstaller import, so ``tests/test_packaging.py`` can check that nothing
+listed here is imported while the app trains, attacks, exports and shows its window: a module
+that is excluded but needed would only fail on a lab machine.
+
+TensorFlow's own ``__init__`` imports nearly all of it (tf.lite, the profiler, dtensor...), so
+most of TensorFlow cannot be dropped; what can is listed with the reason.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatch
+
+#: Qt bindings advgui never imports (the window is QtWidgets; pyqtgraph also uses QtSvg,
+#: QtOpenGL(Widgets) and QtTest, which stay). Excluding a binding also drops its Qt libraries,
+#: plugins and, for QtQml/QtQuick, the whole ``qml/`` tree.
+QT_EXCLUDES: tuple[str, ...] = (
+    "PySide6.QtQml",
+    "PySide6.QtQmlFeatures",
+    "PySide6.QtQuick",
+    "PySide6.QtQuickControls2",
+    "PySide6.QtQuickTest",
+    "PySide6.QtQuickWidgets",
+    "PySide6.QtLabsStyleKit",
+    "PySide6.QtDesigner",
+    "PySide6.QtHelp",
+    "PySide6.QtUiTools",
+    "PySide6.QtSql",
+    "PySide6.QtNetwork",
+    "PySide6.QtXml",
+    "PySide6.QtConcurrent",
+    "PySide6.QtDBus",
+    "PySide6.QtPrintSupport",
+    # Not in PySide6-Essentials, listed so that an Addons install does not drag them in.
+    "PySide6.QtWebEngineCore",
+    "PySide6.QtWebEngineWidgets",
+    "PySide6.QtWebEngineQuick",
+    "PySide6.QtWebChannel",
+    "PySide6.QtWebSockets",
+    "PySide6.Qt3DCore",
+    "PySide6.Qt3DRender",
+    "PySide6.Qt3DExtras",
+    "PySide6.QtMultimedia",
+    "PySide6.QtMultimediaWidgets",
+    "PySide6.QtCharts",
+    "PySide6.QtDataVisualization",
+    "PySide6.QtGraphs",
+    "PySide6.QtPdf",
+    "PySide6.QtPdfWidgets",
+    "PySide6.QtBluetooth",
+    "PySide6.QtPositioning",
+    "PySide6.QtLocation",
+    "PySide6.QtSerialPort",
+    "PySide6.QtSensors",
+    "PySide6.QtTextToSpeech",
+    "PySide6.QtRemoteObjects",
+    "PySide6.QtScxml",
+    "PySide6.QtStateMachine",
+    "PySide6.QtHttpServer",
+    "PySide6.QtSpatialAudio",
+)
+
+#: Python packages the app does not use at run time; most come in through optional imports.
+PY_EXCLUDES: tuple[str, ...] = (
+    "tkinter",
+    "tensorboard",  # TensorBoard callback only
+    "grpc",  # TensorFlow's distributed runtime; never imported by local training (19 MB)
+    "jax",
+    "torch",
+    "openvino",
+    "keras.src.backend.jax",  # advgui runs Keras on the TensorFlow backend only
+    "keras.src.backend.torch",
+    "keras.src.backend.openvino",
+    "pyqtgraph.opengl",  # 3D views; advgui's plots are 2D
+    "pyqtgraph.examples",
+    "pyqtgraph.jupyter",
+    "IPython",
+    "matplotlib",
+    "pandas",
+    "pytest",
+    "hypothesis",
+    "PyInstaller",
+    "setuptools",
+    "pip",
+    # TensorFlow parts whose extension modules `import tensorflow` and everything advgui does
+    # (training, tf.function, gradients, .keras save/load) never load.
+    "tensorflow.compiler.mlir.stablehlo",  # stablehlo_extension.so, 26 MB
+    "tensorflow.compiler.tf2xla.ops._xla_ops",  # 20 MB, XLA op kernels for jit_compile
+    "tensorflow.python.autograph.impl.testing",
+    "tensorflow.lite.experimental.microfrontend.python.ops._audio_microfrontend_op",
+)
+
+EXCLUDES: tuple[str, ...] = QT_EXCLUDES + PY_EXCLUDES
+
+#: Files dropped from the collected data and binaries, by destination path in the bundle.
+DROP_PATTERNS: tuple[str, ...] = (
+    "PySide6/Qt/translations/*",  # the UI is English only (14 MB of .qm files)
+    "PySide6/Qt/qml/*",
+    "PySide6/Qt/plugins/qmltooling/*",
+    "PySide6/Qt/plugins/sqldrivers/*",
+    "PySide6/Qt/plugins/designer/*",
+    # GTK3 theme: needs GTK on the machine (not a Depends); Qt falls back to its own style.
+    "PySide6/Qt/plugins/platformthemes/libqgtk3.so",
+    "PySide6/Qt/metatypes/*",
+    "PySide6/Qt/libexec/*",
+    "tensorflow/include/*",  # C++ headers (the contrib hook already skips them)
+    "tensorflow/xla_aot_runtime_src/*",
+    "*.pyi",
+)
+
+
+def is_excluded_module(name: str) -> bool:
+    """True if ``name`` is, or lies inside, one of the excluded modules."""
+    return any(name == ex or name.startswith(ex + ".") for ex in EXCLUDES)
+
+
+def keep_file(dest: str) -> bool:
+    """Whether a collected file (destination path inside the bundle) stays in it."""
+    dest = dest.replace("\\", "/")
+    return not any(fnmatch(dest, pattern) for pattern in DROP_PATTERNS)
