@@ -59,7 +59,8 @@ def test_median_matches_numpy_reference(mnist):
     np.testing.assert_allclose(out[..., 0], ref, atol=1e-6)
 
 
-def test_naive_gradient_vanishes_and_bpda_restores_it(plain_s2, mnist):
+@pytest.mark.parametrize("transform", ["squeeze-bits:1", "jpeg:50"])
+def test_naive_gradient_vanishes_and_bpda_restores_it(plain_s2, mnist, transform):
     from advgui.core.defenses import wrap
     from advgui.core.tfimport import tf
 
@@ -67,7 +68,7 @@ def test_naive_gradient_vanishes_and_bpda_restores_it(plain_s2, mnist):
     x = t.constant(mnist.x_test[:8].astype(np.float32))
     grads = {}
     for mode in ("naive", "adaptive"):
-        view = wrap(plain_s2, "squeeze-bits:1", mode=mode)
+        view = wrap(plain_s2, transform, mode=mode)
         with t.GradientTape() as tape:
             tape.watch(x)
             z = view.logits_model(x, training=False)
@@ -75,11 +76,12 @@ def test_naive_gradient_vanishes_and_bpda_restores_it(plain_s2, mnist):
         grads[mode] = np.abs(np.asarray(tape.gradient(loss, x))).sum()
     assert grads["naive"] == 0.0 and grads["adaptive"] > 0.0
     # The forward pass is the same in every view: what is deployed is what is attacked.
-    deployed = wrap(plain_s2, "squeeze-bits:1")
+    deployed = wrap(plain_s2, transform)
+    x200, y200 = mnist.x_test[:200], mnist.y_test[:200]
     np.testing.assert_array_equal(
-        deployed.predict(mnist.x_test[:200]),
-        wrap(plain_s2, "squeeze-bits:1", mode="adaptive").predict(mnist.x_test[:200]),
+        deployed.predict(x200), wrap(plain_s2, transform, mode="adaptive").predict(x200)
     )
+    assert deployed.accuracy(x200, y200) > plain_s2.accuracy(x200, y200) - 0.05
 
 
 def test_eot_averages_random_noise(plain_s2, mnist):
