@@ -146,6 +146,8 @@ def test_train_defended_model_from_tab(tab, qtbot):
     assert len(p.history) == 2  # one point per epoch on the live plot
     xs, ys = p.robust_curve.getData()
     assert list(xs) == [1, 2] and np.all((ys >= 0) & (ys <= 1))
+    assert p.plots.point_count("val_accuracy") == 2  # held-out clean accuracy per epoch
+    assert p.plots.point_count("loss") >= 2  # live adversarial loss
     assert len(tab.state.models) == before + 1
     assert tab.state.models[-1].meta["defense"] == "fast-at"
     assert tab.setup.model_list.count() == before + 1

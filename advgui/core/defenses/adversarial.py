@@ -348,7 +348,11 @@ def _fit(
                     total * stage_index + i + 1,
                     grand_total,
                     f"{stage}: epoch {epoch + 1}/{cfg.epochs}",
-                    {"epoch": epoch + 1, "loss": loss},
+                    {
+                        "epoch": epoch + 1,
+                        "loss": loss,
+                        "epoch_progress": stage_index * cfg.epochs + epoch + (b + 1) / per_epoch,
+                    },
                 )
             )
         check(cancel)
@@ -370,7 +374,14 @@ def _fit(
                     total * stage_index + (epoch + 1) * per_epoch,
                     grand_total,
                     f"{stage}: epoch {epoch + 1}/{cfg.epochs}: clean {clean:.1%}, PGD {robust:.1%}",
-                    {**record, "epoch_end": True},
+                    {
+                        **record,
+                        "epoch_end": True,
+                        # The keys the Training tab's live plots read (TrainingPlots).
+                        "epoch_progress": float(stage_index * cfg.epochs + epoch + 1),
+                        "val_count": float(stage_index * cfg.epochs + epoch + 1),
+                        "val_accuracy": clean,
+                    },
                 )
             )
     if keep_best and best_weights is not None:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from advgui.core.progress import Progress
+from advgui.qt.widgets.training_plots import TrainingPlots
 from advgui.qt.workers import ErrorInfo, Job, run_job
 
 METHOD_TIPS = {
@@ -68,16 +69,19 @@ class DefenseTrainPanel(QWidget):
         self.progress_bar.setRange(0, 1000)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.setLabel("bottom", "epoch")
-        self.plot.setLabel("left", "held-out accuracy")
-        self.plot.setYRange(0, 1.02)
-        self.plot.addLegend(offset=(-10, -10))
-        self.clean_curve = self.plot.plot([], [], name="clean", pen=pg.mkPen("b", width=2),
-                                          symbol="o", symbolSize=5)  # fmt: skip
-        self.robust_curve = self.plot.plot([], [], name="PGD", pen=pg.mkPen("r", width=2),
-                                           symbol="o", symbolSize=5)  # fmt: skip
-        self.plot.setMinimumHeight(140)
+        # The Training tab's live plots: adversarial loss per batch, held-out clean accuracy
+        # per epoch ("validation"), plus the held-out PGD accuracy per epoch.
+        self.plots = TrainingPlots()
+        acc = self.plots.acc_plot
+        acc.plotItem.legend.removeItem(self.plots.curves["accuracy"])
+        acc.plotItem.legend.removeItem(self.plots.curves["val_accuracy"])
+        acc.plotItem.legend.addItem(self.plots.curves["val_accuracy"], "held-out clean")
+        self.robust_curve = acc.plot(
+            [], [], name="held-out PGD", pen=pg.mkPen("#2ca02c", width=2), symbol="o",
+            symbolSize=6, symbolBrush="#2ca02c",
+        )  # fmt: skip
+        self.plots.loss_plot.setTitle("Loss (on adversarial examples)")
+        self.plots.setMinimumHeight(180)
 
         form = QFormLayout()
         form.addRow("defense", self.method_combo)
@@ -94,7 +98,7 @@ class DefenseTrainPanel(QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.progress_bar)
         lay.addWidget(self.status)
-        lay.addWidget(self.plot)
+        lay.addWidget(self.plots)
         self.train_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
 
@@ -125,6 +129,7 @@ class DefenseTrainPanel(QWidget):
             self.status.setText(str(err))
             return
         self.history = []
+        self.plots.clear()
         self._update_curves()
         self.status.setText(f"training {cfg.method} at eps {cfg.eps:g}...")
 
@@ -147,14 +152,14 @@ class DefenseTrainPanel(QWidget):
 
     def _on_progress(self, update: Progress) -> None:
         self.progress_bar.setValue(int(1000 * update.fraction))
+        self.plots.add_update(update.info)
         if update.info.get("epoch_end"):
             self.history.append(dict(update.info))
             self._update_curves()
             self.status.setText(update.message)
 
     def _update_curves(self) -> None:
-        xs = list(range(1, len(self.history) + 1))
-        self.clean_curve.setData(xs, [h["clean_accuracy"] for h in self.history])
+        xs = [h["epoch_progress"] for h in self.history]
         self.robust_curve.setData(xs, [h["robust_accuracy"] for h in self.history])
 
     def _on_result(self, result: Any) -> None:
