@@ -28,6 +28,7 @@ from advgui.core.tfimport import tf
 
 _D = 784
 _SUB = 16
+_BIG = 1e30
 
 
 @register
@@ -52,7 +53,7 @@ class JSMA(Attack):
         t = tf()
         theta = float(self.theta)
         sign = 1.0 if theta > 0 else -1.0
-        eye = t.eye(_D, dtype=t.bool)
+        diag = t.linalg.diag(t.fill([_D], -_BIG))
 
         @t.function(
             input_signature=[image_spec(), t.TensorSpec([None, _D], t.bool),
@@ -72,20 +73,24 @@ class JSMA(Attack):
                     obj = t.reduce_sum(z[:n] * goal_1h) + t.reduce_sum(z[n:] * (1.0 - goal_1h))
                 grads = t.reshape(tape.gradient(obj, both), [2, n, _D])
                 a, b = grads[0] * sign, grads[1] * sign
-                alpha = a[:, :, None] + a[:, None, :]
+                # Pixels outside the domain get a hugely negative a, so no pair with one of
+                # them has alpha > 0; the diagonal (p == q) is excluded the same way.
+                a_m = t.where(domain, a, -_BIG)
+                alpha = a_m[:, :, None] + a_m[:, None, :] + diag
                 beta = b[:, :, None] + b[:, None, :]
-                pair_ok = domain[:, :, None] & domain[:, None, :] & ~eye[None]
-                valid = pair_ok & (alpha > 0.0) & (beta < 0.0)
-                neg = t.constant(-np.inf, t.float32)
-                score = t.where(valid, alpha * -beta, neg)
-                fallback = t.where(pair_ok, alpha - beta, neg)
-                has_valid = t.reduce_any(t.reshape(valid, [n, -1]), axis=1)
-                best = t.where(
-                    has_valid,
-                    t.argmax(t.reshape(score, [n, -1]), axis=1, output_type=t.int32),
-                    t.argmax(t.reshape(fallback, [n, -1]), axis=1, output_type=t.int32),
+                # alpha * |beta| where alpha > 0 and beta < 0, else 0 (half the work of where()).
+                score = t.reshape(t.nn.relu(alpha) * t.nn.relu(-beta), [n, -1])
+                best = t.argmax(score, axis=1, output_type=t.int32)
+                has_valid = t.reduce_max(score, axis=1) > 0.0
+
+                best = t.cond(
+                    t.reduce_all(has_valid | ~active),
+                    lambda best=best: best,
+                    lambda a=alpha, b=beta, v=has_valid, best=best: t.where(
+                        v, best, t.argmax(t.reshape(a - b, [n, -1]), axis=1, output_type=t.int32)
+                    ),
                 )
-                has_pair = t.reduce_any(t.reshape(pair_ok, [n, -1]), axis=1)
+                has_pair = t.reduce_sum(t.cast(domain, t.int32), axis=1) >= 2
                 move = active & has_pair
                 p, q = best // _D, best % _D
                 pq = t.one_hot(p, _D) + t.one_hot(q, _D)
