@@ -25,7 +25,9 @@ class DefensePlot(QWidget):
         self.plot.setLabel("left", "robust accuracy")
         self.plot.setYRange(0, 1.02)
         self.plot.showGrid(x=True, y=True, alpha=0.3)
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        # Bottom left: robust-accuracy curves fall to the right, so that corner stays free.
+        self.legend = self.plot.addLegend(offset=(10, -10))
         self.items: list[Any] = []
         top = QHBoxLayout()
         top.addWidget(QLabel("curves for"))

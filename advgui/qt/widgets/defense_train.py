@@ -51,6 +51,8 @@ class DefenseTrainPanel(QWidget):
             self.method_combo.setItemData(self.method_combo.count() - 1, METHOD_TIPS.get(m, ""))
         self.arch_combo = QComboBox()
         self.arch_combo.addItems(list(ARCHS))
+        self.method_combo.setCurrentText("fast-at")
+        self.arch_combo.setCurrentText("cnn-s2-wide")
         self.eps_spin = QDoubleSpinBox()
         self.eps_spin.setRange(0.0, 1.0)
         self.eps_spin.setSingleStep(0.05)
