@@ -126,6 +126,18 @@ def test_cli_attack_writes_verified_png_and_json(
     assert "PNG classified" in capsys.readouterr().out
 
 
+def test_cli_noise_attack_without_out_still_reports_the_png_prediction(
+    model_file, mnist_path, tmp_path
+):
+    js = tmp_path / "r.json"
+    argv = ["--data", str(mnist_path), "attack", "--model", str(model_file), "--method", "noise",
+            "--index", "0", "--target", "5", "--steps", "100", "--optimizer", "adam",
+            "--json", str(js)]  # fmt: skip
+    assert _cli(argv) == 0
+    rec = json.loads(js.read_text())
+    assert rec["png"] is None and rec["png_pred"] == rec["pred_after"] == 5 and rec["success"]
+
+
 def test_cli_attack_methods_come_from_the_registry():
     from advgui import cli
     from advgui.core.attacks import ATTACKS

@@ -51,6 +51,7 @@ def test_targeted_attack_from_gallery_updates_view_and_exports(tab, qtbot, mnist
     tab.lam_spin.setValue(0.05)
     tab.steps_spin.setValue(150)
     assert not tab.eps_spin.isEnabled()  # the deck's attack has no epsilon
+    assert tab.start_combo.isEnabled() and tab.start_combo.currentData() == "target"
     updates = []
     job = tab.run_attack()
     job.progress.connect(updates.append)
@@ -80,7 +81,7 @@ def test_fgsm_batch_and_batch_export(tab, qtbot, mnist, tmp_path):
     tab.gallery.select_index(10)
     tab.method_combo.setCurrentText("fgsm")
     assert tab.eps_spin.isEnabled() and tab.eps_spin.value() == pytest.approx(0.3)
-    assert not tab.steps_spin.isEnabled()
+    assert not tab.steps_spin.isEnabled() and not tab.start_combo.isEnabled()
     tab.goal_combo.setCurrentIndex(0)  # untargeted
     tab.batch_spin.setValue(5)
     job = tab.run_attack()

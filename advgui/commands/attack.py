@@ -13,6 +13,7 @@ from typing import Any
 
 from advgui.commands.common import ProgressBar, finite_float, positive_int, write_json
 from advgui.core.errors import ModelFileError, ParameterError
+from advgui.core.progress import Progress
 
 #: CLI option -> attack parameter; passed only when given, so each attack keeps its defaults.
 PASS_THROUGH = {
@@ -24,6 +25,8 @@ PASS_THROUGH = {
     "confidence": "confidence",
     "kappa": "kappa",
     "seed": "seed",
+    "start": "start",
+    "optimizer": "optimizer",
 }
 
 
@@ -69,6 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", type=finite_float, help="perturbation budget (FGSM, PGD, ...)")
     p.add_argument("--step-size", type=finite_float, dest="step_size")
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--start", choices=("target", "noise"), help="targeted: start from the image or noise"
+    )
+    p.add_argument(
+        "--optimizer", choices=("adam", "gd"), help="deck attacks: Adam or plain gradient descent"
+    )
     p.add_argument(
         "--param",
         type=_param,
@@ -139,13 +148,19 @@ def cmd_attack(args: argparse.Namespace) -> int:
     clf = load_classifier(args.model)
     x = mnist.x_test[args.index : args.index + 1]
     bar = ProgressBar()
+
+    def progress(update: Progress) -> None:
+        # Live images and curves are for the GUI; the terminal shows the numbers.
+        scalars = {k: v for k, v in update.info.items() if isinstance(v, (int, float, str))}
+        bar(Progress(update.done, update.total, update.message, scalars))
+
     try:
         res = attack(
             clf,
             x,
             labels=mnist.y_test[args.index : args.index + 1],
             goals=args.target,
-            progress=bar,
+            progress=progress,
         )
     finally:
         bar.close()

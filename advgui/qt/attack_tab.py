@@ -47,6 +47,8 @@ from advgui.qt.workers import ErrorInfo, Job, run_job
 #: Parameter fields of the form, in order: attack parameter name -> label.
 FIELDS = {
     "loss": "Classification term",
+    "start": "Start from",
+    "optimizer": "Optimizer",
     "lam": "Lambda",
     "confidence": "Goal confidence",
     "steps": "Steps",
@@ -171,6 +173,12 @@ class AttackTab(QWidget):
         self.loss_combo.addItem("ce (cross-entropy)", "ce")
         self.loss_combo.addItem("margin (C&W)", "margin")
         self.loss_combo.addItem("deck (literal)", "deck")
+        self.start_combo = QComboBox()
+        self.start_combo.addItem("the image (x_target)", "target")
+        self.start_combo.addItem("random noise", "noise")
+        self.opt_combo = QComboBox()
+        self.opt_combo.addItem("Adam (cosine decay)", "adam")
+        self.opt_combo.addItem("plain gradient descent", "gd")
         self.lam_spin = QDoubleSpinBox()
         self.lam_spin.setRange(0.0, 1000.0)
         self.lam_spin.setDecimals(4)
@@ -204,6 +212,8 @@ class AttackTab(QWidget):
         self.seed_spin.setRange(0, 2**31 - 1)
         self.field_widgets: dict[str, QWidget] = {
             "loss": self.loss_combo,
+            "start": self.start_combo,
+            "optimizer": self.opt_combo,
             "lam": lam_row,
             "confidence": self.conf_spin,
             "steps": self.steps_spin,
@@ -409,10 +419,14 @@ class AttackTab(QWidget):
             value = defaults.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 spin.setValue(value)
-        if isinstance(defaults.get("loss"), str):
-            i = self.loss_combo.findData(defaults["loss"])
+        for name, combo in (
+            ("loss", self.loss_combo),
+            ("start", self.start_combo),
+            ("optimizer", self.opt_combo),
+        ):
+            i = combo.findData(defaults.get(name))
             if i >= 0:
-                self.loss_combo.setCurrentIndex(i)
+                combo.setCurrentIndex(i)
         lam = defaults.get("lam")
         self.lam_auto.setChecked(lam == "auto")
         if isinstance(lam, (int, float)):
@@ -432,6 +446,8 @@ class AttackTab(QWidget):
         taken = attack_defaults(self._attack_class())
         values: dict[str, Any] = {
             "loss": self.loss_combo.currentData(),
+            "start": self.start_combo.currentData(),
+            "optimizer": self.opt_combo.currentData(),
             "lam": "auto" if self.lam_auto.isChecked() else self.lam_spin.value(),
             "confidence": self.conf_spin.value(),
             "steps": self.steps_spin.value(),
