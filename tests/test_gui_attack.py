@@ -37,7 +37,9 @@ def _wait(qtbot, job, timeout=60000):
     qtbot.waitUntil(lambda: not job.is_running() and job.outcome is not None, timeout=timeout)
 
 
-def test_targeted_attack_from_gallery_updates_view_and_exports(tab, qtbot, mnist, tmp_path):
+def test_targeted_attack_from_gallery_updates_view_and_exports(
+    tab, qtbot, mnist, tmp_path, monkeypatch
+):
     # Pick the first 4 through the digit filter.
     tab.gallery.filter.setCurrentIndex(tab.gallery.filter.findData(4))
     assert set(mnist.y_test[tab.gallery.visible_indices()]) == {4}
@@ -68,7 +70,18 @@ def test_targeted_attack_from_gallery_updates_view_and_exports(tab, qtbot, mnist
     assert "Success" in tab.summary.text() and "4 -> 2" in tab.summary.text()
     assert tab.run_button.isEnabled() and tab.export_button.isEnabled()
 
-    ejob = tab.export_image(tmp_path / "adv.png")
+    from PySide6.QtWidgets import QFileDialog
+
+    asked = {}
+
+    def fake_save(parent, title, suggested, filt):
+        asked["suggested"] = suggested
+        return str(tmp_path / "adv.png"), filt
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_save))
+    tab.export_button.click()
+    assert asked["suggested"].endswith(f"targeted_idx{first_four}_to2.png")
+    ejob = tab.export_job
     _wait(qtbot, ejob)
     assert ejob.outcome == "returned", tab.error_label.text()
     side = json.loads((tmp_path / "adv.json").read_text())

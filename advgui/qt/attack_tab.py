@@ -75,6 +75,17 @@ def attack_defaults(cls: type) -> dict[str, Any]:
     }
 
 
+def _results_dir() -> Path:
+    """Where export dialogs open: the user's results folder (created), else home."""
+    from advgui.core import paths
+
+    try:
+        paths.results_dir().mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return Path.home()
+    return paths.results_dir()
+
+
 def _short(clf: Any) -> str:
     acc = clf.meta.get("test_accuracy") if hasattr(clf, "meta") else None
     return clf.name + (f"  ({100 * acc:.1f}%)" if isinstance(acc, (int, float)) else "")
@@ -616,8 +627,14 @@ class AttackTab(QWidget):
         if self.result is None:
             return
         k = self.result_spin.value() - 1
+        rec = self.result.record(k)
+        name = self.result.method
+        if self.result_indices:
+            name += f"_idx{self.result_indices[k]}"
+        if rec["goal"] is not None:
+            name += f"_to{rec['goal']}"
         path, _ = QFileDialog.getSaveFileName(
-            self, "Export adversarial image", str(Path.home() / f"adv_{k}.png"), "PNG (*.png)"
+            self, "Export adversarial image", str(_results_dir() / f"{name}.png"), "PNG (*.png)"
         )
         if path:
             self.export_image(path)
@@ -625,7 +642,9 @@ class AttackTab(QWidget):
     def choose_export_folder(self) -> None:
         if self.result is None:
             return
-        folder = QFileDialog.getExistingDirectory(self, "Export the batch into", str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(
+            self, "Export the batch into", str(_results_dir())
+        )
         if folder:
             self.export_batch(folder)
 
