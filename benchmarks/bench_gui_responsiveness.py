@@ -50,10 +50,16 @@ def main() -> None:
     gaps: dict[str, list[float]] = {}
     last = [clock.nsecsElapsed()]
 
+    stalls: list[tuple[float, str, float, str]] = []  # (gap ms, phase, offset s, tab state)
+
     def tick() -> None:
         now = clock.nsecsElapsed()
-        gaps.setdefault(phase["name"], []).append((now - last[0]) / 1e6)
+        gap = (now - last[0]) / 1e6
+        gaps.setdefault(phase["name"], []).append(gap)
         last[0] = now
+        if gap > 50:
+            offset = time.perf_counter() - t_phase.get(phase["name"], 0.0)
+            stalls.append((gap, phase["name"], offset, tab.phase_label.text()[:40]))
 
     timer = QTimer()
     timer.setInterval(10)
@@ -63,7 +69,7 @@ def main() -> None:
     window.resize(1200, 800)
     window.show()
     tab = window.training_tab
-    t_phase = {}
+    t_phase: dict[str, float] = {}
 
     def set_phase(name: str) -> None:
         phase["name"] = name
@@ -128,6 +134,9 @@ def main() -> None:
     if ref_max:
         print(f"worst gap under load: {worst:.1f} ms = {worst / ref_max:.1f}x the idle maximum")
     print(f"last model: {tab.phase_label.text()}")
+    print("largest gaps (ms, phase, seconds into it, what the tab showed):")
+    for gap, name, offset, text in sorted(stalls, reverse=True)[:6]:
+        print(f"  {gap:7.1f}  {name:18s} {offset:6.2f} s  {text}")
 
 
 if __name__ == "__main__":
