@@ -165,3 +165,54 @@ def test_without_a_model_run_explains(qtbot, mnist):
     assert widget.run_attack() is None
     assert "No model" in widget.error_label.text()
     assert "softmax saturates" in widget.stall_note.text()
+
+
+def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, trained_cnn):
+    """An attack added to the registry gets its defaults, aliases and extra fields."""
+    from advgui.core.attacks import ATTACKS, Attack, _registry  # noqa: F401
+    from advgui.core.attacks.base import check_param
+    from advgui.qt.attack_tab import AttackTab
+    from advgui.qt.state import AppState
+
+    class Shift(Attack):
+        name = "shift"
+        supports_targeted = False
+
+        def __init__(self, *, eps=0.2, step=None, restarts=2, random_start=True, norm="linf"):
+            super().__init__(
+                eps=check_param("eps", eps, lo=0, hi=1),
+                step=step,
+                restarts=check_param("restarts", restarts, lo=1, hi=5, integer=True),
+                random_start=random_start,
+                norm=norm,
+            )
+
+        def run(self, clf, x, labels, goals, *, progress, cancel):
+            return np.clip(x + self.params["eps"], 0, 1)
+
+    monkeypatch.setitem(ATTACKS, "shift", Shift)
+    state = AppState()
+    tab = AttackTab(state)
+    qtbot.addWidget(tab)
+    state.set_dataset(mnist)
+    state.add_model(trained_cnn)
+    tab.method_combo.setCurrentText("shift")
+    assert tab.eps_spin.value() == pytest.approx(0.2) and tab.step_spin.isEnabled()
+    assert tab.step_spin.text() == "default" and not tab.goal_combo.isEnabled()
+    assert set(tab.extra_widgets) == {"restarts", "random_start"}
+    assert tab.params() == {"eps": 0.2, "restarts": 2, "random_start": True}
+    tab.step_spin.setValue(0.05)
+    tab.extra_widgets["restarts"].setValue(9)
+    assert tab.params()["step"] == pytest.approx(0.05)
+    assert tab.run_attack() is None  # restarts 9 is out of range: refused, field marked
+    assert "restarts must be between 1 and 5" in tab.error_label.text()
+    assert "b00020" in tab.extra_widgets["restarts"].styleSheet()
+    tab.extra_widgets["restarts"].setValue(3)
+    job = tab.run_attack()
+    _wait(qtbot, job)
+    assert job.outcome == "returned" and tab.result.params["restarts"] == 3
+    # The deck's attacks show their own extra knobs: lambda searches and the 8-bit finish.
+    tab.method_combo.setCurrentText("targeted")
+    assert {"searches", "quantize"} <= set(tab.extra_widgets)
+    tab.extra_widgets["quantize"].setChecked(False)
+    assert tab.params()["quantize"] is False and "step_size" in tab.params()

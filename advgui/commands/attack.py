@@ -118,6 +118,8 @@ def attack_params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     given = {v: getattr(args, k) for k, v in PASS_THROUGH.items() if getattr(args, k) is not None}
     given.update(dict(args.param))
     ok = accepted_params(cls)
+    if ok is not None and "step_size" in given and "step_size" not in ok and "step" in ok:
+        given["step"] = given.pop("step_size")  # some attacks call it "step"
     if ok is not None:
         bad = sorted(set(given) - ok)
         if bad:

@@ -57,6 +57,8 @@ FIELDS = {
     "seed": "Seed",
 }
 PREFERRED = ("targeted", "noise", "fgsm")
+#: Parameters the form never shows (internal knobs with good defaults).
+HIDDEN = ("batch_size",)
 
 
 def _attacks() -> dict[str, type]:
@@ -212,8 +214,9 @@ class AttackTab(QWidget):
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 100_000)
         self.step_spin = QDoubleSpinBox()
-        self.step_spin.setRange(0.0001, 100.0)
+        self.step_spin.setRange(0.0, 100.0)
         self.step_spin.setDecimals(4)
+        self.step_spin.setSpecialValueText("default")
         self.step_spin.setSingleStep(0.005)
         self.eps_spin = QDoubleSpinBox()
         self.eps_spin.setRange(0.0, 1.0)
@@ -240,6 +243,10 @@ class AttackTab(QWidget):
             "attack the chosen test image and the next ones shown in the gallery"
         )
         form.addRow("Images (batch)", self.batch_spin)
+        self.extra_box = QGroupBox("More parameters")
+        self.extra_form = QFormLayout(self.extra_box)
+        self.extra_widgets = {}
+        form.addRow(self.extra_box)
         self.stall_note = QLabel(
             "<i>Why 'deck' stalls: softmax saturates on a confident network, so the gradient "
             "of 1/2||y - softmax||^2 vanishes; 'ce' and 'margin' work on the logits.</i>"
@@ -410,15 +417,25 @@ class AttackTab(QWidget):
         return _attacks()[self.method_combo.currentText()]
 
     def _takes(self, name: str) -> bool:
-        return name in attack_defaults(self._attack_class())
+        return name in self._param_names()
+
+    def _param_names(self) -> dict[str, str]:
+        """Form field -> the chosen attack's name for it (some attacks call step_size 'step')."""
+        d = attack_defaults(self._attack_class())
+        names = {f: f for f in self.field_widgets if f in d}
+        if "step_size" not in names and "step" in d:
+            names["step_size"] = "step"
+        return names
 
     @Slot()
     def _on_method(self, *_: Any) -> None:
-        """Show the chosen attack's own defaults; disable the fields it does not take."""
+        """Show the chosen attack's own defaults; disable the fields it does not take; add
+        fields for its other parameters."""
         cls = self._attack_class()
         defaults = attack_defaults(cls)
+        names = self._param_names()
         for name, widget in self.field_widgets.items():
-            widget.setEnabled(name in defaults)
+            widget.setEnabled(name in names)
         values = {
             "confidence": self.conf_spin,
             "steps": self.steps_spin,
@@ -427,9 +444,11 @@ class AttackTab(QWidget):
             "seed": self.seed_spin,
         }
         for name, spin in values.items():
-            value = defaults.get(name)
+            value = defaults.get(names.get(name, name))
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 spin.setValue(value)
+            elif name == "step_size":
+                spin.setValue(spin.minimum())  # shown as "default": the attack chooses
         for name, combo in (
             ("loss", self.loss_combo),
             ("start", self.start_combo),
@@ -451,10 +470,38 @@ class AttackTab(QWidget):
         if not cls.supports_targeted:
             self.goal_combo.setCurrentIndex(0)
         self.goal_combo.setEnabled(bool(cls.supports_targeted))
+        self._build_extra_fields(defaults, set(names.values()))
+
+    def _build_extra_fields(self, defaults: dict[str, Any], shown: set[str]) -> None:
+        """Numeric and on/off parameters the fixed form lacks (restarts, c, overshoot...)."""
+        while self.extra_form.rowCount():
+            self.extra_form.removeRow(0)
+        self.extra_widgets: dict[str, QWidget] = {}
+        for name, default in defaults.items():
+            if name in shown or name in HIDDEN:
+                continue
+            widget: QWidget
+            if isinstance(default, bool):
+                widget = QCheckBox()
+                widget.setChecked(default)
+            elif isinstance(default, int):
+                widget = QSpinBox()
+                widget.setRange(0, 1_000_000)
+                widget.setValue(default)
+            elif isinstance(default, float):
+                widget = QDoubleSpinBox()
+                widget.setDecimals(4)
+                widget.setRange(-1e6, 1e6)
+                widget.setValue(default)
+            else:
+                continue  # None or text: the attack's default applies
+            self.extra_widgets[name] = widget
+            self.extra_form.addRow(name.replace("_", " ").capitalize(), widget)
+        self.extra_box.setVisible(bool(self.extra_widgets))
 
     def params(self) -> dict[str, Any]:
         """The parameters the chosen attack takes, read from the form."""
-        taken = attack_defaults(self._attack_class())
+        names = self._param_names()
         values: dict[str, Any] = {
             "loss": self.loss_combo.currentData(),
             "start": self.start_combo.currentData(),
@@ -466,10 +513,22 @@ class AttackTab(QWidget):
             "eps": self.eps_spin.value(),
             "seed": self.seed_spin.value(),
         }
-        return {k: v for k, v in values.items() if k in taken}
+        if self.step_spin.value() == self.step_spin.minimum():
+            del values["step_size"]  # "default": let the attack choose
+        out = {names[k]: v for k, v in values.items() if k in names}
+        for name, widget in self.extra_widgets.items():
+            if isinstance(widget, QCheckBox):
+                out[name] = widget.isChecked()
+            elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+                out[name] = widget.value()
+        return out
 
     def _mark_field(self, field: str | None) -> None:
+        names = self._param_names()
         for name, widget in self.field_widgets.items():
+            marked = field is not None and names.get(name) == field
+            widget.setStyleSheet("border: 2px solid #b00020;" if marked else "")
+        for name, widget in self.extra_widgets.items():
             widget.setStyleSheet("border: 2px solid #b00020;" if name == field else "")
         self.goal_combo.setStyleSheet("border: 2px solid #b00020;" if field == "goal" else "")
 
