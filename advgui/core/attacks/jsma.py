@@ -7,6 +7,9 @@ negative ``theta``); both pixels move by ``theta`` and leave the search domain. 
 meets the sign conditions the pair with the largest (a_p + a_q) - (b_p + b_q) is taken, so
 the attack keeps going instead of stalling. It stops when the goal is reached or when
 another pair would change more than ``max_share`` of the pixels (Papernot's gamma).
+``saliency="goal"`` instead takes the two unused pixels with the largest goal-logit gradient,
+the simplification ART 1.20 implements (kept for cross-checking; on logits it is the stronger
+of the two at small pixel budgets).
 
 Untargeted, the goal is the most likely wrong class of the clean image and any
 misclassification counts as success. The full 784 x 784 pair map costs 2.4 MB per image, so
@@ -29,6 +32,8 @@ from advgui.core.tfimport import tf
 _D = 784
 _SUB = 16
 _BIG = 1e30
+#: "pairs": Papernot's pairwise map; "goal": the two pixels with the largest goal gradient.
+SALIENCY = ("pairs", "goal")
 
 
 @register
@@ -37,12 +42,19 @@ class JSMA(Attack):
 
     name: ClassVar[str] = "jsma"
 
-    def __init__(self, *, theta: float = 1.0, max_share: float = 0.1) -> None:
+    def __init__(
+        self, *, theta: float = 1.0, max_share: float = 0.1, saliency: str = "pairs"
+    ) -> None:
+        if saliency not in SALIENCY:
+            raise ParameterError(
+                f"saliency must be one of {SALIENCY}, got {saliency!r}", field="saliency"
+            )
+        self.saliency = saliency
         self.theta = check_param("theta", theta, lo=-1.0, hi=1.0)
         if self.theta == 0:
             raise ParameterError("theta must not be 0 (pixels would never change)", field="theta")
         self.max_share = check_param("max_share", max_share, lo=2.0 / _D, hi=1.0)
-        super().__init__(theta=self.theta, max_share=self.max_share)
+        super().__init__(theta=self.theta, max_share=self.max_share, saliency=self.saliency)
 
     @property
     def max_iterations(self) -> int:
@@ -54,6 +66,28 @@ class JSMA(Attack):
         theta = float(self.theta)
         sign = 1.0 if theta > 0 else -1.0
         diag = t.linalg.diag(t.fill([_D], -_BIG))
+
+        pairs = self.saliency == "pairs"
+
+        def pair_choice(a: Any, b: Any, domain: Any, active: Any, n: Any) -> Any:
+            # Pixels outside the domain get a hugely negative a, so no pair with one of them
+            # has alpha > 0; the diagonal (p == q) is excluded the same way.
+            a_m = t.where(domain, a, -_BIG)
+            alpha = a_m[:, :, None] + a_m[:, None, :] + diag
+            beta = b[:, :, None] + b[:, None, :]
+            # alpha * |beta| where alpha > 0 and beta < 0, else 0 (half the work of where()).
+            score = t.reshape(t.nn.relu(alpha) * t.nn.relu(-beta), [n, -1])
+            best = t.argmax(score, axis=1, output_type=t.int32)
+            has_valid = t.reduce_max(score, axis=1) > 0.0
+            return t.cond(
+                t.reduce_all(has_valid | ~active),
+                lambda: best,
+                lambda: t.where(
+                    has_valid,
+                    best,
+                    t.argmax(t.reshape(alpha - beta, [n, -1]), axis=1, output_type=t.int32),
+                ),
+            )
 
         @t.function(
             input_signature=[image_spec(), t.TensorSpec([None, _D], t.bool),
@@ -73,23 +107,11 @@ class JSMA(Attack):
                     obj = t.reduce_sum(z[:n] * goal_1h) + t.reduce_sum(z[n:] * (1.0 - goal_1h))
                 grads = t.reshape(tape.gradient(obj, both), [2, n, _D])
                 a, b = grads[0] * sign, grads[1] * sign
-                # Pixels outside the domain get a hugely negative a, so no pair with one of
-                # them has alpha > 0; the diagonal (p == q) is excluded the same way.
-                a_m = t.where(domain, a, -_BIG)
-                alpha = a_m[:, :, None] + a_m[:, None, :] + diag
-                beta = b[:, :, None] + b[:, None, :]
-                # alpha * |beta| where alpha > 0 and beta < 0, else 0 (half the work of where()).
-                score = t.reshape(t.nn.relu(alpha) * t.nn.relu(-beta), [n, -1])
-                best = t.argmax(score, axis=1, output_type=t.int32)
-                has_valid = t.reduce_max(score, axis=1) > 0.0
-
-                best = t.cond(
-                    t.reduce_all(has_valid | ~active),
-                    lambda best=best: best,
-                    lambda a=alpha, b=beta, v=has_valid, best=best: t.where(
-                        v, best, t.argmax(t.reshape(a - b, [n, -1]), axis=1, output_type=t.int32)
-                    ),
-                )
+                if pairs:
+                    best = pair_choice(a, b, domain, active, n)
+                else:  # the two unused pixels with the largest goal gradient (ART's variant)
+                    top = t.math.top_k(t.where(domain, a, -_BIG), k=2).indices
+                    best = top[:, 0] * _D + top[:, 1]
                 has_pair = t.reduce_sum(t.cast(domain, t.int32), axis=1) >= 2
                 move = active & has_pair
                 p, q = best // _D, best % _D
