@@ -195,3 +195,21 @@ def test_shutdown_mid_training_cancels_joins_and_keeps_model(qtbot, tab, state):
     entries = ModelStore().entries()
     assert len(entries) == 1 and entries[0].meta["cancelled"] is True
     assert isinstance(models.read_meta(entries[0].path)["history"], dict)
+
+
+def test_closing_the_window_mid_training_joins_and_keeps_the_model(qtbot, mnist_path):
+    from advgui.qt.main_window import MainWindow
+    from advgui.qt.workers import Job
+
+    win = MainWindow(data_path=str(mnist_path), preload_tf=False)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.state.mnist is not None, timeout=20000)
+    tab = win.training_tab
+    _small_run(tab, arch="mlp", epochs=20, n_train=20000, n_val=0, batch=32)
+    job = tab.start()
+    qtbot.waitUntil(lambda: tab.plots.point_count("loss") >= 1, timeout=30000)
+    win.close()
+    assert not job.is_running() and not any(j.is_running() for j in Job.live)
+    (entry,) = ModelStore().entries()
+    assert entry.meta["cancelled"] is True and entry.meta["epochs_completed"] < 20
