@@ -8,6 +8,7 @@ only the metadata (no TensorFlow); a damaged file is skipped with a warning, nev
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +42,29 @@ class ModelStore:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else paths.store_dir()
 
-    def _unique_path(self, name: str) -> Path:
+    def _reserve_path(self, name: str) -> tuple[Path, Path]:
+        """A new file name nobody else is writing, and the lock file that reserves it.
+
+        The lock is created exclusively (O_CREAT|O_EXCL), so two processes (a second instance
+        of the app, a CLI run) saving a model of the same name at once never pick the same file.
+        """
         stem = _UNSAFE.sub("_", name).strip("._") or "model"
-        path = self.root / f"{stem}.keras"
-        i = 2
-        while path.exists():
-            path = self.root / f"{stem}-{i}.keras"
+        i = 1
+        while True:
+            path = self.root / (f"{stem}.keras" if i == 1 else f"{stem}-{i}.keras")
+            lock = self.root / f".{path.name}.lock"
             i += 1
-        return path
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise ModelFileError(describe_os_error(err, lock)) from err
+            os.close(fd)
+            if path.exists():  # taken and finished before we looked
+                lock.unlink(missing_ok=True)
+                continue
+            return path, lock
 
     def add(self, clf: models.Classifier) -> Path:
         """Save ``clf`` into the store under a new file name; records the path in its meta."""
@@ -56,15 +72,17 @@ class ModelStore:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ModelFileError(describe_os_error(err, self.root)) from err
-        path = self._unique_path(clf.name)
+        path, lock = self._reserve_path(clf.name)
         clf.meta["stored"] = True
         clf.meta["path"] = str(path)
         try:
-            models.save_model(clf, path)
+            models.save_model(clf, path)  # atomic: the file appears whole or not at all
         except BaseException:
             clf.meta.pop("stored", None)
             clf.meta.pop("path", None)
             raise
+        finally:
+            lock.unlink(missing_ok=True)
         return path
 
     def contains(self, clf: models.Classifier) -> bool:
