@@ -179,3 +179,29 @@ def test_run_batch_chunks_progress_and_concatenates(trained_cnn, clean):
         run_batch(attack, trained_cnn, x, y, batch_size=10, cancel=token)
     with pytest.raises(ParameterError):
         run_batch(attack, trained_cnn, x[:0], y[:0])
+
+
+def test_cli_batch_mode_reports_summary(trained_cnn, mnist_path, tmp_path, capsys):
+    import json
+
+    from advgui.cli import main
+    from advgui.core.models import save_model
+
+    model = save_model(trained_cnn, tmp_path / "cnn.keras")
+    out = tmp_path / "out.json"
+    args = ["--data", str(mnist_path), "attack", "--model", str(model), "--method", "pgd"]
+    batch = ["--n", "40", "--eps", "0.3", "--steps", "5", "--step-size", "0.1"]
+    rc = main([*args, *batch, "--restarts", "2", "--batch-size", "16", "--json", str(out)])
+    assert rc == 0
+    summary = json.loads(out.read_text())
+    assert summary["n"] == 40 and summary["params"]["restarts"] == 2
+    assert 0 <= summary["robust_accuracy"] <= summary["clean_accuracy"] <= 1
+    assert summary["success_rate"] > 0.5 and summary["images_per_second"] > 0
+    assert summary["median_linf"] <= 0.3 + 1e-5
+    assert "images/s" in capsys.readouterr().out
+    # User errors: one line, exit 2.
+    assert main([*args]) == 2
+    assert "--index" in capsys.readouterr().err
+    assert main([*args[:-1], "deepfool", "--n", "5", "--restarts", "2"]) == 2
+    assert "restarts" in capsys.readouterr().err
+    assert main([*args, "--n", "20000"]) == 2

@@ -27,6 +27,7 @@ PASS_THROUGH = {
     "seed": "seed",
     "start": "start",
     "optimizer": "optimizer",
+    "restarts": "restarts",
 }
 
 
@@ -62,7 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, metavar="M", help=".keras file or stored model name")
     p.add_argument("--method", required=True, choices=_methods())
-    p.add_argument("--index", required=True, type=int, metavar="I", help="test image 0-9999")
+    p.add_argument("--index", type=int, metavar="I", help="test image 0-9999 (or use --n)")
+    p.add_argument(
+        "--n", type=positive_int, metavar="N", help="batch mode: attack the first N test images "
+        "and report success rate, robust accuracy, norms and images/s"
+    )  # fmt: skip
+    p.add_argument("--restarts", type=positive_int, help="PGD: random restarts")
+    p.add_argument("--batch-size", type=positive_int, default=500, dest="batch_size",
+                   help="batch mode: images per chunk (default 500)")  # fmt: skip
     p.add_argument("--target", type=int, metavar="T", help="goal digit 0-9 (targeted)")
     p.add_argument("--loss", choices=("deck", "ce", "margin"), help="classification term")
     p.add_argument("--lam", type=lam_value, metavar="LAMBDA|auto", help="distortion weight")
@@ -139,6 +147,10 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.target is not None and not 0 <= args.target <= 9:
         raise ParameterError(f"--target must be 0-9, got {args.target}", field="target")
     attack = make_attack(args.method, **params)  # validates before the slow loading
+    if args.n is not None:
+        return cmd_attack_batch(args, attack)
+    if args.index is None:
+        raise ParameterError("give --index I (one image) or --n N (batch mode)", field="index")
     out = Path(args.out) if args.out else None
     if out is not None and not out.parent.is_dir():
         raise ParameterError(f"--out: folder does not exist: {out.parent}", field="out")
@@ -194,4 +206,45 @@ def cmd_attack(args: argparse.Namespace) -> int:
     )
     if record.get("note"):
         print(f"note: {record['note']}")
+    return 0
+
+
+def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
+    """``--n N``: attack the first N test images in chunks; summary to stdout and --json."""
+    from advgui.core import data
+    from advgui.core.attacks.batch import run_batch
+
+    if args.out:
+        raise ParameterError("--out writes one image; not available with --n", field="out")
+    if args.target is not None and not 0 <= args.target <= 9:
+        raise ParameterError(f"--target must be 0-9, got {args.target}", field="target")
+    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    if args.n > len(mnist.y_test):
+        raise ParameterError(f"--n must be at most {len(mnist.y_test)}, got {args.n}", field="n")
+    clf = load_classifier(args.model)
+    bar = ProgressBar()
+    try:
+        res = run_batch(
+            attack,
+            clf,
+            mnist.x_test[: args.n],
+            mnist.y_test[: args.n],
+            goals=args.target,
+            batch_size=args.batch_size,
+            progress=lambda u: bar(Progress(u.done, u.total, u.message)),
+        )
+    finally:
+        bar.close()
+    summary = res.summary()
+    summary["model"] = clf.name
+    summary["target"] = args.target
+    if args.json:
+        write_json(args.json, summary)
+    print(
+        f"{args.method} on {summary['n']} test images: success rate "
+        f"{100 * summary['success_rate']:.1f}%, robust accuracy "
+        f"{100 * summary['robust_accuracy']:.1f}% (clean {100 * summary['clean_accuracy']:.1f}%), "
+        f"median L2 {summary['median_l2']:.3f}, median Linf {summary['median_linf']:.3f}, "
+        f"{summary['images_per_second']:.1f} images/s"
+    )
     return 0
