@@ -18,6 +18,9 @@ from advgui.core.errors import ImageFileError
 INK_THRESHOLD = 0.2
 BOX = 20
 SIZE = 28
+#: Larger pictures are refused before decoding: a digit photo never needs more, and a forged
+#: header (a "decompression bomb") would otherwise make the app allocate gigabytes.
+MAX_PIXELS = 40_000_000
 
 
 def load_image(path: Path | str) -> np.ndarray:
@@ -27,10 +30,20 @@ def load_image(path: Path | str) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageFileError(
+                    f"{path}: image too large ({width}x{height} pixels; at most "
+                    f"{MAX_PIXELS // 1_000_000} megapixels)"
+                )
             img.load()
             gray = _to_gray(img)
     except FileNotFoundError as err:
         raise ImageFileError(f"{path}: no such file") from err
+    except ImageFileError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageFileError(f"{path}: image too large ({err})") from err
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise ImageFileError(f"{path}: not a readable PNG or JPG image ({err})") from err
     try:
