@@ -12,6 +12,7 @@ from typing import Any
 
 from advgui.commands.common import ProgressBar, finite_float, positive_int, write_json
 from advgui.core.errors import ParameterError
+from advgui.core.progress import Progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,8 +129,17 @@ def train_defense(args: argparse.Namespace) -> int:
     config = defense_config(args).validate()
     mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
     bar = ProgressBar()
+
+    def progress(update: Progress) -> None:
+        info = update.info  # only the figures a person watches on a terminal
+        brief = {k: info[k] for k in ("epoch", "loss") if k in info}
+        if info.get("epoch_end"):
+            brief["clean"] = info["clean_accuracy"]
+            brief["pgd"] = info["robust_accuracy"]
+        bar(Progress(update.done, update.total, update.message, brief))
+
     try:
-        result = train_defended(config, mnist, progress=bar)
+        result = train_defended(config, mnist, progress=progress)
     finally:
         bar.close()
     clf = result.classifier
