@@ -1,0 +1,176 @@
+"""Speed of the strong attacks against references measured in the same run, on the same CPU.
+
+Targets (issue 5):
+- PGD-40 (eps 0.3, step 0.01, one random start) on a CNN over 1,000 test images: at least 3x
+  ART 1.20's images/s, and attack FLOPs at least 40% of this CPU's measured float32 matmul
+  rate. Foolbox 3.3.4 is run too when it imports (it needs eagerpy and GitPython; it is not a
+  project dependency), else the reason it does not is printed.
+- C&W L2, 9 binary-search steps x 100 iterations, on 100 images: at most 60 s.
+
+FLOPs are counted analytically from the layers (2 per multiply-add): one PGD step is one
+forward pass plus the backward pass to the input, which costs about as much again.
+
+    .venv/bin/python benchmarks/bench_strong_attacks.py [--model M.keras] [--n 1000] [--skip-art]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from advgui.core import models
+from advgui.core.attacks import make_attack
+from advgui.core.attacks.batch import run_batch
+from advgui.core.data import load_mnist
+from advgui.core.tfimport import keras, tf
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """Best float32 matmul rate of this CPU through TensorFlow (the attacks' engine)."""
+    t = tf()
+    a = t.random.normal([size, size])
+    b = t.random.normal([size, size])
+    mm = t.function(lambda a, b: t.linalg.matmul(a, b))
+    mm(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mm(a, b).numpy()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
+def forward_flops(model) -> float:
+    """Multiply-adds x 2 of the Conv2D and Dense layers for one image."""
+    total = 0.0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            out = layer.output.shape  # (None, h, w, c)
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            total += 2.0 * out[1] * out[2] * out[3] * kh * kw * cin
+        elif kind == "Dense":
+            total += 2.0 * layer.input.shape[-1] * layer.units
+    return total
+
+
+def train_cnn(mnist) -> models.Classifier:
+    k = keras()
+    net = models.build_model("cnn", seed=0)
+    net.compile(
+        optimizer=k.optimizers.Adam(2e-3),
+        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    net.fit(mnist.x_train[:20000], mnist.y_train[:20000], batch_size=128, epochs=1, verbose=0)
+    return models.Classifier(net, {"name": "bench-cnn"})
+
+
+def art_pgd(clf, x, y) -> tuple[float, float]:
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    est = TensorFlowV2Classifier(
+        clf.logits_model,
+        nb_classes=10,
+        input_shape=(28, 28, 1),
+        loss_object=keras().losses.SparseCategoricalCrossentropy(from_logits=True),
+        clip_values=(0.0, 1.0),
+    )
+    attack = ProjectedGradientDescent(
+        est, norm=np.inf, eps=0.3, eps_step=0.01, max_iter=40, num_random_init=1,
+        batch_size=500, verbose=False,
+    )  # fmt: skip
+    attack.generate(x[:8], y=y[:8])  # warm up (tracing)
+    t0 = time.perf_counter()
+    x_adv = attack.generate(x, y=y)
+    seconds = time.perf_counter() - t0
+    return len(x) / seconds, clf.accuracy(x_adv, y)
+
+
+def foolbox_pgd(clf, x, y) -> tuple[float, float] | str:
+    try:
+        import foolbox as fb
+    except Exception as err:  # not a dependency: report why it is not compared
+        return f"not importable: {type(err).__name__}: {err}"
+    try:
+        t = tf()
+        fmodel = fb.TensorFlowModel(clf.logits_model, bounds=(0, 1))
+        attack = fb.attacks.LinfPGD(abs_stepsize=0.01, steps=40, random_start=True)
+        xs, ys = t.constant(x), t.constant(y)
+        attack(fmodel, xs[:8], ys[:8], epsilons=0.3)
+        t0 = time.perf_counter()
+        advs = []
+        for i in range(0, len(x), 500):
+            _, adv, _ = attack(fmodel, xs[i : i + 500], ys[i : i + 500], epsilons=0.3)
+            advs.append(np.asarray(adv))
+        seconds = time.perf_counter() - t0
+        return len(x) / seconds, clf.accuracy(np.concatenate(advs), y)
+    except Exception as err:
+        return f"fails: {type(err).__name__}: {err}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help=".keras CNN (default: train one briefly)")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--cw-n", type=int, default=100)
+    parser.add_argument("--skip-art", action="store_true")
+    args = parser.parse_args()
+    data_dir = os.environ.get("ADVGUI_DATA") or str(
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    )
+    mnist = load_mnist(data_dir)
+    clf = models.load_model(args.model) if args.model else train_cnn(mnist)
+    x, y = mnist.x_test[: args.n], mnist.y_test[: args.n]
+    print(f"model {clf.name}: clean accuracy {clf.accuracy(x, y):.4f} on {len(x)} test images")
+    print(f"CPU threads visible: {os.cpu_count()}")
+
+    gflops = matmul_gflops()
+    print(f"float32 matmul (TensorFlow, 2048^2): {gflops:.1f} GFLOP/s")
+
+    pgd = make_attack("pgd", eps=0.3, step=0.01, steps=40, restarts=1)
+    run_batch(pgd, clf, x[:8], y[:8])  # warm up (tracing)
+    res = run_batch(pgd, clf, x, y, batch_size=500)
+    s = res.summary()
+    ours = s["images_per_second"]
+    step_flops = 2 * forward_flops(clf.logits_model)  # forward + backward to the input
+    achieved = ours * 40 * step_flops / 1e9
+    print(
+        f"advgui PGD-40: {ours:.1f} images/s, robust accuracy {s['robust_accuracy']:.4f}, "
+        f"{achieved:.1f} GFLOP/s = {100 * achieved / gflops:.0f}% of the matmul rate "
+        f"({step_flops / 1e6:.1f} MFLOP per image-step)"
+    )
+    if not args.skip_art:
+        art_ips, art_acc = art_pgd(clf, x, y)
+        print(
+            f"ART 1.20 PGD-40: {art_ips:.1f} images/s, robust accuracy {art_acc:.4f}; "
+            f"advgui/ART speed ratio {ours / art_ips:.2f}x (target >= 3x)"
+        )
+    fb_out = foolbox_pgd(clf, x, y)
+    if isinstance(fb_out, str):
+        print(f"Foolbox 3.3.4: {fb_out}")
+    else:
+        print(
+            f"Foolbox 3.3.4 PGD-40: {fb_out[0]:.1f} images/s, robust accuracy {fb_out[1]:.4f}; "
+            f"advgui/Foolbox speed ratio {ours / fb_out[0]:.2f}x"
+        )
+
+    cw = make_attack("cw", steps=100, search_steps=9)
+    xc, yc = x[: args.cw_n], y[: args.cw_n]
+    run_batch(cw, clf, xc[:4], yc[:4])  # warm up (tracing)
+    res = run_batch(cw, clf, xc, yc, batch_size=len(xc))
+    s = res.summary()
+    print(
+        f"advgui C&W L2 9x100 on {len(xc)} images: {res.seconds:.1f} s (target <= 60 s), "
+        f"success {s['success_rate']:.3f}, median L2 {s['median_l2']:.3f}, "
+        f"mean steps {res.steps.mean():.0f} (early abort)"
+    )
+
+
+if __name__ == "__main__":
+    main()
