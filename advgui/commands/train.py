@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from advgui.commands.common import ProgressBar, finite_float, positive_int, write_json
 from advgui.core import data, models, training
 from advgui.core.errors import ParameterError
+from advgui.core.progress import Progress
 from advgui.core.store import ModelStore
 
 
@@ -69,8 +71,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     ).validate()
     mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
     bar = ProgressBar()
+
+    def progress(update: Progress) -> None:
+        # The terminal line shows the figures a person watches, not every plot value.
+        info = update.info
+        brief = {k: info[k] for k in ("epoch", "loss", "accuracy", "test_accuracy") if k in info}
+        if math.isfinite(info.get("val_accuracy", math.nan)):
+            brief["val_acc"] = info["val_accuracy"]
+        if math.isfinite(info.get("images_per_second", math.nan)):
+            brief["img/s"] = round(info["images_per_second"])
+            brief["eta"] = f"{info['eta_s']:.0f}s"
+        bar(Progress(update.done, update.total, update.message, brief))
+
     try:
-        result = training.train(config, mnist, progress=bar)
+        result = training.train(config, mnist, progress=progress)
     finally:
         bar.close()
     clf = result.classifier
