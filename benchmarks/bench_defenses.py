@@ -13,7 +13,7 @@ Reference measured in the same run: one epoch of natural training of the same ar
 Figures are printed, never asserted.
 
     .venv/bin/python benchmarks/bench_defenses.py [--part target|comparison|all]
-        [--method pgd-at] [--epochs 8] [--steps 10] [--save DIR]
+        [--method pgd-at] [--epochs 6] [--steps 10] [--save DIR] [--n 1000] [--quick]
 """
 
 from __future__ import annotations
@@ -101,19 +101,21 @@ def bench_target(args: argparse.Namespace, mnist: data.Mnist) -> None:
 def bench_comparison(args: argparse.Namespace, mnist: data.Mnist) -> None:
     arch = "cnn-s2-wide"
     print(f"== comparison: natural, fgsm-at, fast-at, distill ({arch}) + squeeze-bits:1")
-    nat, _ = natural(mnist, arch, epochs=2)
+    nat, _ = natural(mnist, arch, epochs=1 if args.quick else 2)
     trained = [nat]
     t0 = time.perf_counter()
     for method, epochs in (("fgsm-at", 3), ("fast-at", 5), ("distill", 2)):
-        cfg = DefenseConfig(method=method, arch=arch, epochs=epochs, n_train=30000)
+        epochs, n_train = (1, 2000) if args.quick else (epochs, 30000)
+        cfg = DefenseConfig(method=method, arch=arch, epochs=epochs, n_train=n_train)
         r = train_defended(cfg, mnist)
         trained.append(r.classifier)
         print(f"  trained {r.classifier.name} in {r.seconds:.0f} s", flush=True)
     print(f"(training the defended models took {time.perf_counter() - t0:.0f} s; not counted)")
-    x, y = mnist.x_test[:1000], mnist.y_test[:1000]
+    n = args.n
+    x, y = mnist.x_test[:n], mnist.y_test[:n]
     _, ref_s = pgd_robust(nat, x, y, steps=40, restarts=1)
-    print(f"reference: one PGD-40 pass over 1,000 images on the natural model: {ref_s:.1f} s")
-    cfg = evaluation.EvalConfig(attacks=("fgsm", "pgd"), eps=(0, 0.1, 0.2, 0.3), n=1000)
+    print(f"reference: one PGD-40 pass over {n} images on the natural model: {ref_s:.1f} s")
+    cfg = evaluation.EvalConfig(attacks=("fgsm", "pgd"), eps=(0, 0.1, 0.2, 0.3), n=n)
     t0 = time.perf_counter()
     result = evaluation.evaluate(trained, mnist, cfg, progress=lambda p: None)
     squeezed = evaluation.evaluate([nat], mnist, cfg, transforms=["squeeze-bits:1"])
@@ -126,7 +128,7 @@ def bench_comparison(args: argparse.Namespace, mnist: data.Mnist) -> None:
     ok = "meets" if total <= 300 else "MISSES"
     print(
         f"comparison {ok} the goal: {total:.0f} s for {len(result['results'])} model/transform "
-        f"pairs, FGSM and PGD-40 (naive + adaptive) at 4 epsilons on 1,000 images "
+        f"pairs, FGSM and PGD-40 (naive + adaptive) at 4 epsilons on {n} images "
         f"({total / ref_s:.1f}x one PGD-40 pass; goal <= 300 s)"
     )
     if args.save:
@@ -139,12 +141,14 @@ def main() -> None:
     p.add_argument("--part", choices=("target", "comparison", "all"), default="all")
     p.add_argument("--method", default="pgd-at", choices=("pgd-at", "trades", "fast-at"))
     p.add_argument("--arch", default="cnn-s2-wide")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--eps-ramp", type=float, default=0.3)
     p.add_argument("--save", metavar="DIR", help="keep the models and results here")
+    p.add_argument("--n", type=int, default=1000, help="test images of the comparison")
+    p.add_argument("--quick", action="store_true", help="tiny training: check the script runs")
     args = p.parse_args()
     mnist = _mnist()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
