@@ -253,6 +253,20 @@ def _check_url(url: str) -> None:
         raise DataError(f"refusing to download over {parts.scheme or 'no scheme'}: {url}")
 
 
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a mirror's redirect only to another HTTPS address (never down to plain HTTP)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        try:
+            _check_url(newurl)
+        except DataError as err:
+            raise urllib.error.URLError(f"redirected to a refused address: {err}") from None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_CheckedRedirects)
+
+
 def _fetch(
     url: str,
     *,
@@ -263,7 +277,7 @@ def _fetch(
     _check_url(url)
     buf = io.BytesIO()
     try:
-        with urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT_S) as resp:
+        with _OPENER.open(url, timeout=CONNECT_TIMEOUT_S) as resp:
             total = int(resp.headers.get("Content-Length") or 0)
             while chunk := resp.read(1 << 16):
                 check(cancel)
