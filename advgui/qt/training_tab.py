@@ -40,8 +40,8 @@ from advgui.qt.widgets.training_predictions import PredictionGrid
 from advgui.qt.workers import ErrorInfo, Job, run_job
 
 ARCH_LABELS = {
-    "cnn": "CNN (2 conv 5x5 + dense, ~99%)",
-    "mlp": "MLP (the deck's: 784-256-128-10, ~97-98%)",
+    "cnn": "CNN: 2 conv 5x5 + dense",
+    "mlp": "MLP: 784-256-128-10 (deck)",
 }
 #: Validation passes per epoch in the GUI: a denser validation curve than the core default.
 GUI_EVALS_PER_EPOCH = 2
@@ -91,8 +91,7 @@ class TrainingTab(QWidget):
         left.addWidget(models_box, 1)
         left_panel = QWidget()
         left_panel.setLayout(left)
-        left_panel.setMinimumWidth(300)
-        left_panel.setMaximumWidth(420)
+        left_panel.setFixedWidth(370)  # steady while the labels below change
 
         results = QSplitter(Qt.Orientation.Horizontal)
         pred_box = QGroupBox("Predictions on test images")
@@ -197,7 +196,8 @@ class TrainingTab(QWidget):
         self.speed_label = QLabel("")
         self.metrics_label = QLabel("")
         self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
+        for label in (self.phase_label, self.speed_label, self.metrics_label, self.status_label):
+            label.setWordWrap(True)
 
     def apply_defaults(self) -> None:
         """Fill epochs, batch size, learning rate and optimizer with the architecture's

@@ -46,6 +46,8 @@ class TrainingPlots(QWidget):
             plot.setLabel("bottom", "epoch")
             plot.setLabel("left", label)
             plot.showGrid(x=True, y=True, alpha=0.3)
+            for side in ("bottom", "left"):  # "epoch (x0.001)" early in a run reads wrong
+                plot.getAxis(side).enableAutoSIPrefix(False)
             plot.addLegend(offset=(-10, 10) if plot is self.loss_plot else (-10, -30))
             plot.setMinimumSize(220, 160)
         self.acc_plot.setYRange(0, 1.0)
