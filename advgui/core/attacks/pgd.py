@@ -36,16 +36,29 @@ def margin(t: Any, z: Any, cls: Any, targeted: bool) -> Any:
     return z_cls - z_other if targeted else z_other - z_cls
 
 
-def compiled_cache(owner: Any, model: Any, build: Any) -> Any:
-    """Compiled functions for ``model``, built once per attack instance and model.
+#: Compiled settings kept per model; the oldest is dropped beyond this (a user sweeping
+#: epsilon must not grow memory without bound).
+MAX_COMPILED_PER_MODEL = 16
 
-    Retracing a gradient of a CNN costs seconds; run_batch calls one attack on many chunks.
+
+def compiled_cache(owner: Any, model: Any, build: Any) -> Any:
+    """Compiled functions for ``model`` and the attack's settings, built once and kept on the
+    model (so they die with it).
+
+    Retracing a gradient of a CNN costs seconds; run_batch calls one attack on many chunks,
+    and the Attack tab makes a new attack object for every run: keying on the attack's class
+    and settings (not on the object) keeps the number of traces bounded over a long session.
     """
-    cache = owner.__dict__.setdefault("_compiled", {})
-    key = id(model)
-    if key not in cache or cache[key][0] is not model:
-        cache[key] = (model, build())
-    return cache[key][1]
+    settings = tuple(sorted((k, repr(v)) for k, v in vars(owner).items() if not k.startswith("_")))
+    key = (type(owner).__qualname__, settings)
+    cache = model.__dict__.setdefault("_advgui_attack_fns", {})
+    if key in cache:
+        cache[key] = cache.pop(key)  # most recently used last
+    else:
+        while len(cache) >= MAX_COMPILED_PER_MODEL:
+            cache.pop(next(iter(cache)))
+        cache[key] = build()
+    return cache[key]
 
 
 def image_spec() -> Any:
