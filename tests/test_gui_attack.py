@@ -144,6 +144,16 @@ def test_drawing_import_and_clear_errors(tab, qtbot, tmp_path):
     assert not tab.import_image(bad)
     assert "not a readable" in tab.error_label.text()
 
+    # The noise attack starts from noise: that is the original it shows.
+    tab.gallery.select_index(0)
+    tab.method_combo.setCurrentText("noise")
+    tab.goal_combo.setCurrentIndex(tab.goal_combo.findData(5))
+    tab.steps_spin.setValue(60)
+    job = tab.run_attack()
+    _wait(qtbot, job)
+    assert "random start" in tab.original_view.caption.text()
+    assert 0.4 < tab.original_view.image.mean() < 0.6 and tab.result.goals[0] == 5
+
     # A noise attack needs a goal: "untargeted" is refused with the field marked.
     tab.method_combo.setCurrentText("noise")
     assert not tab.goal_combo.model().item(0).isEnabled()

@@ -102,6 +102,7 @@ class AttackTab(QWidget):
         self.result: Any = None
         self.result_indices: list[int] | None = None
         self.result_model: Any = None
+        self.result_inputs: np.ndarray | None = None
         self.source_x: np.ndarray | None = None
         self.source_label = -1
         self.source_index: int | None = None
@@ -584,7 +585,7 @@ class AttackTab(QWidget):
         self.bars.set_probs(None, None)
         self.progress.setValue(0)
         self.status.setText(f"Running {cls.name} on {len(x)} image(s)...")
-        self._pending = (indices, clf)
+        self._pending = (indices, clf, x)
         self.job = run_job(
             work,
             name="attack",
@@ -620,8 +621,9 @@ class AttackTab(QWidget):
 
     @Slot(object)
     def _on_result(self, result: Any) -> None:
-        indices, clf = self._pending
+        indices, clf, inputs = self._pending
         self.result, self.result_indices, self.result_model = result, indices, clf
+        self.result_inputs = inputs
         self.progress.setValue(1000)
         n = len(result)
         self.result_spin.blockSignals(True)
@@ -648,11 +650,12 @@ class AttackTab(QWidget):
             return
         rec = res.record(k)
         label = "?" if rec["source_label"] < 0 else rec["source_label"]
-        where = (
-            f"test image {self.result_indices[k]}, label {label}"
-            if self.result_indices
-            else "your image"
-        )
+        if not np.array_equal(res.x[k], self.result_inputs[k]):
+            where = "random start (noise)"  # the attack began from noise, not the image
+        elif self.result_indices:
+            where = f"test image {self.result_indices[k]}, label {label}"
+        else:
+            where = "your image"
         self.original_view.set_image(res.x[k], f"{where}\npredicted {rec['pred_before']}")
         conf = rec["goal_confidence"]
         self.adversarial_view.set_image(

@@ -181,6 +181,11 @@ def quantized_finish(
     return xq, taken
 
 
+def uniform_noise(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The deck's "initial random image": uniform noise in [0, 1], reproducible by seed."""
+    return np.random.default_rng(seed).uniform(0.0, 1.0, size=shape).astype(np.float32)
+
+
 class _Descent(Attack):
     """Shared engine: gradient descent on the input toward ``goals``."""
 
@@ -246,6 +251,12 @@ class _Descent(Attack):
 
     # ------------------------------------------------------------------ engine
 
+    def start_point(self, x: np.ndarray) -> np.ndarray:
+        """Where the descent starts: the image itself, or uniform noise (seeded)."""
+        if self.params["start"] == "noise":
+            return uniform_noise(self.params["seed"], x.shape)
+        return x.copy()
+
     def descend(
         self,
         clf: Any,
@@ -305,12 +316,7 @@ class _Descent(Attack):
         assert goals is not None  # supports_untargeted is False: base checked
         p = self.params
         n = len(x)
-        rng = np.random.default_rng(p["seed"])
-        x_start = (
-            rng.uniform(0.0, 1.0, size=x.shape).astype(np.float32)
-            if p["start"] == "noise"
-            else x.copy()
-        )
+        x_start = self.start_point(x)
         auto = p["lam"] == "auto"
         searches = p["searches"] if auto else 1
         total = p["steps"] * searches
@@ -383,7 +389,7 @@ class _Descent(Attack):
             "extra": {
                 "lam": best_lam.tolist(),
                 "lam_tried": tried,
-                "x_start": x_start if p["start"] == "noise" else None,
+                "x_start": x_start if p["start"] == "noise" and self.name != "noise" else None,
                 "stall_note": STALL_NOTE if p["loss"] == "deck" else None,
             },
         }
@@ -400,7 +406,8 @@ class TargetedAttack(_Descent):
 class NoiseAttack(_Descent):
     """The deck's attack from random noise: an image a person sees as noise, called ``goal``.
 
-    Norms are measured against the input image; the starting noise is in ``extra["x_start"]``.
+    The inputs only set how many images to make: each starts from seeded uniform noise, which
+    the result holds as its original (``x``), so norms say how far the noise was changed.
     """
 
     name: ClassVar[str] = "noise"
@@ -431,3 +438,20 @@ class NoiseAttack(_Descent):
             searches=1,
             quantize=quantize,
         )
+
+    def __call__(
+        self,
+        clf: Any,
+        x: np.ndarray,
+        *,
+        labels: np.ndarray | None = None,
+        goals: np.ndarray | int | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Any:
+        n = len(np.asarray(x, dtype=np.float32).reshape(-1, 28, 28, 1))
+        noise = uniform_noise(self.params["seed"], (n, 28, 28, 1))
+        return super().__call__(clf, noise, goals=goals, progress=progress, cancel=cancel)
+
+    def start_point(self, x: np.ndarray) -> np.ndarray:
+        return x.copy()  # ``x`` is the noise already

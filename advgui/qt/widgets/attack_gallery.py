@@ -156,8 +156,11 @@ class AttackGallery(QWidget):
             self.filter.setCurrentIndex(0)
             rows = np.flatnonzero(self.model.rows == i)
         index = self.model.index(int(rows[0]))
+        again = self.view.currentIndex() == index
         self.view.setCurrentIndex(index)
         self.view.scrollTo(index)
+        if again:  # choosing the current image again (after drawing) still selects it
+            self.imageSelected.emit(i)
 
     def current_index(self) -> int | None:
         index = self.view.currentIndex()
