@@ -10,6 +10,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from advgui.cli import main
 from advgui.core import models, training
@@ -267,3 +269,26 @@ def test_cli_train_bad_input_one_line_exit_2(extra, words, tmp_path, capsys, mon
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    schedule=st.sampled_from(training.SCHEDULES),
+    base=st.floats(1e-6, 1.0),
+    total=st.integers(1, 10000),
+    frac=st.floats(0, 1),
+)
+def test_learning_rate_stays_within_zero_and_peak(schedule, base, total, frac):
+    step = int(frac * (total - 1))
+    lr = training.learning_rate(schedule, base, step, total)
+    assert 0 <= lr <= base * (1 + 1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=200))
+def test_confusion_matrix_matches_counting(pairs):
+    y = np.array([a for a, _ in pairs], dtype=np.int64)
+    p = np.array([b for _, b in pairs], dtype=np.int64)
+    cm = training.confusion_matrix(y, p)
+    assert cm.sum() == len(pairs) and np.trace(cm) == int(np.sum(y == p))
+    assert (cm.sum(axis=1) == np.bincount(y, minlength=10)).all()
