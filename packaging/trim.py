@@ -10,7 +10,10 @@ most of TensorFlow cannot be dropped; what can is listed with the reason.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from fnmatch import fnmatch
+from pathlib import Path
 
 #: Qt bindings advgui never imports (the window is QtWidgets; pyqtgraph also uses QtSvg,
 #: QtOpenGL(Widgets) and QtTest, which stay). Excluding a binding also drops its Qt libraries,
@@ -88,7 +91,6 @@ PY_EXCLUDES: tuple[str, ...] = (
     "tensorflow.compiler.mlir.stablehlo",  # stablehlo_extension.so, 26 MB
     "tensorflow.compiler.tf2xla.ops._xla_ops",  # 20 MB, XLA op kernels for jit_compile
     "tensorflow.python.autograph.impl.testing",
-    "tensorflow.lite.experimental.microfrontend.python.ops._audio_microfrontend_op",
 )
 
 EXCLUDES: tuple[str, ...] = QT_EXCLUDES + PY_EXCLUDES
@@ -102,12 +104,37 @@ DROP_PATTERNS: tuple[str, ...] = (
     "PySide6/Qt/plugins/designer/*",
     # GTK3 theme: needs GTK on the machine (not a Depends); Qt falls back to its own style.
     "PySide6/Qt/plugins/platformthemes/libqgtk3.so",
+    # ...and the GTK stack PyInstaller copied from the build machine for it alone (8 MB).
+    "libatk-1.0.so*",
+    "libcairo*.so*",
+    "libpango*.so*",
+    "libgdk_pixbuf-2.0.so*",
+    "libpixman-1.so*",
+    "libharfbuzz.so*",
+    "libgraphite2.so*",
+    "libthai.so*",
+    "libdatrie.so*",
+    "libfribidi.so*",
+    "libgio-2.0.so*",
+    "libgmodule-2.0.so*",
+    "libgobject-2.0.so*",
+    "libmount.so*",
+    "libblkid.so*",
+    "libselinux.so*",
+    "libjpeg.so.62",
     "PySide6/Qt/metatypes/*",
     "PySide6/Qt/libexec/*",
     "tensorflow/include/*",  # C++ headers (the contrib hook already skips them)
     "tensorflow/xla_aot_runtime_src/*",
     "*.pyi",
 )
+
+
+#: Binaries whose symbol tables are stripped (``strip --strip-unneeded``: the dynamic symbols
+#: stay). Not PyInstaller's ``strip=True``: that also strips the auditwheel-patched libraries in
+#: ``numpy.libs`` and the like, which then fail to load ("ELF load command address/offset not
+#: page-aligned"). TensorFlow's own libraries are not patched and carry ~250 MB of symbols.
+STRIP_PATTERNS: tuple[str, ...] = ("tensorflow/*.so*",)
 
 
 def is_excluded_module(name: str) -> bool:
@@ -119,3 +146,29 @@ def keep_file(dest: str) -> bool:
     """Whether a collected file (destination path inside the bundle) stays in it."""
     dest = dest.replace("\\", "/")
     return not any(fnmatch(dest, pattern) for pattern in DROP_PATTERNS)
+
+
+def strip_binaries(binaries: list[tuple[str, str, str]], cache: Path) -> list[tuple[str, str, str]]:
+    """PyInstaller TOC entries with the files matching :data:`STRIP_PATTERNS` replaced by
+    stripped copies under ``cache`` (redone only when the original is newer)."""
+    out = []
+    for dest, src, typecode in binaries:
+        norm = dest.replace("\\", "/")
+        if any(fnmatch(norm, pattern) for pattern in STRIP_PATTERNS) and _is_elf(src):
+            target = cache / norm
+            if not target.is_file() or target.stat().st_mtime < os.stat(src).st_mtime:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.with_name(target.name + ".part")
+                subprocess.run(["strip", "--strip-unneeded", "-o", str(part), src], check=True)
+                part.replace(target)
+            src = str(target)
+        out.append((dest, src, typecode))
+    return out
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"\x7fELF"
+    except OSError:
+        return False

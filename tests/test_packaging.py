@@ -37,6 +37,15 @@ trim = _load_trim()
 # --------------------------------------------------------------------------- the spec
 
 
+def _site_file(module: str, name: str) -> str:
+    return str(Path(importlib.util.find_spec(module).origin).parent / name)
+
+
+#: Real ELF files with symbol tables: one of TensorFlow's (to be stripped), one not.
+_TF_ELF = _site_file("tensorflow", "python/_pywrap_sanitizers.so")
+_OTHER_ELF = str(next(Path(_site_file("PIL", "")).glob("_imagingmorph*.so")))
+
+
 class _Recorder:
     """Stands in for one PyInstaller build class, recording how the spec called it."""
 
@@ -47,7 +56,7 @@ class _Recorder:
         type(self).calls.append(self)
 
 
-def _run_spec(monkeypatch, env: dict[str, str]):
+def _run_spec(monkeypatch, env: dict[str, str], workpath: Path):
     classes = {
         name: type(name, (_Recorder,), {"calls": []})
         for name in ("Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE")
@@ -67,6 +76,9 @@ def _run_spec(monkeypatch, env: dict[str, str]):
             ("PySide6/Qt/plugins/platforms/libqoffscreen.so", "/x", "BINARY"),
             ("PySide6/Qt/plugins/platformthemes/libqgtk3.so", "/x", "BINARY"),
             ("tensorflow/libtensorflow_cc.so.2", "/x", "BINARY"),
+            ("libcairo.so.2", "/x", "BINARY"),
+            ("tensorflow/python/_pywrap_sanitizers.so", _TF_ELF, "EXTENSION"),
+            ("numpy.libs/libscipy_openblas64_-ab12.so", _OTHER_ELF, "BINARY"),
         ]
         self.pure, self.scripts = [], []
 
@@ -77,13 +89,18 @@ def _run_spec(monkeypatch, env: dict[str, str]):
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(sys, "path", list(sys.path))  # the spec prepends to sys.path
     source = (PACKAGING / "advgui.spec").read_text()
-    namespace = {"SPECPATH": str(PACKAGING), "__name__": "__main__", **classes}
+    namespace = {
+        "SPECPATH": str(PACKAGING),
+        "workpath": str(workpath),
+        "__name__": "__main__",
+        **classes,
+    }
     exec(compile(source, "advgui.spec", "exec"), namespace)
     return {name: cls.calls for name, cls in classes.items()}
 
 
-def test_spec_trims_and_bundles_mnist(monkeypatch, mnist_path):
-    calls = _run_spec(monkeypatch, {"ADVGUI_BUNDLE_MNIST": str(mnist_path)})
+def test_spec_trims_and_bundles_mnist(monkeypatch, mnist_path, tmp_path):
+    calls = _run_spec(monkeypatch, {"ADVGUI_BUNDLE_MNIST": str(mnist_path)}, tmp_path)
     (analysis,) = calls["Analysis"]
     kw = analysis.kwargs
     assert kw["excludes"] == list(trim.EXCLUDES)
@@ -92,6 +109,7 @@ def test_spec_trims_and_bundles_mnist(monkeypatch, mnist_path):
         assert f"advgui.commands.{name}" in kw["hiddenimports"]
     assert "advgui.qt.main_window" in kw["hiddenimports"]
     assert kw["pathex"] == [str(ROOT)]
+    assert kw["module_collection_mode"] == {"advgui": "py+pyz"}  # sources for AutoGraph
     assert (str(ROOT / "resources"), "resources") in kw["datas"]
     bundled = [Path(src).name for src, dest in kw["datas"] if dest == "mnist"]
     assert sorted(name.removesuffix(".gz") for name in bundled) == sorted(
@@ -117,15 +135,30 @@ def test_spec_trims_and_bundles_mnist(monkeypatch, mnist_path):
     (coll,) = calls["COLLECT"]
     assert coll.kwargs["name"] == "advgui"
     assert [e.kwargs["name"] for e in calls["EXE"]] == ["advgui"]  # on Linux: one program
-    assert calls["EXE"][0].kwargs["strip"] is True
+    assert "libcairo.so.2" not in kept  # GTK stack, only for the dropped GTK theme plugin
+    # TensorFlow's libraries are stripped into the work folder; auditwheel-patched ones are not
+    # (stripping them breaks loading), and PyInstaller's own strip stays off.
+    srcs = {dest: src for dest, src, _ in analysis.binaries}
+    stripped = Path(srcs["tensorflow/python/_pywrap_sanitizers.so"])
+    assert stripped == tmp_path / "stripped" / "tensorflow/python/_pywrap_sanitizers.so"
+    assert stripped.read_bytes()[:4] == b"\x7fELF"
+    assert stripped.stat().st_size < Path(_TF_ELF).stat().st_size
+    sections = subprocess.run(["readelf", "-S", str(stripped)], capture_output=True, text=True)
+    assert ".symtab" not in sections.stdout and ".dynsym" in sections.stdout
+    assert srcs["numpy.libs/libscipy_openblas64_-ab12.so"] == _OTHER_ELF
+    assert calls["EXE"][0].kwargs["strip"] is False
     assert not calls["BUNDLE"]
 
 
-def test_spec_reference_build_keeps_everything(monkeypatch):
-    calls = _run_spec(monkeypatch, {"ADVGUI_NO_TRIM": "1"})
+def test_spec_reference_build_keeps_everything(monkeypatch, tmp_path):
+    calls = _run_spec(monkeypatch, {"ADVGUI_NO_TRIM": "1"}, tmp_path)
     (analysis,) = calls["Analysis"]
     assert analysis.kwargs["excludes"] == ["tkinter"]
-    assert len(analysis.datas) == 3 and len(analysis.binaries) == 4  # nothing filtered
+    assert len(analysis.datas) == 3 and len(analysis.binaries) == 7  # nothing filtered
+    assert (
+        dict((d, s) for d, s, _ in analysis.binaries)["tensorflow/python/_pywrap_sanitizers.so"]
+        == _TF_ELF
+    )
     assert calls["EXE"][0].kwargs["strip"] is False
     assert not [dest for _, dest in analysis.kwargs["datas"] if dest == "mnist"]
 
@@ -133,7 +166,7 @@ def test_spec_reference_build_keeps_everything(monkeypatch):
 def test_spec_refuses_an_incomplete_mnist_folder(monkeypatch, tmp_path, mnist_path):
     (tmp_path / "train-images-idx3-ubyte.gz").symlink_to(mnist_path / "train-images-idx3-ubyte.gz")
     with pytest.raises(SystemExit, match="lacks train-labels-idx1-ubyte"):
-        _run_spec(monkeypatch, {"ADVGUI_BUNDLE_MNIST": str(tmp_path)})
+        _run_spec(monkeypatch, {"ADVGUI_BUNDLE_MNIST": str(tmp_path)}, tmp_path)
 
 
 def test_trim_lists_match_their_rules():
@@ -195,6 +228,8 @@ def test_selftest_passes_on_real_mnist(tmp_path, mnist_path, capsys):
     assert steps["train"]["test_accuracy"] >= selftest.MIN_TRAIN_ACCURACY
     assert steps["attack"]["robust_accuracy"] <= 0.5 * steps["attack"]["clean_accuracy"]
     assert steps["attack"]["linf"] <= 0.2 + 1e-5
+    pgd = steps["attack"]["pgd"]
+    assert pgd["robust_accuracy"] <= 0.5 * pgd["clean_accuracy"] and pgd["linf"] <= 0.2 + 1e-5
     with Image.open(out / "selftest_fgsm.png") as img:
         assert (img.mode, img.size) == ("L", (28, 28))
     with Image.open(out / "selftest_fgsm_x10.png") as img:
@@ -289,6 +324,7 @@ def test_build_scripts_are_valid_bash():
         PACKAGING / "build.sh",
         PACKAGING / "smoke_test.sh",
         PACKAGING / "linux" / "build_deb.sh",
+        PACKAGING / "linux" / "test_deb_in_chroot.sh",
         PACKAGING / "macos" / "build.sh",
     ]
     for script in scripts:

@@ -47,26 +47,43 @@ EOF
 chmod -R u=rwX,go=rX "$STAGE/opt/advgui"
 
 # --- system libraries the bundle links to, mapped to the packages that own them
-mapfile -t ELVES < <(find "$STAGE/opt/advgui" -type f \( -name '*.so*' -o -perm -u+x \) \
-  -exec sh -c 'head -c4 "$1" | grep -q "ELF" && echo "$1"' _ {} \;)
+mapfile -t ELVES < <(python3 - "$STAGE/opt/advgui" <<'PY'
+import os, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        path = os.path.join(root, name)
+        if not os.path.islink(path) and (".so" in name or os.access(path, os.X_OK)):
+            with open(path, "rb") as fh:
+                if fh.read(4) == b"\x7fELF":
+                    print(path)
+PY
+)
 # Resolve the bundle's own libraries the way its RPATHs and the bootloader do.
 BUNDLE_PATH="$(printf '%s\n' "${ELVES[@]}" | xargs -n1 dirname | sort -u | paste -sd:)"
-declare -A PKGS=() MISSING=()
-GLIBC="2.17"
+declare -A SYSLIBS=() MISSING=() PKGS=()
 for f in "${ELVES[@]}"; do
   while read -r lib path; do
     case "$path" in
-      "not found") MISSING["$lib"]=1; continue ;;
-      "$STAGE"/*|"") continue ;;
+      "not found") MISSING["$lib"]=1 ;;
+      "$STAGE"/*|"") ;;
+      *) SYSLIBS["$path"]=1 ;;
     esac
-    real="$(readlink -f "$path")"
-    owner="$(dpkg -S "$path" 2>/dev/null || dpkg -S "$real" 2>/dev/null || dpkg -S "${real#/usr}" 2>/dev/null || true)"
-    owner="${owner%%:*}"
-    [ -n "$owner" ] && PKGS["$owner"]=1
   done < <(LD_LIBRARY_PATH="$BUNDLE_PATH" ldd "$f" 2>/dev/null | awk '/=>/ {print $1, ($3 == "not" ? "not found" : $3)}')
-  v="$(objdump -T "$f" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1 || true)"
-  [ -n "$v" ] && GLIBC="$(printf '%s\n%s\n' "$GLIBC" "$v" | sort -V | tail -1)"
 done
+# One dpkg -S for all of them (each call reads the whole database); usrmerge means a library
+# found as /lib/x/libfoo may be registered as /usr/lib/x/libfoo, or the other way round.
+QUERY=()
+for path in "${!SYSLIBS[@]}"; do
+  real="$(readlink -f "$path")"
+  QUERY+=("$path" "$real" "/usr${real#/usr}" "${real#/usr}")
+done
+while IFS=: read -r owner _; do
+  PKGS["$owner"]=1
+done < <(dpkg -S $(printf '%s\n' "${QUERY[@]}" | sort -u) 2>/dev/null | grep -v '^diversion' || true)
+# The newest GLIBC symbol version any bundled binary asks for sets libc6's minimum.
+GLIBC="$(printf '%s\0' "${ELVES[@]}" | xargs -0 objdump -T 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' \
+  | sed 's/GLIBC_//' | sort -uV | tail -1)"
+GLIBC="${GLIBC:-2.17}"
 unset 'PKGS[libc6]'
 DEPENDS="libc6 (>= $GLIBC)"
 for p in $(printf '%s\n' "${QT_DEPS[@]}" "${!PKGS[@]}" | sort -u); do DEPENDS="$DEPENDS, $p"; done
