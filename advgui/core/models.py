@@ -53,11 +53,27 @@ class Classifier:
     def logits(self, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
         """Logits for a batch of images (N, 28, 28, 1) as float32 numpy."""
         x = np.asarray(x, dtype=np.float32).reshape(-1, *_INPUT_SHAPE)
-        out = [
-            np.asarray(self.logits_model(x[i : i + batch_size], training=False))
-            for i in range(0, len(x), batch_size)
-        ]
+        forward = self._compiled_forward()
+        out = [np.asarray(forward(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
+
+    def _compiled_forward(self) -> Any:
+        """``logits_model`` as one compiled graph, about twice as fast as eager calls (every
+        attack classifies its inputs before and after); rebuilt if ``logits_model`` changes."""
+        cached = self.__dict__.get("_advgui_forward")
+        if cached is not None and cached[0] is self.logits_model:
+            return cached[1]
+        from advgui.core.tfimport import tf
+
+        t = tf()
+        model = self.logits_model
+
+        def forward(x: Any) -> Any:
+            return model(x, training=False)
+
+        fn = t.function(forward, input_signature=[t.TensorSpec([None, *_INPUT_SHAPE], t.float32)])
+        self.__dict__["_advgui_forward"] = (model, fn)
+        return fn
 
     def predict_proba(self, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
         z = self.logits(x, batch_size=batch_size)
