@@ -7,6 +7,7 @@ import logging.handlers
 import os
 import sys
 import time
+from pathlib import Path
 
 _T0 = time.perf_counter()
 
@@ -16,15 +17,21 @@ def setup_logging() -> None:
     from advgui.core import paths
 
     root = logging.getLogger()
-    if any(isinstance(h, logging.handlers.RotatingFileHandler) for h in root.handlers):
-        return
+    target = paths.log_dir() / "advgui.log"
+    for old in [h for h in root.handlers if getattr(h, "_advgui_log", False)]:
+        if Path(old.baseFilename) == target.absolute():
+            return
+        # The user data folder changed (ADVGUI_HOME, a test): log to the new one.
+        root.removeHandler(old)
+        old.close()
     try:
-        paths.log_dir().mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(
-            paths.log_dir() / "advgui.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+            target, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
         )
     except OSError:
         return
+    handler._advgui_log = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     root.addHandler(handler)
