@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from advgui.core.errors import AdvguiError
 from advgui.core.fileio import atomic_write_bytes
 from advgui.core.progress import Progress
+from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
 from advgui.qt.widgets.defense_plot import DefensePlot
 from advgui.qt.widgets.defense_setup import DefenseSetup
@@ -182,6 +183,8 @@ class DefenseTab(QWidget):
 
     def _on_error(self, info: ErrorInfo) -> None:
         self.status.setText(f"comparison failed: {info.message}")
+        if not info.user_error:  # a bug: details in a dialog (and the log), the app goes on
+            show_error(self, "Comparison failed", info)
 
     def _on_cancel(self) -> None:
         self.status.setText("stopped: the curves and table show what finished before Stop")

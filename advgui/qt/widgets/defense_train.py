@@ -175,6 +175,10 @@ class DefenseTrainPanel(QWidget):
 
     def _on_error(self, info: ErrorInfo) -> None:
         self.status.setText(f"training failed: {info.message}")
+        if not info.user_error:  # a bug: details in a dialog (and the log), the app goes on
+            from advgui.qt.dialogs import show_error
+
+            show_error(self, "Defended training failed", info)
 
     def _on_cancel(self) -> None:
         self.status.setText("training stopped; no model was added")
