@@ -104,3 +104,18 @@ def test_bad_parameters_and_missing_inputs_give_messages(qtbot, widget, trained_
     widget.set_goal(None)
     assert widget.run() is None and "at least one" in widget.status.text()
     assert not widget.is_running()
+
+
+def test_new_inputs_during_a_run_drop_the_old_run(qtbot, widget, trained_cnn, images):
+    x, y = images
+    widget.set_inputs(trained_cnn, np.repeat(x, 20, axis=0), np.repeat(y, 20))
+    widget.set_methods(["pgd"], {"pgd": "eps=0.3, steps=5000"})
+    old = widget.run()
+    qtbot.waitUntil(lambda: widget.progress.value() > 0, timeout=60000)
+    widget.set_inputs(trained_cnn, x[:1], y[:1])
+    qtbot.waitUntil(lambda: not old.is_running(), timeout=30000)
+    qtbot.wait(100)  # let the old job's queued signals arrive
+    assert old.outcome == "cancelled"
+    assert widget.results == {} and widget.table.rowCount() == 0
+    assert "1 image(s) ready" in widget.status.text()
+    assert widget.run_button.isEnabled() and not widget.is_running()

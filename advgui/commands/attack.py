@@ -69,8 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and report success rate, robust accuracy, norms and images/s"
     )  # fmt: skip
     p.add_argument("--restarts", type=positive_int, help="PGD: random restarts")
-    p.add_argument("--batch-size", type=positive_int, default=500, dest="batch_size",
-                   help="batch mode: images per chunk (default 500)")  # fmt: skip
+    p.add_argument("--batch-size", type=positive_int, default=128, dest="batch_size",
+                   help="batch mode: images per chunk (default 128)")  # fmt: skip
     p.add_argument("--target", type=int, metavar="T", help="goal digit 0-9 (targeted)")
     p.add_argument("--loss", choices=("deck", "ce", "margin"), help="classification term")
     p.add_argument("--lam", type=lam_value, metavar="LAMBDA|auto", help="distortion weight")

@@ -78,7 +78,7 @@ def run_batch(
     labels: np.ndarray | None,
     *,
     goals: np.ndarray | int | None = None,
-    batch_size: int = 500,
+    batch_size: int = 128,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> AttackResult:

@@ -231,10 +231,14 @@ class AttackCompareWidget(QWidget):
         labels: np.ndarray | None = None,
         goal: int | None = None,
     ) -> None:
-        """The model and the images (N, 28, 28, 1) in [0, 1] to attack; clears old results."""
+        """The model and the images (N, 28, 28, 1) in [0, 1] to attack; clears old results
+        and stops a comparison still running on the previous inputs."""
         x = np.asarray(x, dtype=np.float32).reshape(-1, 28, 28, 1)
         if len(x) == 0:
             raise ParameterError("no images to attack", field="images")
+        if self.job is not None:
+            self.job.cancel()  # its late signals are ignored: they no longer come from self.job
+            self.job = None
         self.clf = clf
         self.x = x
         self.labels = None if labels is None else np.broadcast_to(labels, (len(x),)).copy()
@@ -355,8 +359,14 @@ class AttackCompareWidget(QWidget):
             self.job.cancel()
             self.job.wait()
 
+    def _stale(self) -> bool:
+        """True inside a slot called by a job that is no longer this widget's current one."""
+        return self.sender() is not None and self.sender() is not self.job
+
     @Slot(object)
     def _on_progress(self, update: Progress) -> None:
+        if self._stale():
+            return
         self.progress.setValue(int(1000 * update.fraction))
         self.status.setText(update.message)
         result = update.info.get("result") if update.info else None
@@ -365,6 +375,8 @@ class AttackCompareWidget(QWidget):
 
     @Slot(object)
     def _on_returned(self, results: dict[str, AttackResult]) -> None:
+        if self._stale():
+            return
         for res in results.values():
             if res.method not in self.results:
                 self._add_result(res)
@@ -373,15 +385,21 @@ class AttackCompareWidget(QWidget):
 
     @Slot(object)
     def _on_error(self, info: ErrorInfo) -> None:
+        if self._stale():
+            return
         self._fail(f"Attack failed: {info.message}")
 
     @Slot()
     def _on_cancelled(self) -> None:
+        if self._stale():
+            return
         self.status.setText(f"Stopped; {len(self.results)} attack(s) finished before Stop.")
 
     @Slot()
     def _on_finished(self) -> None:
         self._update_buttons()
+        if self._stale():
+            return
         self.runningChanged.emit(False)
         self.resultsReady.emit(dict(self.results))
 
