@@ -67,7 +67,9 @@ class ResultStore:
         """Store one result atomically (a whole folder appears, or nothing)."""
         now = _dt.datetime.now(_dt.timezone.utc)
         created = now.isoformat(timespec="seconds")
-        folder_name = f"{now:%Y%m%d-%H%M%S}-{_safe(kind)}-{uuid.uuid4().hex[:8]}"
+        # Microseconds in the name: entries list in the order they were made, even within
+        # one second (a batch of quick attacks).
+        folder_name = f"{now:%Y%m%d-%H%M%S-%f}-{_safe(kind)}-{uuid.uuid4().hex[:8]}"
         record = {"kind": kind, "name": name or kind, "created": created, "payload": payload}
         text = json.dumps(record, indent=1, default=_json_default, allow_nan=True)
         tmp = self.root / f".{folder_name}.part"
