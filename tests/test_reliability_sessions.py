@@ -41,16 +41,18 @@ def _same(a, b):
 def test_attack_runs_come_back_whole(runs, tmp_path):
     store = ResultStore(tmp_path)
     targeted, fgsm = runs
-    history.save_attack(store, targeted, model="test-cnn", indices=None)
+    history.save_attack(store, targeted, model="test-cnn", indices=None, inputs=targeted.x + 0.5)
     history.save_attack(store, fgsm, model="test-cnn", indices=[0, 1, 2, 3])
     again = ResultStore(tmp_path).entries(history.ATTACK_KIND)
     assert [e.payload["method"] for e in again] == ["targeted", "fgsm"]
     first, payload = history.load_attack(again[0])
     _same(first, targeted)
     assert payload["model"] == "test-cnn" and payload["indices"] is None
+    np.testing.assert_array_equal(payload["inputs"], targeted.x + 0.5)
     second, payload = history.load_attack(again[1])
     _same(second, fgsm)
     assert payload["indices"] == [0, 1, 2, 3]
+    np.testing.assert_array_equal(payload["inputs"], fgsm.x)  # none stored: the images
     assert "fooled" in again[1].name
 
 
@@ -119,7 +121,9 @@ def test_history_box_lists_newest_first_and_warns(qtbot, runs, tmp_path):
     box = HistoryBox(history.ATTACK_KIND, store)
     qtbot.addWidget(box)
     box.warned.connect(warned.append)
+    assert not box.open_button.isEnabled()  # nothing read before the owner asks
     assert box.refresh() and len(warned) == 1 and damaged.path.name in warned[0]
+    assert box.warning == warned[0]
     assert box.combo.count() == 2 and len(box.entries) == 2
     opened = []
     box.opened.connect(opened.append)
@@ -133,4 +137,5 @@ def test_history_box_lists_newest_first_and_warns(qtbot, runs, tmp_path):
     assert opened[-1] is fresh
     empty = HistoryBox(history.ATTACK_KIND, ResultStore(tmp_path / "none"))
     qtbot.addWidget(empty)
+    assert empty.refresh() == [] and empty.warning == ""
     assert not empty.open_button.isEnabled() and "nothing" in empty.combo.currentText()

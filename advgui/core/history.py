@@ -34,9 +34,13 @@ def save_attack(
     *,
     model: str,
     indices: list[int] | None = None,
+    inputs: np.ndarray | None = None,
 ) -> ResultEntry:
-    """Keep a finished attack run (atomic: a whole entry or none)."""
+    """Keep a finished attack run (atomic: a whole entry or none). ``inputs`` are the images
+    attacked, where the run started elsewhere (the deck's attack from noise)."""
     arrays = {k: np.asarray(getattr(result, k)) for k in _ARRAYS if getattr(result, k) is not None}
+    if inputs is not None:
+        arrays["inputs"] = np.asarray(inputs, np.float32)
     payload = {
         "method": result.method,
         "params": dict(result.params),
@@ -50,7 +54,8 @@ def save_attack(
 
 
 def load_attack(entry: ResultEntry) -> tuple[AttackResult, dict[str, Any]]:
-    """An attack run back from the store, and its payload (model name, test indices).
+    """An attack run back from the store, and its payload (model name, test indices) with
+    ``inputs``: the attacked images (``result.x`` where none were stored).
 
     :class:`DataError` if the entry is damaged (missing or inconsistent arrays).
     """
@@ -87,9 +92,12 @@ def load_attack(entry: ResultEntry) -> tuple[AttackResult, dict[str, Any]]:
         indices = p.get("indices")
         if indices is not None and len(indices) != n:
             raise ValueError("indices do not match the images")
+        inputs = arrays["inputs"].astype(np.float32) if "inputs" in arrays else result.x
+        if inputs.shape != result.x.shape:
+            raise ValueError("inputs do not match the images")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise DataError(f"{entry.path.name}: damaged attack result ({err})") from err
-    return result, p
+    return result, {**p, "inputs": inputs}
 
 
 def save_comparison(store: ResultStore, result: dict[str, Any]) -> ResultEntry:

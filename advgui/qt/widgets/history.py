@@ -2,6 +2,8 @@
 
 Listing reads only each entry's small ``result.json``; a damaged entry is left out and the
 ``warned`` signal says which (the tab shows it, the main window puts it in the status bar).
+The owner connects the signals, then calls :meth:`refresh` (so no warning goes unheard);
+``warning`` keeps the last one for whoever connects later.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class HistoryBox(QWidget):
         self.kind = kind
         self.store = store or ResultStore()
         self.entries: list[ResultEntry] = []
+        self.warning = ""
         self.combo = QComboBox()
         self.combo.setMinimumContentsLength(16)
         self.combo.setToolTip("results kept from this and earlier sessions")
@@ -35,7 +38,9 @@ class HistoryBox(QWidget):
         lay.addWidget(QLabel("History"))
         lay.addWidget(self.combo, 1)
         lay.addWidget(self.open_button)
-        self.refresh()
+        self.combo.addItem("(not read yet)")
+        self.combo.setEnabled(False)
+        self.open_button.setEnabled(False)
 
     def refresh(self) -> list[str]:
         """Re-read the store; returns (and signals) warnings about damaged entries."""
@@ -49,11 +54,12 @@ class HistoryBox(QWidget):
             self.combo.addItem("(nothing stored yet)")
         self.combo.setEnabled(bool(self.entries))
         self.open_button.setEnabled(bool(self.entries))
+        self.warning = ""
         if warnings:
-            self.warned.emit(
-                f"{len(warnings)} damaged stored result(s) skipped: {warnings[0]}"
-                + (" ..." if len(warnings) > 1 else "")
+            self.warning = f"{len(warnings)} damaged stored result(s) skipped: {warnings[0]}" + (
+                " ..." if len(warnings) > 1 else ""
             )
+            self.warned.emit(self.warning)
         return warnings
 
     def add(self, entry: ResultEntry) -> None:
