@@ -42,7 +42,7 @@ RANGES: dict[str, tuple[float, float]] = {
 
 #: Sensible defaults per architecture (benchmarked in benchmarks/bench_training.py).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "cnn": {"epochs": 2, "batch_size": 128, "lr": 4e-3, "optimizer": "adam"},
+    "cnn": {"epochs": 2, "batch_size": 128, "lr": 8e-3, "optimizer": "adam"},
     "mlp": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "optimizer": "adam"},
 }
 
@@ -50,7 +50,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 @dataclass
 class TrainConfig:
     """What to train and how. ``n_val`` validation images are held out from the end of the
-    training set (never trained on); ``n_train`` images are taken from the start."""
+    training set (never trained on); ``n_train`` images are taken from the start.
+    :meth:`for_arch` gives the benchmarked defaults of an architecture."""
 
     arch: str = "cnn"
     epochs: int = 2
