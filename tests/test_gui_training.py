@@ -112,6 +112,16 @@ def test_full_run_shows_predictions_and_confusion(qtbot, tab, state, mnist):
         assert grid.page == 1 and "page 2 of" in grid.wrong_label.text()
     # Validation points reached the plot (2 passes per epoch in the GUI).
     assert tab.plots.point_count("val_accuracy") == 2
+    assert tab.plots.point_count("loss") > 2  # live points, kept after training
+    # Selecting another model shows its per-epoch history; coming back shows this one's.
+    other = models.Classifier(
+        model=clf.model,
+        meta={**clf.meta, "history": {"epoch": [1.0, 2.0], "loss": [0.5, 0.3]}},
+    )
+    state.add_model(other)
+    assert tab.plots.series["loss"].y == [0.5, 0.3]
+    state.set_current_model(clf)
+    assert tab.plots.series["loss"].y == clf.meta["history"]["loss"]
 
 
 def test_refuses_to_start_without_dataset(qtbot):

@@ -67,7 +67,7 @@ class TrainingTab(QWidget):
         self._stopping = False
         #: id(classifier) -> (classifier, test-set predictions), filled by training or a job.
         self._predictions: dict[int, tuple[Any, np.ndarray]] = {}
-        self._live: Any = None  # the model whose curves were drawn live (keep them)
+        self._plotted: Any = None  # the model whose curves the plots show (live ones kept)
 
         self._build_form()
         self.plots = TrainingPlots()
@@ -272,6 +272,7 @@ class TrainingTab(QWidget):
             return result, None
 
         self.plots.clear()
+        self._plotted = None
         self._stopping = False
         self._set_running(True)
         self.progress_bar.setValue(0)
@@ -330,7 +331,7 @@ class TrainingTab(QWidget):
         result, store_error = payload
         clf = result.classifier
         self._predictions[id(clf)] = (clf, result.test_predictions)
-        self._live = clf
+        self._plotted = clf
         self.state.add_model(clf)
         self._show_predictions(result.test_predictions)
         verb = "Stopped" if result.cancelled else "Done"
@@ -373,8 +374,9 @@ class TrainingTab(QWidget):
             return
         if self.is_training():
             return
-        if clf is not self._live:
+        if clf is not self._plotted:
             self.plots.set_history(clf.meta.get("history") or {})
+            self._plotted = clf
         mnist = self.state.mnist
         if mnist is None:
             return
