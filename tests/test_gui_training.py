@@ -176,6 +176,8 @@ def test_stored_models_listed_on_restart_and_save_load(qtbot, state, mnist, tmp_
     with qtbot.waitSignal(tab.model_list.load(out).finished, timeout=30000):
         pass
     assert len(state.models) == 2 and tab.model_list.list.count() == 2
+    assert "[stored]" in tab.model_list.list.item(0).text()
+    assert "[file]" in tab.model_list.list.item(1).text()  # a Save as copy is not the store's
     x = mnist.x_test[:200]
     assert np.array_equal(state.models[1].predict(x), state.models[0].predict(x))
     # A file that is not a model is reported under the list; nothing is lost.

@@ -29,9 +29,14 @@ from advgui.qt.state import AppState
 from advgui.qt.workers import ErrorInfo, Job, run_job
 
 
-def describe(clf: Any) -> str:
-    """One line for a model: name, test accuracy, and whether it is stored or was stopped."""
+def describe(clf: Any, *, stored: bool | None = None) -> str:
+    """One line for a model: name, test accuracy, and whether it is stored or was stopped.
+
+    ``stored`` says whether its file is in the model store (default: its metadata says so).
+    """
     meta = clf.meta
+    if stored is None:
+        stored = bool(meta.get("stored"))
     text = clf.name
     acc = meta.get("test_accuracy")
     if isinstance(acc, (int, float)):
@@ -39,7 +44,7 @@ def describe(clf: Any) -> str:
     flags = []
     if meta.get("cancelled"):
         flags.append("stopped")
-    if meta.get("stored"):
+    if stored:
         flags.append("stored")
     elif meta.get("path"):
         flags.append("file")
@@ -111,7 +116,7 @@ class ModelList(QWidget):
         try:
             self.list.clear()
             for clf in self.state.models:
-                item = QListWidgetItem(describe(clf))
+                item = QListWidgetItem(describe(clf, stored=self.store.contains(clf)))
                 item.setToolTip(tooltip(clf))
                 self.list.addItem(item)
             current = self._index_of(self.state.current_model)
