@@ -1,0 +1,93 @@
+"""Fixtures and helpers shared by the GUI reliability tests (test_reliability_gui_*.py)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+MARK = "#b00020"  # the colour of a marked field
+
+
+@pytest.fixture
+def state(mnist):
+    from advgui.qt.state import AppState
+
+    s = AppState()
+    s.set_dataset(mnist)
+    return s
+
+
+@pytest.fixture
+def training_tab(qtbot, state):
+    from advgui.qt.training_tab import TrainingTab
+
+    tab = TrainingTab(state)
+    qtbot.addWidget(tab)
+    tab.show()
+    yield tab
+    tab.shutdown()
+
+
+@pytest.fixture
+def attack_tab(qtbot, state, trained_cnn):
+    from advgui.qt.attack_tab import AttackTab
+
+    state.add_model(trained_cnn)
+    tab = AttackTab(state)
+    qtbot.addWidget(tab)
+    tab.resize(1200, 760)
+    tab.show()
+    yield tab
+    tab.shutdown()
+    for job in (tab.job, tab.export_job):
+        if job is not None:
+            job.wait(30000)
+
+
+@pytest.fixture
+def defense_tab(qtbot, state, trained_cnn):
+    from advgui.qt.defense_tab import DefenseTab
+
+    state.add_model(trained_cnn)
+    tab = DefenseTab(state)
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    yield tab
+    tab.shutdown()
+    for job in (tab.job, tab.train_panel.job):
+        if job is not None:
+            job.wait(30000)
+
+
+def _wait(qtbot, job, timeout=90000):
+    """Until the job's thread ended and its ``finished`` handlers ran."""
+    from advgui.qt.workers import Job
+
+    assert job is not None
+    qtbot.waitUntil(lambda: job.outcome is not None and job not in Job.live, timeout=timeout)
+
+
+def _type(qtbot, spin, text: str) -> None:
+    """Select the field's text, type over it and press Enter, as a user would."""
+    spin.setFocus()
+    spin.selectAll()
+    QTest.keyClicks(spin, text)
+    QTest.keyClick(spin, Qt.Key.Key_Return)
+
+
+def _no_partial_files(folder) -> None:
+    if folder.exists():
+        hidden = [p.name for p in folder.rglob(".*")]
+        assert not hidden, f"partial or temporary files left: {hidden}"
+
+
+def _configure_comparison(tab, n=300):
+    for lst, names in ((tab.setup.transform_list, {"none"}), (tab.setup.attack_list, {"pgd"})):
+        for i in range(lst.count()):
+            it = lst.item(i)
+            on = it.text() in names
+            it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+    tab.setup.eps_edit.setText("0, 0.1, 0.2, 0.3")
+    tab.setup.n_spin.setValue(n)
