@@ -156,7 +156,7 @@ def main() -> None:
         loss_object=k.losses.SparseCategoricalCrossentropy(from_logits=True),
         clip_values=(0.0, 1.0),
     )
-    art_fgsm = FastGradientMethod(art_clf, eps=0.3, batch_size=1000)
+    art_fgsm = FastGradientMethod(art_clf, eps=0.3, batch_size=256)
     art_fgsm.generate(x[:1000], y=np.eye(10, dtype=np.float32)[y[:1000]])
     t_art, x_art = _median(lambda: art_fgsm.generate(x, y=np.eye(10, dtype=np.float32)[y]), 3)
     acc_art = clf.accuracy(x_art, y)
