@@ -116,18 +116,98 @@ def foolbox_pgd(clf, x, y) -> tuple[float, float] | str:
         return f"fails: {type(err).__name__}: {err}"
 
 
+def parity(clf, mnist) -> None:
+    """ART 1.20 and advgui side by side at the settings of tests/test_attacks_art.py."""
+    from art.attacks.evasion import (
+        CarliniL2Method,
+        DeepFool,
+        FastGradientMethod,
+        ProjectedGradientDescent,
+        SaliencyMapMethod,
+    )
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    est = TensorFlowV2Classifier(
+        clf.logits_model,
+        nb_classes=10,
+        input_shape=(28, 28, 1),
+        loss_object=keras().losses.SparseCategoricalCrossentropy(from_logits=True),
+        clip_values=(0.0, 1.0),
+    )
+
+    def l2(a, b):
+        return np.sqrt(((a - b).astype(np.float64) ** 2).reshape(len(a), -1).sum(axis=1))
+
+    x, y = mnist.x_test[:200], mnist.y_test[:200]
+    ours = make_attack("fgsm", eps=0.1)(clf, x, labels=y).summary()["robust_accuracy"]
+    ref = FastGradientMethod(est, eps=0.1, batch_size=200).generate(x, y=y)
+    print(
+        f"parity FGSM eps 0.1, robust accuracy: advgui {ours:.3f}, ART {clf.accuracy(ref, y):.3f}"
+    )
+    pgd = make_attack("pgd", eps=0.1, step=0.01, steps=10, random_start=False)
+    ours = pgd(clf, x, labels=y).summary()["robust_accuracy"]
+    ref = ProjectedGradientDescent(
+        est, eps=0.1, eps_step=0.01, max_iter=10, num_random_init=0, batch_size=200,
+        verbose=False,
+    ).generate(x, y=y)  # fmt: skip
+    print(
+        f"parity PGD-10 eps 0.1, robust accuracy: advgui {ours:.3f}, ART {clf.accuracy(ref, y):.3f}"
+    )
+    x, y = mnist.x_test[200:500], mnist.y_test[200:500]
+    ok = clf.predict(x) == y
+    x, y = x[ok], y[ok]
+    xs, ys = x[:30], y[:30]
+    df = make_attack("deepfool")(clf, xs, labels=ys)
+    ref = DeepFool(est, max_iter=50, epsilon=0.02, batch_size=30, verbose=False).generate(xs)
+    fooled = clf.predict(ref) != ys
+    print(
+        f"parity DeepFool, median L2: advgui {np.median(df.l2[df.success]):.3f}, "
+        f"ART {np.median(l2(ref, xs)[fooled]):.3f}"
+    )
+    xs, ys = x[:6], y[:6]
+    cw = make_attack("cw", steps=60, search_steps=5, c=1.0)(clf, xs, labels=ys)
+    ref = CarliniL2Method(
+        est, learning_rate=0.1, binary_search_steps=3, max_iter=10, initial_const=1.0,
+        batch_size=6, verbose=False,
+    ).generate(xs)  # fmt: skip
+    fooled = clf.predict(ref) != ys
+    print(
+        f"parity C&W (ours 5x60, ART 3x10), success / median L2: advgui "
+        f"{cw.success.mean():.2f} / {np.median(cw.l2[cw.success]):.3f}, ART {fooled.mean():.2f}"
+        f" / {np.median(l2(ref, xs)[fooled]):.3f}"
+    )
+    xs, ys = x[:40], y[:40]
+    goals = (ys + 1) % 10
+    ref = SaliencyMapMethod(est, theta=1.0, gamma=0.1, batch_size=40, verbose=False).generate(
+        xs, y=np.eye(10)[goals]
+    )
+    ref_share = (np.abs(ref - xs).reshape(len(xs), -1) > 1e-6).mean()
+    print(f"parity JSMA gamma 0.1, ART: success {(clf.predict(ref) == goals).mean():.3f}, "
+          f"pixel share {ref_share:.4f}")  # fmt: skip
+    for saliency in ("goal", "pairs"):
+        res = make_attack("jsma", max_share=0.1, saliency=saliency)(clf, xs, labels=ys, goals=goals)
+        print(f"parity JSMA gamma 0.1, advgui saliency={saliency}: success "
+              f"{res.success.mean():.3f}, pixel share {(res.l0 / 784).mean():.4f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help=".keras CNN (default: train one briefly)")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--cw-n", type=int, default=100)
     parser.add_argument("--skip-art", action="store_true")
+    parser.add_argument(
+        "--parity", action="store_true", help="only print ART/advgui results at the test settings"
+    )
     args = parser.parse_args()
     data_dir = os.environ.get("ADVGUI_DATA") or str(
         Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
     )
     mnist = load_mnist(data_dir)
     clf = models.load_model(args.model) if args.model else train_cnn(mnist)
+    if args.parity:
+        parity(clf, mnist)
+        return
     x, y = mnist.x_test[: args.n], mnist.y_test[: args.n]
     print(f"model {clf.name}: clean accuracy {clf.accuracy(x, y):.4f} on {len(x)} test images")
     print(f"CPU threads visible: {os.cpu_count()}")
