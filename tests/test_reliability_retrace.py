@@ -1,0 +1,68 @@
+"""Long sessions: attacking the same model again with fresh attack objects (as the Attack tab
+does on every Run) must not retrace any TensorFlow function; a sweep over many settings keeps
+a bounded number of compiled functions per model. (Figures: benchmarks/bench_long_session.py.)
+"""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+RUNS = [
+    ("fgsm", {"eps": 0.2}, None),
+    ("pgd", {"eps": 0.2, "steps": 3}, None),
+    ("bim", {"eps": 0.1, "steps": 3}, None),
+    ("targeted", {"steps": 5, "lam": 0.05}, 3),
+    ("deepfool", {"steps": 3}, None),
+    ("cw", {"steps": 3, "search_steps": 1}, 2),
+    ("jsma", {}, 5),
+]
+
+
+@pytest.fixture
+def traces(monkeypatch):
+    from advgui.core.tfimport import tf
+
+    tf()
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function as pf
+
+    counts: collections.Counter[str] = collections.Counter()
+    original = pf.Function.__call__
+
+    def call(self, *args, **kwargs):
+        before = self.experimental_get_tracing_count()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            counts[self._name] += self.experimental_get_tracing_count() - before
+
+    monkeypatch.setattr(pf.Function, "__call__", call)
+    return counts
+
+
+def test_fresh_attack_objects_do_not_retrace(trained_cnn, mnist, traces):
+    from advgui.core.attacks import ATTACKS, make_attack
+
+    runs = [r for r in RUNS if r[0] in ATTACKS]
+    x, y = mnist.x_test[:2], mnist.y_test[:2]
+    for name, params, goal in runs:  # warm-up: each compiles (at most) once
+        make_attack(name, **params)(trained_cnn, x, labels=y, goals=goal)
+    warm = sum(traces.values())
+    for round_ in range(3):
+        for name, params, goal in runs:
+            k = 2 * round_ + 2
+            xb, yb = mnist.x_test[k : k + 2], mnist.y_test[k : k + 2]
+            make_attack(name, **params)(trained_cnn, xb, labels=yb, goals=goal)
+    assert sum(traces.values()) == warm, dict(traces)
+
+
+def test_settings_sweep_keeps_a_bounded_cache(trained_cnn, mnist):
+    from advgui.core.attacks import make_attack
+    from advgui.core.attacks.pgd import MAX_COMPILED_PER_MODEL
+
+    x, y = mnist.x_test[:1], mnist.y_test[:1]
+    for i in range(MAX_COMPILED_PER_MODEL + 4):
+        make_attack("bim", eps=0.01 * (i + 1), steps=1)(trained_cnn, x, labels=y)
+    cache = trained_cnn.logits_model.__dict__["_advgui_attack_fns"]
+    assert len(cache) == MAX_COMPILED_PER_MODEL
