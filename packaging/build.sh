@@ -11,7 +11,7 @@
 #   --venv DIR    build virtualenv (default build/venv; created and filled if missing)
 #   --no-deb, --no-tar, --no-smoke   skip that step
 # Environment: PYTHON (interpreter for the build venv, default python3; it must have a shared
-# libpython, as PyInstaller needs), ADVGUI_DEB_COMPRESS (dpkg-deb -Z value, default xz).
+# libpython, as PyInstaller needs), ADVGUI_DEB_COMPRESS (dpkg-deb -Z value, default zstd).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

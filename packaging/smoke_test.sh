@@ -43,7 +43,7 @@ step "$EXE --version"
 "$EXE" --version | tee "$WORK/version.txt"
 grep -q '^advgui [0-9]' "$WORK/version.txt" || fail "--version printed no version"
 
-step "$EXE ${DATA[*]:-} selftest --out $WORK/out"
+step "$EXE ${DATA[*]:+${DATA[*]} }selftest --out $WORK/out"
 # Stream the output: TensorFlow's start-up chatter goes to stderr, the report to stdout.
 "$EXE" "${DATA[@]}" selftest --out "$WORK/out" 2> >(grep -v -E '^(WARNING: All log messages|I0000|E0000|W0000)' >&2) \
   | tee "$WORK/selftest.txt" || fail "selftest exited $?"
