@@ -38,6 +38,12 @@ log() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)" >&2; }
 VERSION="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' advgui/__init__.py)"
 [ -n "$VERSION" ] || { echo "build.sh: cannot read the version from advgui/__init__.py" >&2; exit 1; }
 mkdir -p build dist
+for tool in objdump strip ldd; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "build.sh: $tool not found (apt-get install binutils)" >&2; exit 2; }
+done
+if [ "$DO_DEB" = 1 ] && ! command -v dpkg-deb >/dev/null 2>&1; then
+  echo "build.sh: dpkg-deb not found: build the .deb on Debian/Ubuntu, or pass --no-deb" >&2; exit 2
+fi
 
 # ---------------------------------------------------------------- build venv
 log "build virtualenv $VENV"

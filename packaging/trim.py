@@ -11,6 +11,7 @@ most of TensorFlow cannot be dropped; what can is listed with the reason.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from fnmatch import fnmatch
 from pathlib import Path
@@ -151,6 +152,10 @@ def keep_file(dest: str) -> bool:
 def strip_binaries(binaries: list[tuple[str, str, str]], cache: Path) -> list[tuple[str, str, str]]:
     """PyInstaller TOC entries with the files matching :data:`STRIP_PATTERNS` replaced by
     stripped copies under ``cache`` (redone only when the original is newer)."""
+    if shutil.which("strip") is None:
+        raise SystemExit(
+            "advgui.spec: `strip` not found; install binutils (apt-get install binutils)"
+        )
     out = []
     for dest, src, typecode in binaries:
         norm = dest.replace("\\", "/")

@@ -11,6 +11,8 @@ PKGS=(
   # Qt on a real X display
   libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
   libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1
+  # packaging: PyInstaller needs objdump; the spec strips with strip (tests too)
+  binutils
 )
 missing=()
 for p in "${PKGS[@]}"; do
