@@ -179,6 +179,8 @@ class AttackCompareWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        # Rows stay in run order until the user clicks a column header.
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
 
@@ -473,4 +475,5 @@ class AttackCompareWidget(QWidget):
         layout.addWidget(pic, 0, Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(caption)
         box.setObjectName("thumb")
+        box.show()  # a child added to a visible widget is hidden until shown
         return box
