@@ -67,6 +67,19 @@ def test_pgd_l2_and_targeted(trained_cnn, clean):
     assert np.array_equal(tgt.success, tgt.pred_after == goals)
 
 
+def test_pgd_bfloat16_gradients_agree_with_float32(trained_cnn, clean):
+    x, y = clean
+    kw = {"eps": 0.1, "step": 0.02, "steps": 10, "random_start": False}
+    f32 = make_attack("pgd", **kw)(trained_cnn, x, labels=y)
+    bf16 = make_attack("pgd", precision="bfloat16", **kw)(trained_cnn, x, labels=y)
+    assert bf16.extra["precision"] == "bfloat16"
+    assert bf16.x_adv.dtype == np.float32 and bf16.linf.max() <= 0.1 + 1e-5
+    assert abs(bf16.success.mean() - f32.success.mean()) <= 0.1
+    # The judge is float32: the kept margins are those of the float32 model.
+    margins = _logit_margin(trained_cnn, bf16.x_adv, y, targeted=False)
+    assert np.allclose(margins, bf16.extra["margin"], atol=1e-3)
+
+
 def test_mifgsm_and_bim(trained_cnn, clean):
     x, y = clean
     mi = make_attack("mifgsm", eps=0.2, steps=10)(trained_cnn, x, labels=y)
@@ -149,7 +162,8 @@ def test_cancel_stops_quickly_and_progress_is_reported(trained_cnn, clean, name,
      ("pgd", {"steps": 0}, "steps"), ("pgd", {"restarts": 2, "random_start": False}, "restarts"),
      ("cw", {"search_steps": 0}, "search_steps"), ("cw", {"kappa": -1}, "kappa"),
      ("jsma", {"theta": 0}, "theta"), ("jsma", {"max_share": 2}, "max_share"),
-     ("mifgsm", {"decay": "x"}, "decay"), ("deepfool", {"overshoot": -0.1}, "overshoot")],
+     ("mifgsm", {"decay": "x"}, "decay"), ("bim", {"precision": "fp8"}, "precision"),
+     ("deepfool", {"overshoot": -0.1}, "overshoot")],
 )  # fmt: skip
 def test_bad_parameters_name_their_field(name, params, field):
     with pytest.raises(ParameterError) as err:
