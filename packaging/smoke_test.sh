@@ -3,7 +3,8 @@
 # Debian root after installing the .deb. Needs no display and no network.
 #   1. `advgui --version`
 #   2. `advgui selftest`: loads MNIST from the bundle, trains a tiny model for a few batches,
-#      runs FGSM, exports a PNG, reads it back and re-classifies it; exits 0
+#      runs FGSM and a compiled 10-step PGD, exports a PNG, reads it back and re-classifies
+#      it; exits 0
 #   3. a user error exits 2 with one line
 #   4. the window opens (QT_QPA_PLATFORM=offscreen, ADVGUI_QUIT_AFTER_SHOW=1) and closes, exit 0
 #   5. the xcb platform plugin finds every system library it needs (a real display would work)
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --no-bundled-mnist) BUNDLED=0; shift ;;
     --data) DATA=(--data "${2:?--data needs a folder}"); shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "smoke_test.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
