@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     --no-deb) DO_DEB=0; shift ;;
     --no-tar) DO_TAR=0; shift ;;
     --no-smoke) DO_SMOKE=0; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "build.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --no-bundled-mnist) BUNDLED=0; shift ;;
     --data) DATA=(--data "${2:?--data needs a folder}"); shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "smoke_test.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
