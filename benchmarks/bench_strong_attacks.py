@@ -272,7 +272,7 @@ def main() -> None:
     print(
         f"advgui C&W L2 9x100 on {len(xc)} images: {res.seconds:.1f} s (target <= 60 s), "
         f"success {s['success_rate']:.3f}, median L2 {s['median_l2']:.3f}, "
-        f"mean steps {res.steps.mean():.0f} (early abort)"
+        f"mean steps {res.steps.mean():.0f} of 900 (early abort on)"
     )
 
 
