@@ -164,6 +164,10 @@ def test_fast_adversarial_training_raises_pgd_accuracy(plain_s2, mnist):
 def test_defense_config_validation():
     from advgui.core.defenses import DefenseConfig
 
+    assert DefenseConfig.for_method("pgd-at").epochs == 6
+    assert DefenseConfig.for_method("pgd-at", epochs=2).epochs == 2
+    assert DefenseConfig.for_method("fast-at").epochs == 10
+
     for kwargs, name in (
         ({"method": "magic"}, "method"),
         ({"eps": 1.5}, "eps"),

@@ -134,7 +134,10 @@ def test_bad_input_is_reported_not_run(tab):
 
 def test_train_defended_model_from_tab(tab, qtbot):
     p = tab.train_panel
+    p.method_combo.setCurrentText("pgd-at")
+    assert p.epochs_spin.value() == 6  # the method's default
     p.method_combo.setCurrentText("fast-at")
+    assert p.epochs_spin.value() == 10
     p.arch_combo.setCurrentText("cnn-s2")
     p.epochs_spin.setValue(2)
     p.n_spin.setValue(2000)

@@ -80,7 +80,11 @@ def add_defense_arguments(
     p.add_argument("--defense", choices=defenses, required=required, help="defense to train")
     p.add_argument("--eps", type=finite_float, help="attack budget trained against (default 0.3)")
     if required:  # advgui train has its own --epochs, --lr, --batch-size, --seed, --n-train
-        p.add_argument("--epochs", type=positive_int, help="passes over the training images")
+        p.add_argument(
+            "--epochs",
+            type=positive_int,
+            help="passes over the training images (default 6 for pgd-at and trades, else 10)",
+        )
         p.add_argument("--lr", type=finite_float, help="peak learning rate (Adam, one-cycle)")
         p.add_argument("--batch-size", type=positive_int)
         p.add_argument("--seed", type=int, default=0)
@@ -113,7 +117,8 @@ def defense_config(args: argparse.Namespace) -> Any:
         )
         if value is not None
     }
-    return DefenseConfig(method=args.defense, seed=getattr(args, "seed", 0) or 0, **overrides)
+    seed = getattr(args, "seed", 0) or 0
+    return DefenseConfig.for_method(args.defense, seed=seed, **overrides)
 
 
 def train_defense(args: argparse.Namespace) -> int:

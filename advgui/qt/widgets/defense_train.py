@@ -40,7 +40,7 @@ class DefenseTrainPanel(QWidget):
 
     def __init__(self, mnist_getter: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from advgui.core.defenses.adversarial import ARCHS, DEFENSES
+        from advgui.core.defenses.adversarial import ARCHS, DEFAULT_EPOCHS, DEFENSES
 
         self.mnist_getter = mnist_getter
         self.job: Job | None = None
@@ -51,7 +51,6 @@ class DefenseTrainPanel(QWidget):
             self.method_combo.setItemData(self.method_combo.count() - 1, METHOD_TIPS.get(m, ""))
         self.arch_combo = QComboBox()
         self.arch_combo.addItems(list(ARCHS))
-        self.method_combo.setCurrentText("fast-at")
         self.arch_combo.setCurrentText("cnn-s2-wide")
         self.eps_spin = QDoubleSpinBox()
         self.eps_spin.setRange(0.0, 1.0)
@@ -64,6 +63,10 @@ class DefenseTrainPanel(QWidget):
         self.n_spin.setRange(100, 59000)
         self.n_spin.setSingleStep(1000)
         self.n_spin.setValue(59000)
+        self.method_combo.currentTextChanged.connect(
+            lambda m: self.epochs_spin.setValue(DEFAULT_EPOCHS.get(m, 10))
+        )
+        self.method_combo.setCurrentText("fast-at")
         self.train_button = QPushButton("Train defended model")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
