@@ -58,3 +58,9 @@ def preload() -> threading.Thread:
         _thread = threading.Thread(target=run, name="tf-preload", daemon=True)
         _thread.start()
     return _thread
+
+
+def wait_for_preload(timeout: float | None = None) -> None:
+    """Join the preload thread, if one was started (before the process exits)."""
+    if _thread is not None:
+        _thread.join(timeout)

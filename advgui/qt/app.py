@@ -43,6 +43,7 @@ def run_app(*, data_path: str | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from advgui.core import tfimport
     from advgui.qt.main_window import MainWindow
 
     setup_logging()
@@ -60,4 +61,8 @@ def run_app(*, data_path: str | None = None) -> int:
             window.close()
 
     QTimer.singleShot(0, report_startup)
-    return app.exec()
+    code = app.exec()
+    # Exiting while the background TensorFlow import is half-way through crashes the process
+    # (C++ static destructors race the importing thread), so let the import finish first.
+    tfimport.wait_for_preload()
+    return code
