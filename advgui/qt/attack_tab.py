@@ -40,6 +40,7 @@ from advgui.core.progress import Progress
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
 from advgui.qt.widgets.attack_canvas import DrawingCanvas
+from advgui.qt.widgets.attack_compare import AttackCompareWidget
 from advgui.qt.widgets.attack_gallery import AttackGallery
 from advgui.qt.widgets.attack_views import CostCurve, DigitView, PerturbationView, ProbabilityBars
 from advgui.qt.workers import ErrorInfo, Job, run_job
@@ -111,7 +112,13 @@ class AttackTab(QWidget):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self._build_source())
         splitter.addWidget(self._build_params())
-        splitter.addWidget(self._build_results())
+        self.results_tabs = QTabWidget()
+        self.results_tabs.addTab(self._build_results(), "Result")
+        self.compare = AttackCompareWidget(state)
+        self.results_tabs.addTab(self.compare, "Compare attacks")
+        self.results_tabs.currentChanged.connect(self._sync_compare)
+        self.batch_spin.valueChanged.connect(self._sync_compare)
+        splitter.addWidget(self.results_tabs)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setStretchFactor(2, 5)
@@ -342,6 +349,7 @@ class AttackTab(QWidget):
         if not self.state.models:
             self.model_combo.addItem("no model: train one or Load model...")
         self._update_buttons()
+        self._sync_compare()
 
     def _on_model_chosen(self, i: int) -> None:
         if 0 <= i < len(self.state.models):
@@ -411,6 +419,24 @@ class AttackTab(QWidget):
         self.original_view.set_image(self.source_x, where)
         self.batch_spin.setEnabled(index is not None)
         self._update_buttons()
+        self._sync_compare()
+
+    def _sync_compare(self, *_: Any) -> None:
+        """Give the comparison the current model and images (the single-attack batch), while
+        it is on screen; a change of inputs stops a comparison still running on old ones."""
+        if self.results_tabs.currentWidget() is not self.compare:
+            return
+        clf = self.state.current_model
+        if clf is None or self.source_x is None:
+            return
+        x, labels, _ = self._batch()
+        if (
+            self.compare.clf is clf
+            and self.compare.x is not None
+            and np.array_equal(self.compare.x, x)
+        ):
+            return
+        self.compare.set_inputs(clf, x, labels if labels[0] >= 0 else None)
 
     # ------------------------------------------------------------------ parameters
 
@@ -778,3 +804,4 @@ class AttackTab(QWidget):
         for job in (self.job, self.export_job):
             if job is not None:
                 job.cancel()
+        self.compare.shutdown()
