@@ -43,6 +43,40 @@ def is_loaded() -> bool:
     return "tensorflow" in sys.modules and (_thread is None or not _thread.is_alive())
 
 
+def _load_native_libraries() -> None:
+    """dlopen TensorFlow's two big shared libraries through libc, without the GIL.
+
+    Loading them (about 1 GB, with their static initialisers) inside ``import tensorflow``
+    holds the GIL for about 0.25 s, which freezes the GUI thread. A ctypes call into libc
+    releases the GIL, so doing that part first, here, leaves the event loop running; the
+    import then finds the libraries already loaded. Best effort: any failure just means the
+    import loads them itself.
+    """
+    import ctypes
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        spec = importlib.util.find_spec("tensorflow")
+        if spec is None or not spec.submodule_search_locations:
+            return
+        root = Path(next(iter(spec.submodule_search_locations)))
+        libc = ctypes.CDLL(None)
+        libc.dlopen.restype = ctypes.c_void_p
+        libc.dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        for name in ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2"):
+            path = root / name
+            if path.is_file():
+                # RTLD_LAZY and local scope, as a dependency would be: RTLD_GLOBAL here
+                # made the later import abort.
+                libc.dlopen(str(path).encode(), os.RTLD_LAZY)
+    except (OSError, AttributeError, ValueError, StopIteration):
+        return
+
+
 def preload() -> threading.Thread:
     """Start importing TensorFlow in a daemon thread; returns the thread (idempotent)."""
     global _thread
@@ -50,6 +84,7 @@ def preload() -> threading.Thread:
     def run() -> None:
         global _error
         try:
+            _load_native_libraries()
             keras()
         except BaseException as err:  # reported when the import is needed for real
             _error = err
