@@ -34,15 +34,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from advgui.core import export, images
+from advgui.core import export, history, images
 from advgui.core.errors import AdvguiError, ParameterError
 from advgui.core.progress import Progress
+from advgui.core.results import ResultEntry, ResultStore
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
 from advgui.qt.widgets.attack_canvas import DrawingCanvas
 from advgui.qt.widgets.attack_compare import AttackCompareWidget
 from advgui.qt.widgets.attack_gallery import AttackGallery
 from advgui.qt.widgets.attack_views import CostCurve, DigitView, PerturbationView, ProbabilityBars
+from advgui.qt.widgets.history import HistoryBox
 from advgui.qt.workers import ErrorInfo, Job, run_job
 
 #: Parameter fields of the form, in order: attack parameter name -> label.
@@ -108,6 +110,8 @@ class AttackTab(QWidget):
         self.source_label = -1
         self.source_index: int | None = None
         self.last_export: list[dict[str, Any]] = []
+        #: Every finished run is kept here and listed again on the next start (History).
+        self.results_store = ResultStore()
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self._build_source())
@@ -134,6 +138,9 @@ class AttackTab(QWidget):
         self._refresh_models()
         self._on_method()
         self._update_buttons()
+        self.history.opened.connect(self.reopen)
+        self.history.warned.connect(self.status.setText)
+        self.history.refresh()
 
     # ------------------------------------------------------------------ building
 
@@ -292,6 +299,8 @@ class AttackTab(QWidget):
         box = QWidget()
         layout = QVBoxLayout(box)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.history = HistoryBox(history.ATTACK_KIND, self.results_store)
+        layout.addWidget(self.history)
         views = QHBoxLayout()
         self.original_view = DigitView("Original")
         self.adversarial_view = DigitView("Adversarial")
@@ -602,8 +611,15 @@ class AttackTab(QWidget):
         x, labels, indices = self._batch()
         labels_arg = labels if (labels >= 0).all() else None
 
+        store, model_name = self.results_store, clf.name
+
         def work(progress: Any, cancel: Any) -> Any:
-            return attack(clf, x, labels=labels_arg, goals=goal, progress=progress, cancel=cancel)
+            res = attack(clf, x, labels=labels_arg, goals=goal, progress=progress, cancel=cancel)
+            try:  # kept the moment it finishes, before the GUI even hears of it
+                entry = history.save_attack(store, res, model=model_name, indices=indices, inputs=x)
+            except AdvguiError as err:
+                return res, None, str(err)
+            return res, entry, None
 
         self.cost.set_curve(None)
         self.adversarial_view.set_image(None, "running...")
@@ -646,17 +662,13 @@ class AttackTab(QWidget):
             self.delta_view.set_delta(live - self.source_x)
 
     @Slot(object)
-    def _on_result(self, result: Any) -> None:
+    def _on_result(self, payload: Any) -> None:
+        result, entry, store_error = payload
         indices, clf, inputs = self._pending
-        self.result, self.result_indices, self.result_model = result, indices, clf
-        self.result_inputs = inputs
-        self.progress.setValue(1000)
+        self._display(result, indices, clf, inputs)
+        if entry is not None:
+            self.history.add(entry)
         n = len(result)
-        self.result_spin.blockSignals(True)
-        self.result_spin.setRange(1, n)
-        self.result_spin.setValue(1)
-        self.result_spin.blockSignals(False)
-        self.result_count.setText(f"of {n}")
         s = result.summary()
         self.status.setText(
             f"Done: {result.method} succeeded on {int(result.success.sum())}/{n} in "
@@ -666,8 +678,39 @@ class AttackTab(QWidget):
                 if n > 1 and np.isfinite(s["robust_accuracy"])
                 else ""
             )
+            + (f"; not kept in the history: {store_error}" if store_error else "")
         )
+
+    def _display(self, result: Any, indices: Any, clf: Any, inputs: np.ndarray) -> None:
+        self.result, self.result_indices, self.result_model = result, indices, clf
+        self.result_inputs = inputs
+        self.progress.setValue(1000)
+        n = len(result)
+        self.result_spin.blockSignals(True)
+        self.result_spin.setRange(1, n)
+        self.result_spin.setValue(1)
+        self.result_spin.blockSignals(False)
+        self.result_count.setText(f"of {n}")
         self.show_result(0)
+
+    def reopen(self, entry: ResultEntry) -> bool:
+        """Show a stored run again (History); False, with a message, if it is damaged."""
+        if self.job is not None and self.job.is_running():
+            self.status.setText("Stop the running attack first.")
+            return False
+        try:
+            result, info = history.load_attack(entry)
+        except AdvguiError as err:
+            self.status.setText(f"Cannot reopen: {err}")
+            return False
+        name = info.get("model")
+        clf = next((m for m in self.state.models if m.name == name), None)
+        self._display(result, info.get("indices"), clf, info["inputs"])
+        self.status.setText(
+            f"Reopened {entry.name} ({entry.created.replace('T', ' ')[:16]})"
+            + ("" if clf is not None else f"; load model {name} to export it")
+        )
+        return True
 
     def show_result(self, k: int) -> None:
         """Show input ``k`` of the last result: images, probabilities, cost, numbers."""
@@ -795,8 +838,9 @@ class AttackTab(QWidget):
         ready = self.state.current_model is not None and self.source_x is not None
         self.run_button.setEnabled(ready and not running)
         self.stop_button.setEnabled(running)
-        self.export_button.setEnabled(self.result is not None and not exporting)
-        self.export_batch_button.setEnabled(self.result is not None and not exporting)
+        can_export = self.result is not None and self.result_model is not None and not exporting
+        self.export_button.setEnabled(can_export)
+        self.export_batch_button.setEnabled(can_export)
         self.method_combo.setEnabled(not running)
 
     def shutdown(self) -> None:
