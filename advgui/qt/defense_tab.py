@@ -25,15 +25,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from advgui.core import history
 from advgui.core.errors import AdvguiError
 from advgui.core.fileio import atomic_write_bytes
 from advgui.core.progress import Progress
+from advgui.core.results import ResultEntry, ResultStore
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
 from advgui.qt.widgets.defense_plot import DefensePlot
 from advgui.qt.widgets.defense_setup import DefenseSetup
 from advgui.qt.widgets.defense_table import DefenseTable
 from advgui.qt.widgets.defense_train import DefenseTrainPanel
+from advgui.qt.widgets.history import HistoryBox
 from advgui.qt.workers import ErrorInfo, Job, run_job
 
 
@@ -99,6 +102,10 @@ class DefenseTab(QWidget):
         right_box = QWidget()
         right_lay = QVBoxLayout(right_box)
         right_lay.setContentsMargins(0, 0, 0, 0)
+        #: Every finished comparison is kept here and listed again on the next start.
+        self.results_store = ResultStore()
+        self.history = HistoryBox(history.COMPARISON_KIND, self.results_store)
+        right_lay.addWidget(self.history)
         right_lay.addWidget(right)
         right_lay.addLayout(exports)
 
@@ -118,6 +125,9 @@ class DefenseTab(QWidget):
         self.train_panel.trained.connect(lambda clf: self.state.add_model(clf, make_current=False))
         self.state.modelsChanged.connect(self._on_models)
         self._on_models()
+        self.history.opened.connect(self.reopen)
+        self.history.warned.connect(self.status.setText)
+        self.history.refresh()
 
     # ------------------------------------------------------------------ running
 
@@ -141,22 +151,30 @@ class DefenseTab(QWidget):
             transforms = self.setup.transforms()
         except AdvguiError as err:
             self.status.setText(str(err))
+            self._mark_field(getattr(err, "field", None))
             return
+        self._mark_field(None)
         mnist = self.state.mnist
         self._partial = []
         self._meta = {"eps": list(cfg.eps), "attacks": list(cfg.attacks), "n": cfg.n}
         self._show(None)
 
-        def work(progress: Any, cancel: Any) -> dict[str, Any]:
-            return evaluate(models, mnist, cfg, transforms=transforms, progress=progress,
-                            cancel=cancel)  # fmt: skip
+        store = self.results_store
+
+        def work(progress: Any, cancel: Any) -> tuple[dict[str, Any], Any, str | None]:
+            result = evaluate(models, mnist, cfg, transforms=transforms, progress=progress,
+                              cancel=cancel)  # fmt: skip
+            try:  # kept the moment it finishes, before the GUI even hears of it
+                return result, history.save_comparison(store, result), None
+            except AdvguiError as err:
+                return result, None, str(err)
 
         self.run_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.status.setText(f"comparing {len(models)} model(s) x {len(transforms)} input(s)...")
         self.job = run_job(
             work, name="defense-eval", parent=self, on_progress=self._on_progress,
-            on_result=self._on_result, on_error=self._on_error, on_cancel=self._on_cancel,
+            on_result=self._on_evaluated, on_error=self._on_error, on_cancel=self._on_cancel,
             on_finish=self._on_finish,
         )  # fmt: skip
 
@@ -164,6 +182,12 @@ class DefenseTab(QWidget):
         if self.job is not None:
             self.job.cancel()
             self.status.setText("stopping after the current step...")
+
+    def _mark_field(self, field: str | None) -> None:
+        """Outline the field a bad value came from (the status line says why)."""
+        widgets = {"eps": self.setup.eps_edit, "transform": self.setup.custom_transform}
+        for name, widget in widgets.items():
+            widget.setStyleSheet("border: 2px solid #b00020;" if name == field else "")
 
     def _on_progress(self, update: Progress) -> None:
         self.progress_bar.setValue(int(1000 * update.fraction))
@@ -180,6 +204,32 @@ class DefenseTab(QWidget):
         self.status.setText(f"done in {result['seconds']:.0f} s on {result['n']} test images")
         for b in (self.export_csv_button, self.export_json_button, self.export_png_button):
             b.setEnabled(True)
+
+    def _on_evaluated(self, payload: tuple[dict[str, Any], Any, str | None]) -> None:
+        result, entry, store_error = payload
+        self._on_result(result)
+        if entry is not None:
+            self.history.add(entry)
+        if store_error:
+            self.status.setText(f"{self.status.text()}; not kept in the history: {store_error}")
+
+    def reopen(self, entry: ResultEntry) -> bool:
+        """Show a stored comparison again (History); False, with a message, if damaged."""
+        if self.job is not None and self.job.is_running():
+            self.status.setText("stop the running comparison first")
+            return False
+        try:
+            result = history.load_comparison(entry)
+            result.setdefault("seconds", 0.0)
+            result.setdefault("n", 0)
+            self._on_result(result)
+        except (AdvguiError, KeyError, TypeError, ValueError) as err:
+            self.result = None
+            self._show(None)
+            self.status.setText(f"cannot reopen {entry.path.name}: {err}")
+            return False
+        self.status.setText(f"reopened {entry.name} ({entry.created.replace('T', ' ')[:16]})")
+        return True
 
     def _on_error(self, info: ErrorInfo) -> None:
         self.status.setText(f"comparison failed: {info.message}")
