@@ -50,6 +50,11 @@ class MainWindow(QMainWindow):
 
         self._build_menus()
         self._build_status_bar()
+        # Damaged stored results were skipped: say so where the user looks.
+        for box in (self.attack_tab.history, self.defense_tab.history):
+            box.warned.connect(lambda text: self.statusBar().showMessage(text, 15000))
+            if box.warning:
+                self.statusBar().showMessage(box.warning, 15000)
         self.state.datasetChanged.connect(self._on_dataset)
 
         # Heavy work starts after the window is on screen: the event loop runs first.
