@@ -200,3 +200,29 @@ def test_bad_model_files_in_attack_tab_and_model_list(attack_tab, training_tab, 
         assert MARK in model_list.status.styleSheet()
     assert attack_tab.findChildren(QMessageBox) == []
     assert model_list.findChildren(QMessageBox) == []
+
+
+@pytest.mark.parametrize(
+    ("eps", "transform", "field"),
+    [
+        ("nan", "", "eps"),
+        ("0.1, inf", "", "eps"),
+        ("-0.1", "", "eps"),
+        ("5", "", "eps"),
+        ("a,b", "", "eps"),
+        ("", "", "eps"),
+        ("0.1", "jpeg:0", "transform"),
+        ("0.1", "median:-1", "transform"),
+        ("0.1", "bogus", "transform"),
+    ],
+)
+def test_defense_form_marks_and_explains_bad_values(defense_tab, eps, transform, field):
+    tab = defense_tab
+    tab.setup.eps_edit.setText(eps)
+    tab.setup.custom_transform.setText(transform)
+    tab.start()
+    assert tab.job is None and tab.run_button.isEnabled()
+    assert tab.status.text() and "comparing" not in tab.status.text()
+    marked = {"eps": tab.setup.eps_edit, "transform": tab.setup.custom_transform}
+    for name, widget in marked.items():
+        assert (MARK in widget.styleSheet()) == (name == field), (name, tab.status.text())
