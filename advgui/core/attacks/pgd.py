@@ -51,8 +51,13 @@ def compiled_cache(owner: Any, model: Any, build: Any) -> Any:
     Retracing a gradient of a CNN costs seconds; run_batch calls one attack on many chunks,
     and the Attack tab makes a new attack object for every run: keying on the attack's class
     and settings (not on the object) keeps the number of traces bounded over a long session.
+    An attack may name the only settings its graph depends on in ``graph_settings`` (the
+    others are passed as tensors), so that an epsilon sweep reuses one trace.
     """
-    settings = tuple(sorted((k, repr(v)) for k, v in vars(owner).items() if not k.startswith("_")))
+    names = getattr(owner, "graph_settings", None)
+    if names is None:
+        names = [k for k in vars(owner) if not k.startswith("_")]
+    settings = tuple(sorted((k, repr(getattr(owner, k))) for k in names))
     key = (type(owner).__qualname__, settings)
     cache = model.__dict__.setdefault("_advgui_attack_fns", {})
     if key in cache:
@@ -102,6 +107,8 @@ def image_spec() -> Any:
 class _Iterative(Attack):
     """Shared loop of BIM, PGD and MI-FGSM (they differ in start, direction and restarts)."""
 
+    #: Settings baked into the compiled graph; eps and step are passed in as tensors.
+    graph_settings: ClassVar[tuple[str, ...]] = ("norm", "decay", "precision")
     norm: str = "linf"
     random_start: bool = False
     restarts: int = 1
@@ -130,15 +137,16 @@ class _Iterative(Attack):
         """Compiled steps on ``model`` (maybe bfloat16) and a float32 margin on ``judge``."""
         t = tf()
         judge = model if judge is None else judge
-        eps, step, norm, decay = self.eps, self.step, self.norm, self.decay
+        norm, decay = self.norm, self.decay
         lab_spec = t.TensorSpec([None], t.int64)
+        scalar = t.TensorSpec([], t.float32)
 
         @t.function(
             input_signature=[image_spec(), image_spec(), image_spec(), lab_spec,
-                             t.TensorSpec([], t.int32)],
+                             t.TensorSpec([], t.int32), scalar, scalar],
             reduce_retracing=True,
         )  # fmt: skip
-        def steps_fn(x_adv: Any, x0: Any, g: Any, cls: Any, k: Any) -> Any:
+        def steps_fn(x_adv: Any, x0: Any, g: Any, cls: Any, k: Any, eps: Any, step: Any) -> Any:
             losses = t.TensorArray(t.float32, size=k)
             for i in t.range(k):
                 with t.GradientTape() as tape:
@@ -214,6 +222,8 @@ class _Iterative(Attack):
         history: np.ndarray | None = None
         steps_run = np.zeros(n, dtype=np.int64)
         total = self.steps * self.restarts
+        eps_t = t.constant(self.eps, t.float32)
+        step_t = t.constant(self.step, t.float32)
         for r in range(self.restarts):
             todo = np.flatnonzero(best_margin <= 0) if r else np.arange(n)
             if len(todo) == 0:
@@ -224,7 +234,9 @@ class _Iterative(Attack):
             costs: list[np.ndarray] = []
 
             def step(state: Any, k: int, x0: Any = x0, cls: Any = cls, costs: list = costs) -> Any:
-                x_adv, g, losses = steps_fn(state[0], x0, state[1], cls, t.constant(k, t.int32))
+                x_adv, g, losses = steps_fn(
+                    state[0], x0, state[1], cls, t.constant(k, t.int32), eps_t, step_t
+                )
                 costs.append(losses.numpy())
                 return x_adv, g
 
