@@ -57,12 +57,28 @@ def test_fresh_attack_objects_do_not_retrace(trained_cnn, mnist, traces):
     assert sum(traces.values()) == warm, dict(traces)
 
 
-def test_settings_sweep_keeps_a_bounded_cache(trained_cnn, mnist):
-    from advgui.core.attacks import make_attack
-    from advgui.core.attacks.pgd import MAX_COMPILED_PER_MODEL
+def test_compiled_cache_is_bounded_per_model_and_keyed_by_settings():
+    from advgui.core.attacks.pgd import MAX_COMPILED_PER_MODEL, compiled_cache
 
-    x, y = mnist.x_test[:1], mnist.y_test[:1]
+    class Model:  # stands in for a Keras model: the cache lives on the object
+        pass
+
+    class Owner:
+        def __init__(self, eps):
+            self.eps = eps
+            self._scratch = object()  # private state is not part of the key
+
+    model, builds = Model(), []
+
+    def get(eps):
+        return compiled_cache(Owner(eps), model, lambda: builds.append(eps) or f"fn{eps}")
+
+    assert get(0.1) == "fn0.1" and get(0.1) == "fn0.1" and builds == [0.1]  # fresh owner: reused
     for i in range(MAX_COMPILED_PER_MODEL + 4):
-        make_attack("bim", eps=0.01 * (i + 1), steps=1)(trained_cnn, x, labels=y)
-    cache = trained_cnn.logits_model.__dict__["_advgui_attack_fns"]
-    assert len(cache) == MAX_COMPILED_PER_MODEL
+        get(i)
+    assert len(model.__dict__["_advgui_attack_fns"]) == MAX_COMPILED_PER_MODEL
+    n = len(builds)
+    get(MAX_COMPILED_PER_MODEL + 3)  # most recent: kept
+    assert len(builds) == n
+    get(0)  # oldest: evicted, built again
+    assert len(builds) == n + 1
