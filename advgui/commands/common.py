@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from advgui.core.fileio import atomic_write_text
+from advgui.core.fileio import atomic_write_text, json_default
 from advgui.core.progress import Progress
 
 
@@ -56,19 +56,7 @@ def _fmt(value: Any) -> str:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    atomic_write_text(path, json.dumps(payload, indent=2, default=json_default) + "\n")
 
 
 def finite_float(text: str) -> float:

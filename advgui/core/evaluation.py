@@ -36,7 +36,7 @@ import numpy as np
 from advgui.core.defenses.detector import SqueezeDetector
 from advgui.core.defenses.transforms import parse_transform, transform_label, wrap
 from advgui.core.errors import ParameterError
-from advgui.core.fileio import atomic_write_bytes, atomic_write_text
+from advgui.core.fileio import atomic_write_bytes, atomic_write_text, json_default
 from advgui.core.models import Classifier
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, check
 from advgui.core.tfimport import keras
@@ -516,19 +516,11 @@ def curves(result: dict[str, Any], attack: str | None = None) -> list[dict[str, 
 def save_json(result: dict[str, Any], path: Path | str) -> None:
     import json
 
-    atomic_write_text(path, json.dumps(result, indent=1, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(result, indent=1, default=json_default) + "\n")
 
 
 def save_csv(result: dict[str, Any], path: Path | str) -> None:
     atomic_write_text(path, to_csv(result))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 PALETTE = [

@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from advgui.core.errors import ExportError
 
@@ -58,3 +58,16 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 def _unlink_quietly(path: str | Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for what results carry: numpy scalars and arrays, paths."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

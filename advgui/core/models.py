@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from advgui.core.errors import ModelFileError, ParameterError
-from advgui.core.fileio import atomic_writer, describe_os_error
+from advgui.core.fileio import atomic_writer, describe_os_error, json_default
 from advgui.core.tfimport import keras
 
 ARCHITECTURES = ("mlp", "cnn")
@@ -187,7 +187,7 @@ def save_model(clf: Classifier, path: Path | str) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ParameterError(f"{path}: model files must end in .keras", field="path")
-    meta = json.dumps(clf.meta, default=_json_default, indent=1).encode()
+    meta = json.dumps(clf.meta, default=json_default, indent=1).encode()
     fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=".advgui-save-")
     os.close(fd)
     try:
@@ -202,14 +202,6 @@ def save_model(clf: Classifier, path: Path | str) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 def read_meta(path: Path | str) -> dict[str, Any]:

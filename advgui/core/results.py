@@ -24,7 +24,7 @@ import numpy as np
 
 from advgui.core import paths
 from advgui.core.errors import AdvguiError, DataError, ExportError
-from advgui.core.fileio import atomic_write_bytes, describe_os_error
+from advgui.core.fileio import atomic_write_bytes, describe_os_error, json_default
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class ResultStore:
         # one second (a batch of quick attacks).
         folder_name = f"{now:%Y%m%d-%H%M%S-%f}-{_safe(kind)}-{uuid.uuid4().hex[:8]}"
         record = {"kind": kind, "name": name or kind, "created": created, "payload": payload}
-        text = json.dumps(record, indent=1, default=_json_default, allow_nan=True)
+        text = json.dumps(record, indent=1, default=json_default, allow_nan=True)
         tmp = self.root / f".{folder_name}.part"
         final = self.root / folder_name
         try:
@@ -127,13 +127,3 @@ class ResultStore:
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:40] or "result"
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
