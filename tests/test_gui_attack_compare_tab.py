@@ -36,7 +36,8 @@ def test_compare_tab_attacks_the_selected_images(tab, qtbot, mnist, trained_cnn)
     np.testing.assert_array_equal(tab.compare.x, x)
     np.testing.assert_array_equal(tab.compare.labels, mnist.y_test[idx])
 
-    tab.compare.set_methods(["fgsm", "pgd"], {"fgsm": "eps=0.3", "pgd": "eps=0.3, step=0.05, steps=10"})
+    params = {"fgsm": "eps=0.3", "pgd": "eps=0.3, step=0.05, steps=10"}
+    tab.compare.set_methods(["fgsm", "pgd"], params)
     with qtbot.waitSignal(tab.compare.resultsReady, timeout=120000) as blocker:
         tab.compare.run()
     results = blocker.args[0]
