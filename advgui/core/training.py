@@ -20,6 +20,7 @@ import numpy as np
 from advgui.core import models
 from advgui.core.data import Mnist
 from advgui.core.errors import ParameterError
+from advgui.core.params import check_number
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle
 from advgui.core.tfimport import keras, tf
 
@@ -93,7 +94,14 @@ class TrainConfig:
             )
         values = {}
         for name, (lo, hi) in RANGES.items():
-            values[name] = _check_number(name, getattr(self, name), lo, hi, integer=name != "lr")
+            values[name] = check_number(
+                name,
+                getattr(self, name),
+                lo=lo,
+                hi=hi,
+                integer=name != "lr",
+                label=name.replace("_", " "),
+            )
         if values["n_train"] + values["n_val"] > N_TRAIN_TOTAL:
             raise ParameterError(
                 f"training images ({values['n_train']}) plus validation images "
@@ -104,23 +112,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _check_number(name: str, value: Any, lo: float, hi: float, *, integer: bool) -> Any:
-    label = name.replace("_", " ")
-    if isinstance(value, bool):
-        raise ParameterError(f"{label} must be a number, got {value!r}", field=name)
-    try:
-        num = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{label} must be a number, got {value!r}", field=name) from None
-    if not math.isfinite(num):
-        raise ParameterError(f"{label} must be a finite number, got {value!r}", field=name)
-    if integer and num != int(num):
-        raise ParameterError(f"{label} must be a whole number, got {value!r}", field=name)
-    if not lo <= num <= hi:
-        raise ParameterError(f"{label} must be between {lo:g} and {hi:g}, got {num:g}", field=name)
-    return int(num) if integer else num
 
 
 @dataclass

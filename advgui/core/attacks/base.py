@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advgui.core.errors import ParameterError
+from advgui.core.params import check_number as check_param  # noqa: F401 (attacks import it here)
 from advgui.core.progress import CancelToken, ProgressCallback
 
 #: name -> Attack subclass; filled by :func:`register`.
@@ -249,21 +250,6 @@ def finalize(
         cost_history=cost_history,
         extra=extra or {},
     )
-
-
-def check_param(name: str, value: Any, *, lo: float, hi: float, integer: bool = False) -> Any:
-    """Validate a numeric parameter: finite, in [lo, hi], whole if ``integer``."""
-    try:
-        num = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number, got {value!r}", field=name) from None
-    if not math.isfinite(num):
-        raise ParameterError(f"{name} must be a finite number, got {value!r}", field=name)
-    if integer and num != int(num):
-        raise ParameterError(f"{name} must be a whole number, got {value!r}", field=name)
-    if not lo <= num <= hi:
-        raise ParameterError(f"{name} must be between {lo:g} and {hi:g}, got {num:g}", field=name)
-    return int(num) if integer else num
 
 
 def compiled(clf: Any, key: tuple, build: Any) -> Any:

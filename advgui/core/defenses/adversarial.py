@@ -30,6 +30,7 @@ import numpy as np
 from advgui.core import models
 from advgui.core.errors import ParameterError
 from advgui.core.models import Classifier
+from advgui.core.params import check_number
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
 from advgui.core.tfimport import keras, tf
 
@@ -77,22 +78,22 @@ class DefenseConfig:
                 f"unknown defense {self.method!r}; choose one of {', '.join(DEFENSES)}",
                 field="method",
             )
-        _num("eps", self.eps, 0.0, 1.0)
-        _num("epochs", self.epochs, 1, 1000, whole=True)
-        _num("batch_size", self.batch_size, 1, 10000, whole=True)
-        _num("lr", self.lr, 1e-7, 1.0)
-        _num("holdout", self.holdout, 10, 20000, whole=True)
-        _num("steps", self.steps, 1, 1000, whole=True)
-        _num("fast_step", self.fast_step, 0.01, 10.0)
-        _num("beta", self.beta, 0.0, 1000.0)
-        _num("eps_ramp", self.eps_ramp, 0.0, 1.0)
-        _num("temperature", self.temperature, 1.0, 1000.0)
-        _num("check_steps", self.check_steps, 1, 1000, whole=True)
-        _num("check_n", self.check_n, 1, 20000, whole=True)
+        check_number("eps", self.eps, lo=0.0, hi=1.0)
+        check_number("epochs", self.epochs, lo=1, hi=1000, integer=True)
+        check_number("batch_size", self.batch_size, lo=1, hi=10000, integer=True)
+        check_number("lr", self.lr, lo=1e-7, hi=1.0)
+        check_number("holdout", self.holdout, lo=10, hi=20000, integer=True)
+        check_number("steps", self.steps, lo=1, hi=1000, integer=True)
+        check_number("fast_step", self.fast_step, lo=0.01, hi=10.0)
+        check_number("beta", self.beta, lo=0.0, hi=1000.0)
+        check_number("eps_ramp", self.eps_ramp, lo=0.0, hi=1.0)
+        check_number("temperature", self.temperature, lo=1.0, hi=1000.0)
+        check_number("check_steps", self.check_steps, lo=1, hi=1000, integer=True)
+        check_number("check_n", self.check_n, lo=1, hi=20000, integer=True)
         if self.step_size is not None:
-            _num("step_size", self.step_size, 1e-6, 1.0)
+            check_number("step_size", self.step_size, lo=1e-6, hi=1.0)
         if self.n_train is not None:
-            _num("n_train", self.n_train, self.batch_size, 60000, whole=True)
+            check_number("n_train", self.n_train, lo=self.batch_size, hi=60000, integer=True)
         if self.arch not in ARCHS:
             raise ParameterError(
                 f"unknown architecture {self.arch!r}; choose one of {ARCHS}",
@@ -109,18 +110,6 @@ class DefenseConfig:
     @property
     def pgd_step(self) -> float:
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
-
-
-def _num(name: str, value: Any, lo: float, hi: float, *, whole: bool = False) -> None:
-    try:
-        num = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number, got {value!r}", field=name) from None
-    if not math.isfinite(num) or not lo <= num <= hi or (whole and num != int(num)):
-        kind = "a whole number" if whole else "a number"
-        raise ParameterError(
-            f"{name} must be {kind} between {lo:g} and {hi:g}, got {value!r}", field=name
-        )
 
 
 @dataclass
