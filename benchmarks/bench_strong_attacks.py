@@ -31,7 +31,7 @@ from advgui.core.attacks.batch import run_batch
 from advgui.core.data import load_mnist
 from advgui.core.tfimport import keras, tf
 
-BATCH_SIZES = (128, 500)
+BATCH_SIZES = (128, 256, 500)
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:

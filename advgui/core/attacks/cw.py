@@ -16,6 +16,7 @@ import numpy as np
 
 from advgui.core.attacks.base import Attack, check_param, register
 from advgui.core.attacks.batch import run_steps
+from advgui.core.attacks.graph import fast_logits, kernel
 from advgui.core.attacks.pgd import compiled_cache, image_spec
 from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import tf
@@ -55,6 +56,20 @@ class CarliniWagnerL2(Attack):
         kappa, lr = float(self.kappa), float(self.lr)
         b1, b2, adam_eps = 0.9, 0.999, 1e-8
         vec = t.TensorSpec([None], t.float32)
+        logits = fast_logits(model)
+
+        @kernel
+        def loss_grad(w: Any, x0: Any, onehot: Any, c: Any) -> Any:
+            with t.GradientTape() as tape:
+                tape.watch(w)
+                xa = (t.tanh(w) + 1.0) / 2.0
+                z = logits(xa)
+                z_cls = t.reduce_sum(z * onehot, axis=1)
+                z_other = t.reduce_max(z - 1e9 * onehot, axis=1)
+                gap = z_other - z_cls if targeted else z_cls - z_other
+                l2 = t.reduce_sum(t.square(xa - x0), axis=[1, 2, 3])
+                total = t.reduce_sum(l2 + c * t.maximum(gap, -kappa))
+            return xa, gap, l2, total, tape.gradient(total, w)
 
         @t.function(
             input_signature=[image_spec(), image_spec(), image_spec(), t.TensorSpec([], t.float32),
@@ -67,17 +82,7 @@ class CarliniWagnerL2(Attack):
             onehot = t.one_hot(cls, 10, dtype=t.float32)
             total = t.constant(0.0)
             for _ in t.range(k):
-                with t.GradientTape() as tape:
-                    tape.watch(w)
-                    xa = (t.tanh(w) + 1.0) / 2.0
-                    z = model(xa, training=False)
-                    z_cls = t.reduce_sum(z * onehot, axis=1)
-                    z_other = t.reduce_max(z - 1e9 * onehot, axis=1)
-                    gap = z_other - z_cls if targeted else z_cls - z_other
-                    f = t.maximum(gap, -kappa)
-                    l2 = t.reduce_sum(t.square(xa - x0), axis=[1, 2, 3])
-                    total = t.reduce_sum(l2 + c * f)
-                grad = tape.gradient(total, w)
+                xa, gap, l2, total, grad = loss_grad(w, x0, onehot, c)
                 # The current iterate: successful with the margin kappa and smaller than before?
                 ok = (gap <= -kappa) & (l2 < best_l2)
                 best_l2 = t.where(ok, l2, best_l2)

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advgui.core.attacks.base import Attack, check_param, compiled, register
+from advgui.core.attacks.graph import fast_logits
 from advgui.core.errors import ParameterError
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
 from advgui.core.tfimport import tf
@@ -88,6 +89,17 @@ def _build_chunk(model: Any, loss: str, optimizer: str) -> Any:
     vec = t.TensorSpec([None], t.float32)
     scalar = t.TensorSpec([], t.float32)
     b1, b2, eps = 0.9, 0.999, 1e-8
+    logits = fast_logits(model)
+
+    def cost_grad(x: Any, x_target: Any, onehot: Any, lam: Any, lam2: Any, kappa: Any) -> Any:
+        # Only the network is differentiated by the tape; the distance term's gradient,
+        # 2 lambda (x - x_target), is written out (fewer ops per step on one image).
+        with t.GradientTape() as tape:
+            tape.watch(x)
+            term = class_term(t, logits(x), onehot, loss, kappa)
+        diff = x - x_target
+        cost = term + lam * t.reduce_sum(t.square(diff), axis=[1, 2, 3])
+        return cost, tape.gradient(term, x) + lam2 * diff
 
     @t.function(
         input_signature=[
@@ -106,24 +118,22 @@ def _build_chunk(model: Any, loss: str, optimizer: str) -> Any:
     )
     def chunk(x, x_target, onehot, lam, kappa, m, v, count, k, lr, total):
         costs = t.TensorArray(t.float32, size=k)
+        lam2 = t.reshape(2.0 * lam, [-1, 1, 1, 1])
         for i in t.range(k):
-            with t.GradientTape() as tape:
-                tape.watch(x)
-                z = model(x, training=False)
-                dist = t.reduce_sum(t.square(x - x_target), axis=[1, 2, 3])
-                cost = class_term(t, z, onehot, loss, kappa) + lam * dist
-            g = tape.gradient(cost, x)
+            cost, g = cost_grad(x, x_target, onehot, lam, lam2, kappa)
             costs = costs.write(i, cost)
             if optimizer == "adam":
                 count = count + 1.0
                 m = b1 * m + (1.0 - b1) * g
                 v = b2 * v + (1.0 - b2) * t.square(g)
-                m_hat = m / (1.0 - t.pow(b1, count))
-                v_hat = v / (1.0 - t.pow(b2, count))
+                # Bias corrections folded into scalars (Kingma & Ba, section 2): the same
+                # update with two fewer image-sized ops per step.
+                c1 = 1.0 - t.pow(b1, count)
+                c2 = t.sqrt(1.0 - t.pow(b2, count))
                 # Cosine decay: large steps to cross the boundary, small ones to settle at the
                 # least-distortion balance instead of jittering around it.
                 lr_t = lr * (0.5 + 0.5 * t.cos(math.pi * (count - 1.0) / total))
-                x = x - lr_t * m_hat / (t.sqrt(v_hat) + eps)
+                x = x - (lr_t * c2 / c1) * m / (t.sqrt(v) + eps * c2)
             else:
                 x = x - lr * g
             x = t.clip_by_value(x, 0.0, 1.0)
@@ -135,6 +145,7 @@ def _build_chunk(model: Any, loss: str, optimizer: str) -> Any:
 def _build_finish(model: Any) -> Any:
     """One signed step of one grey level toward the goal, staying on the 8-bit grid."""
     t = tf()
+    logits = fast_logits(model)
 
     @t.function(
         input_signature=[
@@ -145,7 +156,7 @@ def _build_finish(model: Any) -> Any:
     def step(x, onehot):
         with t.GradientTape() as tape:
             tape.watch(x)
-            ce = t.nn.softmax_cross_entropy_with_logits(labels=onehot, logits=model(x))
+            ce = t.nn.softmax_cross_entropy_with_logits(labels=onehot, logits=logits(x))
         g = tape.gradient(ce, x)
         x = t.round(x * 255.0 - t.sign(g)) / 255.0
         return t.clip_by_value(x, 0.0, 1.0)

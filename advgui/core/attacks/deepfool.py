@@ -15,6 +15,7 @@ import numpy as np
 
 from advgui.core.attacks.base import Attack, check_param, register
 from advgui.core.attacks.batch import run_steps
+from advgui.core.attacks.graph import fast_logits, kernel
 from advgui.core.attacks.pgd import compiled_cache, image_spec
 from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import tf
@@ -37,6 +38,16 @@ class DeepFool(Attack):
     def _build(self, model: Any) -> Any:
         t = tf()
         os_ = float(self.overshoot)
+        logits = fast_logits(model)
+
+        @kernel
+        def jacobian(x_cur: Any, sel: Any) -> Any:
+            tiled = t.tile(x_cur, [10, 1, 1, 1])
+            with t.GradientTape() as tape:
+                tape.watch(tiled)
+                z_all = logits(tiled)
+                picked = t.reduce_sum(t.gather(z_all, sel, axis=1, batch_dims=1))
+            return z_all, tape.gradient(picked, tiled)
 
         @t.function(
             input_signature=[image_spec(), image_spec(), t.TensorSpec([None], t.bool),
@@ -49,12 +60,7 @@ class DeepFool(Attack):
             classes = t.range(10, dtype=t.int64)
             sel = t.repeat(classes, n)  # class of each row of the tiled batch
             for _ in t.range(k):
-                tiled = t.tile(x_cur, [10, 1, 1, 1])
-                with t.GradientTape() as tape:
-                    tape.watch(tiled)
-                    z_all = model(tiled, training=False)
-                    picked = t.reduce_sum(t.gather(z_all, sel, axis=1, batch_dims=1))
-                jac = tape.gradient(picked, tiled)
+                z_all, jac = jacobian(x_cur, sel)
                 jac = t.transpose(t.reshape(jac, [10, n, 784]), [1, 0, 2])  # (n, 10, 784)
                 z = z_all[:n]
                 onehot = t.one_hot(cls, 10, dtype=t.float32)

@@ -11,12 +11,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advgui.core.attacks.base import Attack, check_param, compiled, register
+from advgui.core.attacks.graph import fast_logits
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
 from advgui.core.tfimport import tf
 
 
 def _build_step(model: Any) -> Any:
     t = tf()
+    logits = fast_logits(model)
 
     @t.function(
         input_signature=[
@@ -29,7 +31,7 @@ def _build_step(model: Any) -> Any:
     def step(x, y, eps, direction):
         with t.GradientTape() as tape:
             tape.watch(x)
-            loss = t.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=model(x))
+            loss = t.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits(x))
         g = tape.gradient(loss, x)
         return t.clip_by_value(x + direction * eps * t.sign(g), 0.0, 1.0)
 

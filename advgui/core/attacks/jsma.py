@@ -24,6 +24,7 @@ import numpy as np
 
 from advgui.core.attacks.base import Attack, check_param, register
 from advgui.core.attacks.batch import run_steps
+from advgui.core.attacks.graph import fast_logits, kernel
 from advgui.core.attacks.pgd import compiled_cache, image_spec
 from advgui.core.errors import ParameterError
 from advgui.core.progress import CancelToken, Progress, ProgressCallback
@@ -68,6 +69,17 @@ class JSMA(Attack):
         diag = t.linalg.diag(t.fill([_D], -_BIG))
 
         pairs = self.saliency == "pairs"
+        logits = fast_logits(model)
+
+        @kernel
+        def goal_grads(x_adv: Any, goal_1h: Any) -> Any:
+            n = t.shape(x_adv)[0]
+            both = t.concat([x_adv, x_adv], axis=0)
+            with t.GradientTape() as tape:
+                tape.watch(both)
+                z = logits(both)
+                obj = t.reduce_sum(z[:n] * goal_1h) + t.reduce_sum(z[n:] * (1.0 - goal_1h))
+            return tape.gradient(obj, both)
 
         def pair_choice(a: Any, b: Any, domain: Any, active: Any, n: Any) -> Any:
             # Pixels outside the domain get a hugely negative a, so no pair with one of them
@@ -100,12 +112,7 @@ class JSMA(Attack):
             n = t.shape(x_adv)[0]
             goal_1h = t.one_hot(goal, 10, dtype=t.float32)
             for _ in t.range(k):
-                both = t.concat([x_adv, x_adv], axis=0)
-                with t.GradientTape() as tape:
-                    tape.watch(both)
-                    z = model(both, training=False)
-                    obj = t.reduce_sum(z[:n] * goal_1h) + t.reduce_sum(z[n:] * (1.0 - goal_1h))
-                grads = t.reshape(tape.gradient(obj, both), [2, n, _D])
+                grads = t.reshape(goal_grads(x_adv, goal_1h), [2, n, _D])
                 a, b = grads[0] * sign, grads[1] * sign
                 if pairs:
                     best = pair_choice(a, b, domain, active, n)

@@ -18,6 +18,7 @@ import numpy as np
 
 from advgui.core.attacks.base import Attack, check_param, register
 from advgui.core.attacks.batch import run_steps
+from advgui.core.attacks.graph import fast_logits, kernel
 from advgui.core.errors import ParameterError
 from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import keras, tf
@@ -141,6 +142,17 @@ class _Iterative(Attack):
         lab_spec = t.TensorSpec([None], t.int64)
         scalar = t.TensorSpec([], t.float32)
 
+        def loss_grad(x_adv: Any, cls: Any) -> Any:
+            with t.GradientTape() as tape:
+                tape.watch(x_adv)
+                z = t.cast(logits(x_adv), t.float32)
+                ce = t.nn.sparse_softmax_cross_entropy_with_logits(labels=cls, logits=z)
+                loss = -ce if targeted else ce
+                total = t.reduce_sum(loss)
+            return loss, tape.gradient(total, x_adv)
+
+        logits, grad_kernel = fast_logits(model), kernel(loss_grad)
+
         @t.function(
             input_signature=[image_spec(), image_spec(), image_spec(), lab_spec,
                              t.TensorSpec([], t.int32), scalar, scalar],
@@ -149,13 +161,7 @@ class _Iterative(Attack):
         def steps_fn(x_adv: Any, x0: Any, g: Any, cls: Any, k: Any, eps: Any, step: Any) -> Any:
             losses = t.TensorArray(t.float32, size=k)
             for i in t.range(k):
-                with t.GradientTape() as tape:
-                    tape.watch(x_adv)
-                    z = t.cast(model(x_adv, training=False), t.float32)
-                    ce = t.nn.sparse_softmax_cross_entropy_with_logits(labels=cls, logits=z)
-                    loss = -ce if targeted else ce
-                    total = t.reduce_sum(loss)
-                grad = tape.gradient(total, x_adv)
+                loss, grad = grad_kernel(x_adv, cls)
                 losses = losses.write(i, loss)
                 if decay is not None:
                     l1 = t.reduce_sum(t.abs(grad), axis=[1, 2, 3], keepdims=True)

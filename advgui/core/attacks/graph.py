@@ -1,0 +1,170 @@
+"""Fast, repeatable input gradients of a classifier's logits for the attacks' compiled loops.
+
+Two things measured on this CPU (``benchmarks/bench_strong_attacks.py``) make a Keras model slow
+to differentiate inside an attack loop:
+
+- Inside a ``tf.while_loop`` (every multi-step attack), oneDNN's graph pass must pair each
+  MaxPoolGrad with its forward MaxPool, and it visits the loop's nodes in an order that changes
+  from trace to trace: about two traces in three miss the pairing, fall back to Eigen's
+  MaxPoolGrad, and run the whole step 1.4x slower. :func:`kernel` compiles the gradient as a
+  function of its own (not inlined into the loop), which has no cycle, so the pairing always
+  holds.
+- The input gradient of a convolution with one input channel (the first layer of an MNIST CNN)
+  is a backward-data convolution with one output channel, which oneDNN runs poorly. As a
+  depthwise convolution summed over the channels it is the same sum, computed 1.45x faster per
+  PGD step; other stride-1 convolutions take theirs as a forward convolution with the flipped
+  kernel (faster on one image). :func:`fast_logits` rebuilds a chain of layers with these
+  gradients and checks it against the model before using it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from advgui.core.tfimport import keras, tf
+
+#: Agreement the rebuilt chain must show with the model (relative to the largest value).
+_TOLERANCE = 1e-4
+
+
+def kernel(fn: Callable[..., Any]) -> Any:
+    """Compile ``fn`` as a function that stays a separate call when a loop calls it."""
+    return tf().function(
+        fn, autograph=False, reduce_retracing=True, experimental_attributes={"_noinline": True}
+    )
+
+
+def _rewritable_conv(layer: Any) -> bool:
+    """A plain stride-1 2-D convolution whose input gradient we can rewrite exactly."""
+    if type(layer).__name__ != "Conv2D" or layer.compute_dtype != "float32":
+        return False
+    kh, kw = layer.kernel_size
+    padding = layer.padding.lower()
+    return (
+        layer.data_format == "channels_last"
+        and tuple(layer.strides) == (1, 1)
+        and tuple(layer.dilation_rate) == (1, 1)
+        and getattr(layer, "groups", 1) == 1
+        and (padding == "valid" or (padding == "same" and kh % 2 == 1 and kw % 2 == 1))
+    )
+
+
+def _conv_fast_grad(layer: Any, h: Any) -> Any:
+    """``layer(h)`` with the input gradient taken as a depthwise convolution (input only: the
+    kernel gets no gradient, which attacks never ask for)."""
+    t = tf()
+    kern = t.convert_to_tensor(layer.kernel)
+    kh, kw = layer.kernel_size
+    padding = layer.padding.upper()
+    single = int(kern.shape[2]) == 1
+
+    @t.custom_gradient
+    def conv(x: Any) -> Any:
+        def grad(dy: Any) -> Any:
+            # d(conv)/dx = sum over output channels of dy correlated with the flipped kernel.
+            flipped = t.transpose(t.reverse(kern, [0, 1]), [0, 1, 3, 2])  # (kh, kw, out, in)
+            pad = "SAME"
+            if padding == "VALID":
+                dy = t.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]])
+                pad = "VALID"
+            if single:
+                dx = t.nn.depthwise_conv2d(dy, flipped, [1, 1, 1, 1], pad)
+                return t.reduce_sum(dx, axis=-1, keepdims=True)
+            return t.nn.conv2d(dy, flipped, 1, pad)
+
+        return t.nn.conv2d(x, kern, 1, padding), grad
+
+    y = conv(h)
+    if layer.use_bias:
+        y = t.nn.bias_add(y, layer.bias)
+    return layer.activation(y)
+
+
+def _chain(model: Any) -> list[Any] | None:
+    """The model's layers in call order, nested models expanded; None if it has none."""
+    k = keras()
+    out: list[Any] = []
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        if isinstance(layer, k.Model):
+            inner = _chain(layer)
+            if inner is None:
+                return None
+            out.extend(inner)
+        else:
+            out.append(layer)
+    return out or None
+
+
+def _agrees(fast: Callable[[Any], Any], model: Any) -> bool:
+    """Same logits and input gradients as ``model`` on a probe batch (catches branches, skips
+    and anything else a plain chain does not reproduce)."""
+    t = tf()
+    rng = np.random.default_rng(0)
+    probe = rng.uniform(0.0, 1.0, (3, 28, 28, 1)).astype(np.float32)
+    probe[0] = (probe[0] > 0.7).astype(np.float32)  # a sparse, MNIST-like image
+    x = t.constant(probe)
+    weights = t.constant(rng.standard_normal((3, 10)).astype(np.float32))
+    with t.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        z_ref = t.cast(model(x, training=False), t.float32)
+        z_fast = t.cast(fast(x), t.float32)
+        s_ref = t.reduce_sum(z_ref * weights)
+        s_fast = t.reduce_sum(z_fast * weights)
+    g_ref, g_fast = tape.gradient(s_ref, x), tape.gradient(s_fast, x)
+    if g_ref is None or g_fast is None or z_ref.shape != z_fast.shape:
+        return False
+
+    def close(a: Any, b: Any) -> bool:
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        limit = _TOLERANCE * (1.0 + np.max(np.abs(a)))
+        return bool(np.all(np.isfinite(b)) and np.max(np.abs(a - b)) <= limit)
+
+    return close(z_ref, z_fast) and close(g_ref, g_fast)
+
+
+def fast_logits(model: Any) -> Callable[[Any], Any]:
+    """``model``'s logits as a callable for attacks: the same numbers, a faster input gradient.
+
+    Built once per model and kept on it. A model that is not a plain chain of layers, or whose
+    rebuilt chain disagrees with it, is called as it is.
+    """
+    cached = model.__dict__.get("_advgui_fast_logits")
+    if cached is not None:
+        return cached
+
+    def plain(x: Any) -> Any:
+        return model(x, training=False)
+
+    if not tf().executing_eagerly():  # asked while tracing: no eager check possible here
+        return plain
+    fn = plain
+    layers = _chain(model)
+    if layers is not None and any(_rewritable_conv(layer) for layer in layers):
+
+        @tf().autograph.experimental.do_not_convert
+        def chained(x: Any) -> Any:
+            h = x
+            for layer in layers:
+                if _rewritable_conv(layer):
+                    h = _conv_fast_grad(layer, h)
+                else:
+                    h = layer(h, training=False)
+            return h
+
+        try:
+            ok = _agrees(chained, model)
+        except Exception:  # any layer Keras cannot call on its own: keep the model
+            ok = False
+        if ok:
+            fn = chained
+    #: Names of the layers whose input gradient was rewritten (empty: the model is called).
+    fn.rewritten = (
+        [ly.name for ly in layers or [] if _rewritable_conv(ly)] if fn is not plain else []
+    )
+    model.__dict__["_advgui_fast_logits"] = fn
+    return fn

@@ -1,0 +1,116 @@
+"""The attacks' gradient path (core/attacks/graph.py): same logits and input gradients as the
+Keras model, a rewrite only where it is exact, and the model itself for anything else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from advgui.core.attacks.graph import fast_logits, kernel
+from advgui.core.models import Classifier
+from advgui.core.tfimport import keras, tf
+
+
+def _grads(fn, x, w):
+    t = tf()
+    x = t.constant(x)
+    with t.GradientTape() as tape:
+        tape.watch(x)
+        z = fn(x)
+        s = t.reduce_sum(z * w)
+    return z.numpy(), tape.gradient(s, x).numpy()
+
+
+def _check_same(fn, model, x):
+    w = np.random.default_rng(1).standard_normal((len(x), 10)).astype(np.float32)
+    z_ref, g_ref = _grads(lambda v: model(v, training=False), x, w)
+    z, g = _grads(fn, x, w)
+    np.testing.assert_allclose(z, z_ref, atol=1e-4 * (1 + np.abs(z_ref).max()))
+    np.testing.assert_allclose(g, g_ref, atol=1e-4 * (1 + np.abs(g_ref).max()))
+    assert np.abs(g_ref).max() > 0  # a real gradient, not zeros on both sides
+
+
+def _fresh(model):
+    """A rebuilt copy with the same weights, so that the cache on ``model`` is not reused."""
+    copy = keras().models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def test_trained_cnn_gets_the_rewrite_and_the_same_numbers(trained_cnn, mnist):
+    fn = fast_logits(_fresh(trained_cnn.logits_model))
+    assert fn.rewritten == ["conv_0", "conv_1"]
+    _check_same(fn, trained_cnn.logits_model, mnist.x_test[:16])
+
+
+def test_valid_padding_dropout_and_softmax_head():
+    k = keras()
+    k.utils.set_random_seed(3)
+    inputs = k.Input((28, 28, 1))
+    h = k.layers.Conv2D(8, 3, padding="valid", activation="relu")(inputs)
+    h = k.layers.Conv2D(4, 5, padding="same", activation="tanh")(h)
+    h = k.layers.Dropout(0.5)(h)
+    h = k.layers.Flatten()(h)
+    outputs = k.layers.Dense(10, activation="softmax")(h)
+    clf = Classifier(k.Model(inputs, outputs))  # softmax head: attacks see the logits view
+    fn = fast_logits(clf.logits_model)
+    assert len(fn.rewritten) == 2
+    x = np.random.default_rng(0).uniform(0, 1, (5, 28, 28, 1)).astype(np.float32)
+    _check_same(fn, clf.logits_model, x)
+
+
+def test_branching_model_is_called_as_it_is(mnist):
+    k = keras()
+    k.utils.set_random_seed(4)
+    inputs = k.Input((28, 28, 1))
+    a = k.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    b = k.layers.Conv2D(4, 3, padding="same")(a)
+    h = k.layers.Add()([a, b])  # a skip connection: not a chain
+    outputs = k.layers.Dense(10)(k.layers.Flatten()(h))
+    model = k.Model(inputs, outputs)
+    fn = fast_logits(model)
+    assert fn.rewritten == []
+    _check_same(fn, model, mnist.x_test[:4])
+
+
+def test_even_kernel_with_same_padding_is_left_alone(mnist):
+    k = keras()
+    k.utils.set_random_seed(5)
+    model = k.Sequential(
+        [k.Input((28, 28, 1)), k.layers.Conv2D(4, 4, padding="same"), k.layers.Flatten(),
+         k.layers.Dense(10)]
+    )  # fmt: skip
+    fn = fast_logits(model)
+    assert fn.rewritten == []
+    _check_same(fn, model, mnist.x_test[:4])
+
+
+@pytest.mark.parametrize("steps", [1, 7])
+def test_kernel_in_a_loop_matches_the_inline_gradient(trained_cnn, mnist, steps):
+    t = tf()
+    fn = fast_logits(trained_cnn.logits_model)
+    x0 = t.constant(mnist.x_test[:8])
+    y = t.constant(mnist.y_test[:8].astype(np.int64))
+
+    def grad(x):
+        with t.GradientTape() as tape:
+            tape.watch(x)
+            loss = t.reduce_sum(
+                t.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=fn(x))
+            )
+        return tape.gradient(loss, x)
+
+    grad_kernel = kernel(grad)
+
+    @t.function
+    def loop(x):
+        for _ in t.range(steps):
+            x = t.clip_by_value(x + 0.01 * t.sign(grad_kernel(x)), 0.0, 1.0)
+        return x
+
+    x = x0
+    for _ in range(steps):
+        x = t.clip_by_value(x + 0.01 * t.sign(grad(x)), 0.0, 1.0)
+    out = loop(x0).numpy()
+    assert np.mean(out == x.numpy()) > 0.999
+    assert np.abs(out - mnist.x_test[:8]).max() > 0.009  # it moved
