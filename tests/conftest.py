@@ -60,6 +60,9 @@ def no_dangling_threads(request):
         job.cancel()
         job.wait(30000)
     Job.live.clear()
+    from advgui.qt import gcguard
+
+    gcguard.reset()  # joined above: collection goes back to automatic
     assert not dangling, f"test left running jobs: {[j.name for j in dangling]}"
     leftover = [
         t

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from advgui import __version__
 from advgui.core import data, paths, tfimport
 from advgui.core.progress import Progress
+from advgui.qt import gcguard
 from advgui.qt.attack_tab import AttackTab
 from advgui.qt.defense_tab import DefenseTab
 from advgui.qt.state import AppState
@@ -107,12 +108,14 @@ class MainWindow(QMainWindow):
     def _preload_tf(self) -> None:
         self.tf_label.setText("TensorFlow: loading...")
         thread = tfimport.preload()
+        gcguard.hold()  # the import thread allocates a lot: no collection of widgets there
         self._tf_timer = QTimer(self)
         self._tf_timer.setInterval(200)
 
         def poll() -> None:
             if not thread.is_alive():
                 self._tf_timer.stop()
+                gcguard.release()
                 ok = tfimport._error is None
                 self.tf_label.setText("TensorFlow: ready" if ok else "TensorFlow: failed to load")
 

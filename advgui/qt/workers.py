@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from advgui.core.errors import AdvguiError
 from advgui.core.progress import Cancelled, CancelToken, Progress
+from advgui.qt import gcguard
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class Job(QObject):
 
     def start(self) -> Job:
         Job.live.add(self)
+        gcguard.hold()
         self._thread.start()
         return self
 
@@ -135,7 +137,9 @@ class Job(QObject):
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        Job.live.discard(self)
+        if self in Job.live:
+            Job.live.discard(self)
+            gcguard.release()
         self.finished.emit()
 
 
