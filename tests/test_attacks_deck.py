@@ -20,19 +20,20 @@ def _fours(mnist, clf, n=4):
     return idx
 
 
-def test_targeted_defaults_reach_the_decks_goals_with_small_distortion(trained_cnn, mnist):
-    idx = _fours(mnist, trained_cnn)
+def test_targeted_defaults_reach_the_decks_goals_with_small_distortion(default_cnn, mnist):
+    # On the app's default CNN (about 99.2%), as the deck's claim is about a trained network.
+    # On a briefly trained one (1 epoch on 20,000 images) one 4 needs L2 3.4 for goal 6 at 90%,
+    # and C&W with the same confidence needs more (3.8): that is the model, not the attack.
+    idx = _fours(mnist, default_cnn)
     x = np.repeat(mnist.x_test[idx], len(GOALS), axis=0)
     goals = np.tile(GOALS, len(idx))
     updates = []
-    res = make_attack("targeted")(trained_cnn, x, labels=4, goals=goals, progress=updates.append)
+    res = make_attack("targeted")(default_cnn, x, labels=4, goals=goals, progress=updates.append)
     conf = res.probs_after[np.arange(len(x)), goals]
     assert (conf >= 0.9).all(), conf
     assert (res.pred_after == goals).all() and res.success.all()
-    # Least distortion at 90%: typically L2 2-3 from the source image. On this briefly trained
-    # CNN (97%) some 4s need up to about 3.7 for goal 6, so the bound is on the median.
-    assert np.median(res.l2) <= 3.0, res.l2.reshape(-1, len(GOALS))
-    assert res.l2.max() <= 4.0, res.l2.reshape(-1, len(GOALS))
+    # Least distortion at 90%: L2 at most 3 from the source image for every pair.
+    assert res.l2.max() <= 3.0, res.l2.reshape(-1, len(GOALS))
     # Pixels in [0, 1] and on the 8-bit grid (the quantisation-aware finish).
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
     np.testing.assert_allclose(res.x_adv * 255, np.round(res.x_adv * 255), atol=1e-3)
