@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import threading
 from typing import ClassVar
 
@@ -71,3 +73,62 @@ def test_the_timer_collects_while_workers_hold(qtbot):
     finally:
         gcguard.release()
     assert gc.isenabled()
+
+
+def test_quiet_hold_collects_nothing_until_released(qtbot):
+    gc.collect()
+    _Tracked.freed_in.clear()
+    gcguard.hold(quiet=True)
+    try:
+        for _ in range(5):
+            _Tracked()
+        junk = [[i] for i in range(50_000)]
+        qtbot.wait(3 * gcguard.INTERVAL_MS)
+        assert len(junk) and _Tracked.freed_in == [] and not gc.isenabled()
+    finally:
+        gcguard.release(quiet=True)
+    assert gc.isenabled() and gcguard.holders() == 0
+    gc.collect()
+    assert len(_Tracked.freed_in) == 5
+
+
+_PRELOAD = """
+import gc, os, sys, threading
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from advgui.qt.main_window import MainWindow
+base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+w = MainWindow(data_path=sys.argv[1])
+from PySide6.QtCore import QElapsedTimer
+clock = QElapsedTimer(); clock.start()
+while not w.tf_label.text().endswith(("ready", "load")) and clock.elapsed() < 120000:
+    app.processEvents()
+def nice(tid):
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
+tids = [int(t) for t in os.listdir("/proc/self/task")]
+main = threading.main_thread().native_id
+lowered = [t for t in tids if t != main and nice(t) >= base + 5]
+frozen = gc.get_freeze_count() > 0
+print(w.tf_label.text(), gc.isenabled(), frozen, nice(main) == base, len(lowered))
+w.close()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux")
+def test_preload_lowers_tensorflow_threads_and_freezes_its_modules(tmp_path, mnist_path):
+    import subprocess
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "ADVGUI_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PRELOAD, str(mnist_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    label, enabled, frozen, main_same, lowered = proc.stdout.strip().splitlines()[-1].rsplit(" ", 4)
+    assert label.endswith("ready") and enabled == "True" and frozen == "True"
+    assert main_same == "True"  # the GUI thread keeps its priority
+    assert int(lowered) >= 2  # TensorFlow's compute threads run below it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
@@ -108,14 +109,17 @@ class MainWindow(QMainWindow):
     def _preload_tf(self) -> None:
         self.tf_label.setText("TensorFlow: loading...")
         thread = tfimport.preload()
-        gcguard.hold()  # the import thread allocates a lot: no collection of widgets there
+        gcguard.hold(quiet=True)  # no collection during the import (see gcguard.hold)
         self._tf_timer = QTimer(self)
         self._tf_timer.setInterval(200)
 
         def poll() -> None:
             if not thread.is_alive():
                 self._tf_timer.stop()
-                gcguard.release()
+                # TensorFlow's modules are most of the heap and live as long as the app: keep
+                # them out of every later collection, or each full one stalls the GUI.
+                gc.freeze()
+                gcguard.release(quiet=True)
                 ok = tfimport._error is None
                 self.tf_label.setText("TensorFlow: ready" if ok else "TensorFlow: failed to load")
 

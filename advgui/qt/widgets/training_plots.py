@@ -39,7 +39,9 @@ class TrainingPlots(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        pg.setConfigOptions(antialias=True)
+        # Antialiased lines made each live repaint long enough to stall the event loop past
+        # 50 ms while training (benchmarks/bench_gui_responsiveness.py); these are thin lines.
+        pg.setConfigOptions(antialias=False)
         self.loss_plot = pg.PlotWidget(background="w", title="Loss")
         self.acc_plot = pg.PlotWidget(background="w", title="Accuracy")
         for plot, label in ((self.loss_plot, "cross-entropy"), (self.acc_plot, "accuracy")):
@@ -48,6 +50,9 @@ class TrainingPlots(QWidget):
             plot.showGrid(x=True, y=True, alpha=0.3)
             for side in ("bottom", "left"):  # "epoch (x0.001)" early in a run reads wrong
                 plot.getAxis(side).enableAutoSIPrefix(False)
+            # A fixed width: tick labels changing width (0.5 -> 0.25) would re-lay out the
+            # whole plot on a live update (measured: the largest GUI stalls while training).
+            plot.getAxis("left").setWidth(56)
             plot.addLegend(offset=(-10, 10) if plot is self.loss_plot else (-10, -30))
             plot.setMinimumSize(220, 160)
         self.acc_plot.setYRange(0, 1.0)
