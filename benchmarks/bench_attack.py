@@ -116,6 +116,18 @@ def main() -> None:
     print(f"  reference, Python loop of compiled steps: {t_ref:.3f} s")
     print(f"  ratio loop / reference: {t_loop / t_ref:.2f}   (goal 2 at {100 * conf:.1f}%)")
 
+    # The deck itself attacked its MLP (784-hidden-10): the same attack on the app's MLP.
+    from advgui.core import training
+
+    mlp = training.train(training.TrainConfig.for_arch("mlp", epochs=1), mnist).classifier
+    atk(mlp, four, goals=2)  # trace once
+    t_mlp, res_mlp = _median(lambda: atk(mlp, four, goals=2), 5)
+    acc_mlp = mlp.accuracy(mnist.x_test, mnist.y_test)
+    print(
+        f"  same attack on the deck's network, an MLP ({100 * acc_mlp:.1f}%): {t_mlp:.3f} s "
+        f"(goal 2 at {100 * res_mlp.probs_after[0, 2]:.1f}%)"
+    )
+
     auto = make_attack("targeted")
     t_auto, res = _median(lambda: auto(clf, four, goals=2), 3)
     print("\ntargeted attack, lambda auto (confidence 0.9), 500 steps per search (median of 3)")
