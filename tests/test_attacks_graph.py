@@ -114,3 +114,47 @@ def test_kernel_in_a_loop_matches_the_inline_gradient(trained_cnn, mnist, steps)
     out = loop(x0).numpy()
     assert np.mean(out == x.numpy()) > 0.999
     assert np.abs(out - mnist.x_test[:8]).max() > 0.009  # it moved
+
+
+def _same_path(a, b):
+    diff = np.abs(a - b)
+    return bool(np.mean(diff <= 2e-3) >= 0.95 and diff.max() <= 0.05)
+
+
+def test_one_thread_runner_matches_and_follows_the_weights(trained_cnn, mnist):
+    from advgui.core.attacks import make_attack
+    from advgui.core.attacks.deck import _build_chunk
+    from advgui.core.attacks.graph import OneThread, one_thread, weights_digest
+
+    clf = Classifier(_fresh(trained_cnn.logits_model), {"name": "copy"})
+    x = mnist.x_test[:1]
+    atk = make_attack("targeted", lam=0.05, steps=60)
+    args = (clf, x, x, np.array([2]), np.array([0.05]))
+    x_one, costs_one = atk.descend(*args, report=lambda *a: None, cancel=None)
+    key = ("deck", "ce", "adam")
+    digest, runner = clf.__dict__["_advgui_one_thread"][key]
+    assert isinstance(runner, OneThread) and digest == weights_digest(clf.logits_model)
+    # The same descent through the compiled function on the shared pool.
+    chunk = _build_chunk(clf.logits_model, "ce", "adam")
+    zeros = np.zeros_like(x)
+    out = chunk(x, x, np.eye(10, dtype=np.float32)[[2]], np.array([0.05], np.float32), 2.0,
+                zeros, zeros, 0.0, 60, 0.01, 60.0)  # fmt: skip
+    # Same arithmetic, other summation order: Adam's normalised steps let pixels whose gradient
+    # is about zero wander apart, so the paths agree closely, not bit for bit.
+    assert _same_path(x_one, out[0].numpy())
+    np.testing.assert_allclose(costs_one[:, 0], out[4].numpy()[:, 0], rtol=2e-2)
+    # Changed weights: the frozen copy is rebuilt, never reused stale.
+    clf.logits_model.set_weights([w * 0.5 for w in clf.logits_model.get_weights()])
+    assert one_thread(clf, key, chunk, clf.logits_model) is not runner
+    x_new, _ = atk.descend(*args, report=lambda *a: None, cancel=None)
+    out = chunk(x, x, np.eye(10, dtype=np.float32)[[2]], np.array([0.05], np.float32), 2.0,
+                zeros, zeros, 0.0, 60, 0.01, 60.0)  # fmt: skip
+    assert _same_path(x_new, out[0].numpy())
+    assert not _same_path(x_new, x_one)
+
+
+def test_sessions_get_their_own_thread_pool():
+    import os
+
+    tf()  # configures the environment before TensorFlow loads
+    assert os.environ["TF_OVERRIDE_GLOBAL_THREADPOOL"] == "1"

@@ -19,6 +19,7 @@ to differentiate inside an attack loop:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -168,3 +169,72 @@ def fast_logits(model: Any) -> Callable[[Any], Any]:
     )
     model.__dict__["_advgui_fast_logits"] = fn
     return fn
+
+
+# --------------------------------------------------------------------------- one thread
+
+#: Batches up to this size run through :class:`OneThread` (measured: one thread wins up to
+#: about 8 images; from 16 the shared two-thread pool is faster).
+ONE_THREAD_MAX_BATCH = 8
+
+
+class OneThread:
+    """A compiled function, frozen with the model's weights, run by a session whose thread pool
+    has one thread.
+
+    On a few images each op of a small CNN is so short that oneDNN's hand-offs between the two
+    threads of the shared pool cost more than the work: 500 deck steps on one image took 0.33 s
+    there and 0.13 s here, with the same arithmetic. A session owns its pool only when
+    ``TF_OVERRIDE_GLOBAL_THREADPOOL`` was set before TensorFlow loaded (``tfimport`` does);
+    otherwise this still runs, on the shared pool.
+    """
+
+    def __init__(self, fn: Any) -> None:
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+
+        t = tf()
+        frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+        graph = t.Graph()
+        with graph.as_default():
+            t.graph_util.import_graph_def(frozen.graph.as_graph_def(), name="")
+        config = t.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=1, inter_op_parallelism_threads=1
+        )
+        self._session = t.compat.v1.Session(graph=graph, config=config)
+        self._inputs = [x.name for x in frozen.inputs]
+        self._outputs = [y.name for y in frozen.outputs]
+
+    def __call__(self, *args: Any) -> list[np.ndarray]:
+        return self._session.run(self._outputs, dict(zip(self._inputs, args, strict=True)))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def weights_digest(model: Any) -> str:
+    """A digest of the model's current weights: a frozen copy must never attack stale ones."""
+    digest = hashlib.blake2b(digest_size=16)
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def one_thread(owner: Any, key: tuple, fn: Any, model: Any) -> OneThread | None:
+    """The :class:`OneThread` runner of ``fn`` for ``model``'s current weights, kept on
+    ``owner`` (one per key, rebuilt when the weights change); None if the graph cannot be
+    frozen (the caller then runs ``fn`` itself)."""
+    cache = owner.__dict__.setdefault("_advgui_one_thread", {})
+    digest = weights_digest(model)
+    entry = cache.get(key)
+    if entry is not None and entry[0] == digest:
+        return entry[1]
+    if entry is not None and entry[1] is not None:
+        entry[1].close()
+    try:
+        runner: OneThread | None = OneThread(fn)
+    except Exception:  # e.g. a layer holding resources TF cannot freeze: keep the shared pool
+        runner = None
+    cache[key] = (digest, runner)
+    return runner
