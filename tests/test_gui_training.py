@@ -225,3 +225,23 @@ def test_closing_the_window_mid_training_joins_and_keeps_the_model(qtbot, mnist_
     assert not job.is_running() and not any(j.is_running() for j in Job.live)
     (entry,) = ModelStore().entries()
     assert entry.meta["cancelled"] is True and entry.meta["epochs_completed"] < 20
+
+
+def test_live_plot_axes_stay_put_while_points_arrive(qtbot):
+    from advgui.qt.widgets.training_plots import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.clear(epochs=3)
+    box = plots.loss_plot.getViewBox()
+    x_range = box.viewRange()[0]
+    tops = []
+    for i, loss in enumerate([2.3, 1.1, 0.6, 2.9, 0.3]):
+        plots.add_update({"epoch_progress": 0.5 * (i + 1), "loss": loss, "accuracy": 0.5})
+        assert box.viewRange()[0] == x_range  # x fixed to the whole run
+        tops.append(box.viewRange()[1][1])
+    assert x_range[0] <= 0.0 and x_range[1] >= 3.0
+    assert tops == sorted(tops) and tops[-1] >= 2.9  # the loss axis grows, never shrinks
+    assert len(set(tops)) == 2  # grew once for 2.3 and once for 2.9, not on every point
+    plots.clear()  # no run length (a loaded model's history): auto-range again
+    assert all(box.autoRangeEnabled())

@@ -271,7 +271,7 @@ class TrainingTab(QWidget):
                 return result, str(err)
             return result, None
 
-        self.plots.clear()
+        self.plots.clear(epochs=cfg.epochs)
         self._plotted = None
         self._stopping = False
         self._set_running(True)

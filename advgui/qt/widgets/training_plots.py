@@ -68,16 +68,33 @@ class TrainingPlots(QWidget):
             ),
         }
         self._val_count = 0.0
+        self._loss_top = 0.0
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.loss_plot)
         lay.addWidget(self.acc_plot)
 
-    def clear(self) -> None:
+    def clear(self, epochs: float | None = None) -> None:
+        """Empty the curves; with ``epochs``, fix the x axis to the whole run up front.
+
+        A fixed x range (and a loss range that only ever grows) keeps the axes' tick layout
+        unchanged between live updates, so a repaint redraws the curves, not the axes
+        (re-laying out the axes was the largest GUI-thread cost while training).
+        """
         for s in self.series.values():
             s.x.clear()
             s.y.clear()
         self._val_count = 0.0
+        self._loss_top = 0.0
+        for plot in (self.loss_plot, self.acc_plot):
+            if epochs:
+                plot.setXRange(0.0, float(epochs), padding=0.02)
+            else:
+                plot.enableAutoRange(axis="x")
+        if epochs:
+            self.loss_plot.disableAutoRange(axis="y")
+        else:
+            self.loss_plot.enableAutoRange(axis="y")
         self._redraw(list(self.series))
 
     def add_update(self, info: dict[str, float]) -> None:
@@ -99,6 +116,7 @@ class TrainingPlots(QWidget):
         self._redraw(changed)
         if changed:
             self._fit_accuracy_range()
+            self._fit_loss_range()
 
     def set_history(self, history: dict[str, list[float]]) -> None:
         """Show a finished model's per-epoch history (for a model loaded from a file)."""
@@ -116,6 +134,16 @@ class TrainingPlots(QWidget):
     def _redraw(self, keys: list[str]) -> None:
         for key in keys:
             self.curves[key].setData(*self.series[key].arrays())
+
+    def _fit_loss_range(self) -> None:
+        """Grow the loss axis in steps of a quarter when a point falls outside it, never
+        shrink it (only when the x axis is fixed; otherwise pyqtgraph auto-ranges)."""
+        if self.loss_plot.getViewBox().autoRangeEnabled()[1]:
+            return
+        ys = [y for key in ("loss", "val_loss") for y in self.series[key].y if math.isfinite(y)]
+        if ys and max(ys) > self._loss_top:
+            self._loss_top = 1.25 * max(ys)
+            self.loss_plot.setYRange(0.0, self._loss_top, padding=0)
 
     def _fit_accuracy_range(self) -> None:
         ys = self.series["accuracy"].y + self.series["val_accuracy"].y
