@@ -132,3 +132,17 @@ def test_preload_lowers_tensorflow_threads_and_freezes_its_modules(tmp_path, mni
     assert label.endswith("ready") and enabled == "True" and frozen == "True"
     assert main_same == "True"  # the GUI thread keeps its priority
     assert int(lowered) >= 2  # TensorFlow's compute threads run below it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux")
+def test_worker_threads_run_below_the_gui_thread(qtbot):
+    from advgui.core.tfimport import BACKGROUND_NICE
+
+    def work(progress, cancel):
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    results = []
+    job = run_job(work, name="nice", on_result=results.append)
+    qtbot.waitUntil(lambda: job.outcome is not None and job not in Job.live, timeout=10000)
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert results == [min(19, main + BACKGROUND_NICE)]

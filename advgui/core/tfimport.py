@@ -81,19 +81,21 @@ def _load_native_libraries() -> None:
         return
 
 
-#: Niceness of TensorFlow's compute threads when the GUI preloads it (Linux): with both cores
-#: busy training, the GUI thread then gets a core at once instead of waiting its turn.
+#: Niceness added to TensorFlow's compute threads (when the GUI preloads it) and to the GUI's
+#: worker threads (Linux): with both cores busy training, the GUI thread then gets a core at
+#: once instead of waiting its turn.
 BACKGROUND_NICE = 5
 
 
-def _lower_thread_priority() -> None:
-    """Lower this thread's scheduling priority; threads it creates inherit it (Linux only:
-    elsewhere ``setpriority`` applies to the whole process, which must not slow the GUI)."""
+def lower_thread_priority() -> None:
+    """Run this thread ``BACKGROUND_NICE`` below the main thread; threads it creates inherit
+    that (Linux only: elsewhere ``setpriority`` applies to the whole process, which must not
+    slow the GUI). Idempotent."""
     if not sys.platform.startswith("linux"):
         return
     try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE)
+        base = os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id or 0)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), base + BACKGROUND_NICE)
     except (OSError, AttributeError):
         return
 
@@ -105,7 +107,7 @@ def preload() -> threading.Thread:
     def run() -> None:
         global _error
         try:
-            _lower_thread_priority()
+            lower_thread_priority()
             _load_native_libraries()
             keras()
             # Start the runtime here, so that its compute threads are created by (and inherit

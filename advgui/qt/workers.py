@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from advgui.core.errors import AdvguiError
 from advgui.core.progress import Cancelled, CancelToken, Progress
+from advgui.core.tfimport import lower_thread_priority
 from advgui.qt import gcguard
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class _Runner(QObject):
 
     @Slot()
     def run(self) -> None:
+        lower_thread_priority()  # the GUI thread comes first when both want a core
         try:
             result = self._fn(progress=self.progress.emit, cancel=self._token)
         except Cancelled:
