@@ -209,9 +209,6 @@ class OneThread:
     def __call__(self, *args: Any) -> list[np.ndarray]:
         return self._session.run(self._outputs, dict(zip(self._inputs, args, strict=True)))
 
-    def close(self) -> None:
-        self._session.close()
-
 
 def weights_digest(model: Any) -> str:
     """A digest of the model's current weights: a frozen copy must never attack stale ones."""
@@ -230,8 +227,8 @@ def one_thread(owner: Any, key: tuple, fn: Any, model: Any) -> OneThread | None:
     entry = cache.get(key)
     if entry is not None and entry[0] == digest:
         return entry[1]
-    if entry is not None and entry[1] is not None:
-        entry[1].close()
+    # A replaced runner is not closed here: another thread may still be running it; its
+    # session closes when the last reference goes.
     try:
         runner: OneThread | None = OneThread(fn)
     except Exception:  # e.g. a layer holding resources TF cannot freeze: keep the shared pool
