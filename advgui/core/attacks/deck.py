@@ -296,8 +296,7 @@ class _Descent(Attack):
         target = np.asarray(x_target, np.float32)
         onehot = np.eye(10, dtype=np.float32)[goals]
         lam_v = np.asarray(lam, np.float32).reshape(n)
-        scalars = [np.float32(p["kappa"]), np.float32(p["step_size"]), np.float32(p["steps"])]
-        kappa, lr, total = scalars
+        kappa, lr, total = (np.float32(p[k]) for k in ("kappa", "step_size", "steps"))
         m = np.zeros_like(x)
         v = np.zeros_like(x)
         count: Any = np.float32(0.0)

@@ -142,6 +142,9 @@ class _Iterative(Attack):
         lab_spec = t.TensorSpec([None], t.int64)
         scalar = t.TensorSpec([], t.float32)
 
+        logits = fast_logits(model)
+
+        @kernel
         def loss_grad(x_adv: Any, cls: Any) -> Any:
             with t.GradientTape() as tape:
                 tape.watch(x_adv)
@@ -151,8 +154,6 @@ class _Iterative(Attack):
                 total = t.reduce_sum(loss)
             return loss, tape.gradient(total, x_adv)
 
-        logits, grad_kernel = fast_logits(model), kernel(loss_grad)
-
         @t.function(
             input_signature=[image_spec(), image_spec(), image_spec(), lab_spec,
                              t.TensorSpec([], t.int32), scalar, scalar],
@@ -161,7 +162,7 @@ class _Iterative(Attack):
         def steps_fn(x_adv: Any, x0: Any, g: Any, cls: Any, k: Any, eps: Any, step: Any) -> Any:
             losses = t.TensorArray(t.float32, size=k)
             for i in t.range(k):
-                loss, grad = grad_kernel(x_adv, cls)
+                loss, grad = loss_grad(x_adv, cls)
                 losses = losses.write(i, loss)
                 if decay is not None:
                     l1 = t.reduce_sum(t.abs(grad), axis=[1, 2, 3], keepdims=True)
