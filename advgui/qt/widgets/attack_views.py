@@ -10,6 +10,7 @@ from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from advgui.qt.widgets.attack_gallery import to_qimage
+from advgui.qt.widgets.plot_grid import show_grid
 
 VIEW = 140  # 5x enlargement of 28x28
 
@@ -148,7 +149,7 @@ class CostCurve(pg.PlotWidget):
         self.setMinimumHeight(150)
         self.setTitle("cost per step", color="k", size="9pt")
         self.setLabel("bottom", "step")
-        self.showGrid(x=True, y=True, alpha=0.3)
+        show_grid(self)
         self.curve = self.plot(pen=pg.mkPen("#1f77b4", width=2))
         self.values = np.zeros(0)
 

@@ -9,6 +9,7 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from advgui.core.evaluation import PALETTE, curves
+from advgui.qt.widgets.plot_grid import show_grid
 
 WORST = "worst of the chosen attacks"
 
@@ -24,7 +25,7 @@ class DefensePlot(QWidget):
         self.plot.setLabel("bottom", "epsilon (L-inf)")
         self.plot.setLabel("left", "robust accuracy")
         self.plot.setYRange(0, 1.02)
-        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        show_grid(self.plot)
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         # Bottom left: robust-accuracy curves fall to the right, so that corner stays free.
         self.legend = self.plot.addLegend(offset=(10, -10))

@@ -8,6 +8,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
+from advgui.qt.widgets.plot_grid import show_grid
+
 TRAIN_PEN = pg.mkPen("#1f77b4", width=2)
 VAL_PEN = pg.mkPen("#d62728", width=2)
 
@@ -47,7 +49,7 @@ class TrainingPlots(QWidget):
         for plot, label in ((self.loss_plot, "cross-entropy"), (self.acc_plot, "accuracy")):
             plot.setLabel("bottom", "epoch")
             plot.setLabel("left", label)
-            plot.showGrid(x=True, y=True, alpha=0.3)
+            show_grid(plot)
             for side in ("bottom", "left"):  # "epoch (x0.001)" early in a run reads wrong
                 plot.getAxis(side).enableAutoSIPrefix(False)
             # A fixed width: tick labels changing width (0.5 -> 0.25) would re-lay out the
