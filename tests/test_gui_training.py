@@ -88,9 +88,15 @@ def qtbot_button():
 
 def test_full_run_shows_predictions_and_confusion(qtbot, tab, state, mnist):
     _small_run(tab, arch="mlp", epochs=1, n_train=4000, n_val=500)
+    qtbot.wait(10)
+    size, plots_size = tab.size(), tab.plots.size()
     with qtbot.waitSignal(state.modelsChanged, timeout=60000):
         tab.start()
     qtbot.waitUntil(lambda: tab.start_button.isEnabled(), timeout=10000)
+    qtbot.wait(10)
+    # Showing the results re-lays out nothing: the window keeps its width (the grid once
+    # pushed 1200 px to 1368 px) and the plots their size (a re-layout stalled the GUI).
+    assert tab.size() == size and tab.plots.size() == plots_size
     clf = state.current_model
     acc = clf.meta["test_accuracy"]
     assert acc > 0.85 and not clf.meta["cancelled"]
@@ -245,3 +251,39 @@ def test_live_plot_axes_stay_put_while_points_arrive(qtbot):
     assert len(set(tops)) == 2  # grew once for 2.3 and once for 2.9, not on every point
     plots.clear()  # no run length (a loaded model's history): auto-range again
     assert all(box.autoRangeEnabled())
+
+
+def test_cached_grid_axes_repaint_when_the_range_changes(qtbot):
+    """The grid's axes are blitted from a cache; a new range or size must still redraw them,
+    pixel for pixel as an uncached plot does."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QImage
+
+    from advgui.qt.widgets.plot_grid import show_grid
+
+    def pixels(widget) -> np.ndarray:
+        img = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+        return np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), -1).copy()
+
+    cached, plain = pg.PlotWidget(background="w"), pg.PlotWidget(background="w")
+    show_grid(cached)
+    plain.showGrid(x=True, y=True, alpha=0.3)
+    frames = []
+    for plot in (cached, plain):
+        qtbot.addWidget(plot)
+        plot.resize(400, 300)
+        plot.show()
+        plot.plot([0, 1, 2], [0.5, 0.2, 0.1])
+        plot.setXRange(0, 2, padding=0)
+        plot.setYRange(0, 1, padding=0)
+    frames.append((pixels(cached), pixels(plain)))
+    for plot in (cached, plain):
+        plot.setYRange(0, 7, padding=0)
+    frames.append((pixels(cached), pixels(plain)))
+    for plot in (cached, plain):
+        plot.resize(500, 260)
+    qtbot.wait(10)
+    frames.append((pixels(cached), pixels(plain)))
+    for got, want in frames:
+        assert got.shape == want.shape and np.array_equal(got, want)
+    assert not np.array_equal(frames[0][0], frames[1][0])  # the y axis did change

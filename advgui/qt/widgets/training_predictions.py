@@ -22,13 +22,18 @@ def to_qimage(image: np.ndarray) -> QImage:
 
 
 class DigitGrid(QWidget):
-    """Digits in a grid, each with a colored caption underneath."""
+    """Digits in a grid, each with a colored caption underneath.
+
+    Digits are drawn up to ``scale`` times their size, smaller when the widget is narrower:
+    the minimum width is that of 1x digits, so showing predictions never widens the window
+    (at a fixed 2x the grid's 620 px pushed a 1200 px window to 1368 px when training ended).
+    """
 
     def __init__(self, columns: int = 10, rows: int = 2, scale: int = 2, parent=None) -> None:
         super().__init__(parent)
         self.columns = columns
         self.rows = rows
-        self.cell = 28 * scale
+        self.max_cell = 28 * scale
         self.caption_h = 16
         self.images: list[QImage] = []
         self.captions: list[str] = []
@@ -41,28 +46,36 @@ class DigitGrid(QWidget):
         self.ok = list(ok)
         self.update()
 
+    @property
+    def cell(self) -> int:
+        """The side of a drawn digit at the current width, from 28 px to ``max_cell``."""
+        return max(28, min(self.max_cell, self.width() // self.columns - 6))
+
     def sizeHint(self) -> QSize:
-        return QSize(self.columns * (self.cell + 6), self.rows * (self.cell + self.caption_h + 4))
+        return QSize(
+            self.columns * (self.max_cell + 6), self.rows * (self.max_cell + self.caption_h + 4)
+        )
 
     def minimumSizeHint(self) -> QSize:
-        return self.sizeHint()
+        return QSize(self.columns * (28 + 6), self.sizeHint().height())
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         font = QFont(self.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.9))
         painter.setFont(font)
-        w = self.cell + 6
-        h = self.cell + self.caption_h + 4
+        cell = self.cell
+        w = cell + 6
+        h = cell + self.caption_h + 4
         for i, img in enumerate(self.images[: self.columns * self.rows]):
             r, c = divmod(i, self.columns)
             x, y = c * w + 3, r * h + 2
-            painter.drawImage(QRect(x, y, self.cell, self.cell), img)
+            painter.drawImage(QRect(x, y, cell, cell), img)
             color = OK_COLOR if self.ok[i] else BAD_COLOR
             painter.setPen(color)
-            painter.drawRect(QRect(x - 1, y - 1, self.cell + 1, self.cell + 1))
+            painter.drawRect(QRect(x - 1, y - 1, cell + 1, cell + 1))
             painter.drawText(
-                QRect(x - 3, y + self.cell, w, self.caption_h),
+                QRect(x - 3, y + cell, w, self.caption_h),
                 Qt.AlignmentFlag.AlignCenter,
                 self.captions[i],
             )
@@ -70,22 +83,27 @@ class DigitGrid(QWidget):
 
 
 class PredictionGrid(QWidget):
-    """Correct test digits and pages of wrong ones, captioned "prediction/actual"."""
+    """Correct test digits and pages of wrong ones, captioned "prediction/actual".
+
+    Its parts stay visible when empty: the layout, and so the plots above it, keep their
+    size when predictions arrive (a re-layout at the end of training stalled the GUI).
+    """
+
+    EMPTY = "No predictions yet: train or select a model."
 
     def __init__(self, columns: int = 10, rows: int = 2, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.per_page = columns * rows
         self.correct_grid = DigitGrid(columns, rows)
         self.wrong_grid = DigitGrid(columns, rows)
-        self.correct_label = QLabel("Correct (prediction/actual)")
-        self.wrong_label = QLabel("Wrong")
+        self.correct_label = QLabel(self.EMPTY)
+        self.wrong_label = QLabel("Wrong (prediction/actual)")
         self.prev_button = QPushButton("<")
         self.next_button = QPushButton(">")
         for b in (self.prev_button, self.next_button):
             b.setFixedWidth(32)
         self.prev_button.clicked.connect(lambda: self.show_page(self.page - 1))
         self.next_button.clicked.connect(lambda: self.show_page(self.page + 1))
-        self.placeholder = QLabel("Train or select a model to see its predictions on test images.")
         self.page = 0
         self.x: np.ndarray | None = None
         self.y: np.ndarray | None = None
@@ -98,24 +116,22 @@ class PredictionGrid(QWidget):
         head.addWidget(self.next_button)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.placeholder)
         lay.addWidget(self.correct_label)
         lay.addWidget(self.correct_grid)
         lay.addLayout(head)
         lay.addWidget(self.wrong_grid)
         lay.addStretch(1)
-        self._set_enabled(False)
-
-    def _set_enabled(self, on: bool) -> None:
-        self.placeholder.setVisible(not on)
-        for w in (self.correct_label, self.correct_grid, self.wrong_label, self.wrong_grid):
-            w.setVisible(on)
-        self.prev_button.setVisible(on)
-        self.next_button.setVisible(on)
+        self.clear()
 
     def clear(self) -> None:
         self.x = self.y = self.pred = None
-        self._set_enabled(False)
+        self.wrong_idx = np.zeros(0, dtype=np.int64)
+        for grid in (self.correct_grid, self.wrong_grid):
+            grid.set_items(np.zeros((0, 28, 28)), [], [])
+        self.correct_label.setText(self.EMPTY)
+        self.wrong_label.setText("Wrong (prediction/actual)")
+        self.prev_button.setEnabled(False)
+        self.next_button.setEnabled(False)
 
     def set_predictions(self, x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> None:
         """Show the first correct digits and the first page of wrong ones."""
@@ -127,7 +143,6 @@ class PredictionGrid(QWidget):
             x[correct_idx], [self._caption(i) for i in correct_idx], [True] * len(correct_idx)
         )
         self.correct_label.setText(f"Correct: {int(ok.sum())} of {len(ok)} (prediction/actual)")
-        self._set_enabled(True)
         self.show_page(0)
 
     def pages(self) -> int:
