@@ -30,19 +30,11 @@ def _median(fn, repeats: int) -> tuple[float, object]:
 
 
 def _model(path: str | None, mnist):
-    from advgui.core import models
-    from advgui.core.tfimport import keras
+    from _common import bench_cnn
 
-    if path:
-        return models.load_model(path)
-    k = keras()
-    net = models.build_model("cnn", seed=0)
-    net.compile(
-        optimizer=k.optimizers.Adam(2e-3),
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    net.fit(mnist.x_train[:20000], mnist.y_train[:20000], batch_size=128, epochs=1, verbose=0)
-    return models.Classifier(net, {"name": "bench-cnn"})
+    from advgui.core import models
+
+    return models.load_model(path) if path else bench_cnn(mnist)
 
 
 def _python_loop_reference(clf, x, goal: int, steps: int, lam: float, lr: float):
@@ -153,21 +145,13 @@ def main() -> None:
         f"{res.summary()['robust_accuracy']:.4f}"
     )
     try:
+        from _common import art_classifier
         from art.attacks.evasion import FastGradientMethod
-        from art.estimators.classification import TensorFlowV2Classifier
+
+        art_clf = art_classifier(clf)
     except ImportError:
         print("  ART not installed: pip install '.[bench]' for the side-by-side figure")
         return
-    from advgui.core.tfimport import keras
-
-    k = keras()
-    art_clf = TensorFlowV2Classifier(
-        model=clf.logits_model,
-        nb_classes=10,
-        input_shape=(28, 28, 1),
-        loss_object=k.losses.SparseCategoricalCrossentropy(from_logits=True),
-        clip_values=(0.0, 1.0),
-    )
     art_fgsm = FastGradientMethod(art_clf, eps=0.3, batch_size=256)
     art_fgsm.generate(x[:1000], y=np.eye(10, dtype=np.float32)[y[:1000]])
     t_art, x_art = _median(lambda: art_fgsm.generate(x, y=np.eye(10, dtype=np.float32)[y]), 3)

@@ -31,11 +31,13 @@ import numpy as np
 # process. Override from the shell to measure the app's setting.
 os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "0")
 
+from _common import art_classifier, bench_cnn
+
 from advgui.core import models
 from advgui.core.attacks import make_attack
 from advgui.core.attacks.batch import run_batch
 from advgui.core.data import load_mnist
-from advgui.core.tfimport import keras, tf
+from advgui.core.tfimport import tf
 
 BATCH_SIZES = (128, 256, 500)
 
@@ -70,28 +72,10 @@ def forward_flops(model) -> float:
     return total
 
 
-def train_cnn(mnist) -> models.Classifier:
-    k = keras()
-    net = models.build_model("cnn", seed=0)
-    net.compile(
-        optimizer=k.optimizers.Adam(2e-3),
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    net.fit(mnist.x_train[:20000], mnist.y_train[:20000], batch_size=128, epochs=1, verbose=0)
-    return models.Classifier(net, {"name": "bench-cnn"})
-
-
 def art_pgd(clf, x, y, batch_size: int) -> tuple[float, float]:
     from art.attacks.evasion import ProjectedGradientDescent
-    from art.estimators.classification import TensorFlowV2Classifier
 
-    est = TensorFlowV2Classifier(
-        clf.logits_model,
-        nb_classes=10,
-        input_shape=(28, 28, 1),
-        loss_object=keras().losses.SparseCategoricalCrossentropy(from_logits=True),
-        clip_values=(0.0, 1.0),
-    )
+    est = art_classifier(clf)
     attack = ProjectedGradientDescent(
         est, norm=np.inf, eps=0.3, eps_step=0.01, max_iter=40, num_random_init=1,
         batch_size=batch_size, verbose=False,
@@ -134,15 +118,8 @@ def parity(clf, mnist) -> None:
         ProjectedGradientDescent,
         SaliencyMapMethod,
     )
-    from art.estimators.classification import TensorFlowV2Classifier
 
-    est = TensorFlowV2Classifier(
-        clf.logits_model,
-        nb_classes=10,
-        input_shape=(28, 28, 1),
-        loss_object=keras().losses.SparseCategoricalCrossentropy(from_logits=True),
-        clip_values=(0.0, 1.0),
-    )
+    est = art_classifier(clf)
 
     def l2(a, b):
         return np.sqrt(((a - b).astype(np.float64) ** 2).reshape(len(a), -1).sum(axis=1))
@@ -213,7 +190,7 @@ def main() -> None:
         Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
     )
     mnist = load_mnist(data_dir)
-    clf = models.load_model(args.model) if args.model else train_cnn(mnist)
+    clf = models.load_model(args.model) if args.model else bench_cnn(mnist)
     if args.parity:
         parity(clf, mnist)
         return
