@@ -1,4 +1,4 @@
-"""Fixtures and helpers shared by the GUI reliability tests (test_reliability_gui_*.py)."""
+"""Fixtures and helpers shared by the GUI tests; a test module imports the fixtures it uses."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def training_tab(qtbot, state):
 
     tab = TrainingTab(state)
     qtbot.addWidget(tab)
+    tab.resize(1200, 800)
     tab.show()
     yield tab
     tab.shutdown()
@@ -83,11 +84,16 @@ def _no_partial_files(folder) -> None:
         assert not hidden, f"partial or temporary files left: {hidden}"
 
 
+def check_only(listw, names) -> None:
+    """Tick exactly the items of a checklist whose text is in ``names``."""
+    for i in range(listw.count()):
+        it = listw.item(i)
+        on = it.text() in names
+        it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+
+
 def _configure_comparison(tab, n=300):
-    for lst, names in ((tab.setup.transform_list, {"none"}), (tab.setup.attack_list, {"pgd"})):
-        for i in range(lst.count()):
-            it = lst.item(i)
-            on = it.text() in names
-            it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+    check_only(tab.setup.transform_list, {"none"})
+    check_only(tab.setup.attack_list, {"pgd"})
     tab.setup.eps_edit.setText("0, 0.1, 0.2, 0.3")
     tab.setup.n_spin.setValue(n)

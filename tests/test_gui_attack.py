@@ -1,4 +1,4 @@
-"""The Attack tab offscreen: pick an image, choose a goal, run, watch, stop, export."""
+"""The Attack tab offscreen: pick an image, choose a goal, run, watch, stop, export, compare."""
 
 from __future__ import annotations
 
@@ -226,3 +226,31 @@ def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, tra
     assert {"searches", "quantize"} <= set(tab.extra_widgets)
     tab.extra_widgets["quantize"].setChecked(False)
     assert tab.params()["quantize"] is False and "step_size" in tab.params()
+
+
+# The comparison view inside the Attack tab: it follows the chosen image, batch and model.
+def test_compare_tab_attacks_the_selected_images(tab, qtbot, mnist, trained_cnn):
+    tab.gallery.select_index(3)
+    tab.batch_spin.setValue(4)
+    assert tab.compare.x is None  # inputs are handed over only when the view is shown
+    tab.results_tabs.setCurrentWidget(tab.compare)
+    assert tab.compare.clf is trained_cnn
+    x, _, idx = tab._batch()
+    assert len(x) == 4 and idx[0] == 3
+    np.testing.assert_array_equal(tab.compare.x, x)
+    np.testing.assert_array_equal(tab.compare.labels, mnist.y_test[idx])
+
+    params = {"fgsm": "eps=0.3", "pgd": "eps=0.3, step=0.05, steps=10"}
+    tab.compare.set_methods(["fgsm", "pgd"], params)
+    with qtbot.waitSignal(tab.compare.resultsReady, timeout=120000) as blocker:
+        tab.compare.run()
+    results = blocker.args[0]
+    assert set(results) == {"fgsm", "pgd"}
+    assert tab.compare.table.rowCount() == 2
+    # PGD at the same budget is at least as strong as FGSM on the same images
+    assert results["pgd"].success.sum() >= results["fgsm"].success.sum()
+
+    tab.gallery.select_index(10)  # a new image replaces the inputs and clears old rows
+    assert tab.compare.table.rowCount() == 0
+    assert tab._batch()[2][0] == 10
+    np.testing.assert_array_equal(tab.compare.x, tab._batch()[0])

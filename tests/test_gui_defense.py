@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from reliability_qt import check_only
+
 from advgui.core.errors import AdvguiError
 
 
@@ -48,20 +50,11 @@ def tab(qtbot, mnist, small_clf):
             job.wait()
 
 
-def _check(listw, names):
-    from PySide6.QtCore import Qt
-
-    for i in range(listw.count()):
-        it = listw.item(i)
-        on = it.text() in names
-        it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
-
-
 def test_small_comparison_fills_curves_table_and_exports(tab, qtbot, tmp_path, mnist, small_clf):
     s = tab.setup
     assert s.model_list.count() == 1 and s.selected_models() == [small_clf]
-    _check(s.transform_list, {"none", "squeeze-bits:1"})
-    _check(s.attack_list, {"fgsm"})
+    check_only(s.transform_list, {"none", "squeeze-bits:1"})
+    check_only(s.attack_list, {"fgsm"})
     s.eps_edit.setText("0, 0.1, 0.3")
     s.n_spin.setValue(200)
     partial_seen = []
@@ -108,8 +101,8 @@ def test_small_comparison_fills_curves_table_and_exports(tab, qtbot, tmp_path, m
 
 def test_stop_a_running_comparison(tab, qtbot):
     s = tab.setup
-    _check(s.transform_list, {"none", "noise:0.3"})
-    _check(s.attack_list, {"pgd"})
+    check_only(s.transform_list, {"none", "noise:0.3"})
+    check_only(s.attack_list, {"pgd"})
     s.steps_spin.setValue(200)
     s.n_spin.setValue(2000)
     tab.run_button.click()
@@ -127,7 +120,7 @@ def test_bad_input_is_reported_not_run(tab):
     tab.run_button.click()
     assert tab.job is None and "epsilon" in tab.status.text()
     tab.setup.eps_edit.setText("0,0.1")
-    _check(tab.setup.attack_list, set())
+    check_only(tab.setup.attack_list, set())
     tab.run_button.click()
     assert tab.job is None and "attack" in tab.status.text()
 

@@ -10,31 +10,20 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from reliability_qt import state, training_tab
+
 from advgui.core import models
 from advgui.core.store import ModelStore
 
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def state(mnist):
-    from advgui.qt.state import AppState
-
-    st = AppState()
-    st.set_dataset(mnist)
-    return st
+__all__ = ["state", "training_tab"]  # fixtures, used by name
 
 
 @pytest.fixture
-def tab(qtbot, state):
-    from advgui.qt.training_tab import TrainingTab
-
-    widget = TrainingTab(state)
-    qtbot.addWidget(widget)
-    widget.resize(1200, 800)
-    widget.show()
-    yield widget
-    widget.shutdown()
+def tab(training_tab):
+    return training_tab
 
 
 def _small_run(tab, *, arch="mlp", epochs=1, n_train=3000, n_val=500, batch=64):

@@ -9,16 +9,9 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import Qt
+from reliability_qt import _wait, check_only
 
 pytestmark = pytest.mark.gui
-
-
-def _wait(qtbot, job, timeout=90000):
-    from advgui.qt.workers import Job
-
-    assert job is not None
-    qtbot.waitUntil(lambda: job.outcome is not None and job not in Job.live, timeout=timeout)
 
 
 def _window(qtbot, mnist_path):
@@ -69,11 +62,8 @@ def test_comparison_is_kept_and_reopened_in_a_new_window(qtbot, mnist_path, trai
     win = _window(qtbot, mnist_path)
     win.state.add_model(trained_cnn)
     tab = win.defense_tab
-    for lst, names in ((tab.setup.transform_list, {"none"}), (tab.setup.attack_list, {"fgsm"})):
-        for i in range(lst.count()):
-            it = lst.item(i)
-            on = it.text() in names
-            it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+    check_only(tab.setup.transform_list, {"none"})
+    check_only(tab.setup.attack_list, {"fgsm"})
     tab.setup.eps_edit.setText("0, 0.2")
     tab.setup.n_spin.setValue(100)
     tab.start()
