@@ -147,6 +147,25 @@ def _bad_images(folder):
     return [folder / n for n in files] + [good, folder / "missing.png"]  # good.png is blank
 
 
+def test_big_picture_is_decoded_off_the_gui_thread(attack_tab, qtbot, tmp_path, mnist):
+    from PIL import Image
+
+    tab = attack_tab
+    digit = (mnist.x_test[2].reshape(28, 28) * 255).astype(np.uint8)
+    Image.fromarray(255 - digit).resize((2000, 1500)).save(tmp_path / "photo.png")
+    tab.gallery.select_index(5)
+    assert tab.import_image(tmp_path / "photo.png") is True
+    job = tab.import_job
+    assert job is not None and job.name == "attack-import-image"
+    _wait(qtbot, job)
+    assert tab.source_index is None and tab.source_label == -1
+    assert int(tab.state.current_model.predict(tab.source_x[None])[0]) == mnist.y_test[2]
+    # A small picture is still read at once, with no job.
+    Image.fromarray(255 - digit).resize((200, 200)).save(tmp_path / "small.png")
+    tab.import_job = None
+    assert tab.import_image(tmp_path / "small.png") is True and tab.import_job is None
+
+
 def test_attack_tab_refuses_bad_image_files(attack_tab, tmp_path):
     tab = attack_tab
     tab.gallery.select_index(5)

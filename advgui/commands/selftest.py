@@ -282,9 +282,9 @@ def _step_attack(report: dict[str, Any], clf: Any, mnist: Any, *, eps: float, n:
 
 def _step_export(report: dict[str, Any], clf: Any, result: Any, out: Path) -> None:
     import numpy as np
-    from PIL import Image
 
     from advgui.core.export import export_image
+    from advgui.core.images import open_image
 
     t0 = time.perf_counter()
     hits = np.flatnonzero(result.success)
@@ -292,7 +292,7 @@ def _step_export(report: dict[str, Any], clf: Any, result: Any, out: Path) -> No
     png = out / "selftest_fgsm.png"
     record = export_image(result, i, clf, png, index=i)
     # Read back independently of the exporter: the exact 8-bit pixels and the recorded label.
-    with Image.open(png) as img:
+    with open_image(png) as img:
         mode, size = img.mode, img.size
         pixels = np.asarray(img)
     expected = np.round(np.clip(result.x_adv[i].reshape(28, 28), 0, 1) * 255).astype(np.uint8)

@@ -63,13 +63,11 @@ def png_bytes(image: np.ndarray, *, scale: int = 1) -> bytes:
 
 def read_png(path: Path | str) -> np.ndarray:
     """Read an exported 28x28 grayscale PNG back as float32 (28, 28, 1) in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
+    from advgui.core.images import open_image, to_gray
 
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("L"), dtype=np.float32)
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise ImageFileError(f"{path}: not a readable image ({err})") from err
+    with open_image(path, max_pixels=28 * 28) as img:
+        img.load()
+        arr = to_gray(img) * np.float32(255.0)
     if arr.shape != (28, 28):
         raise ImageFileError(f"{path}: expected a 28x28 image, got {arr.shape[1]}x{arr.shape[0]}")
     return (arr / 255.0).reshape(28, 28, 1)

@@ -4,11 +4,22 @@ A network trained on MNIST only recognises digits prepared the way MNIST's were:
 black, the digit's bounding box scaled to fit 20x20 (keeping its aspect ratio), then placed in
 a 28x28 field so that its centre of mass is at the centre. Skipping any step (a dark digit on
 white paper, a digit filling the frame) makes a clean image look "adversarial" to the model.
+
+Image files are hostile input. Pillow knows formats whose decoders run other programs
+(EPS and PS through Ghostscript) or that are complex parsers the app never needs (PDF, WMF,
+ICNS, FLI...). So a file is opened only when its first bytes are one of the allow-listed raster
+formats below, whatever its name says, and only with that format's decoder: PNG, JPEG, BMP,
+GIF, TIFF and WebP, each decoded inside Pillow by its bundled C library (zlib, libjpeg,
+libtiff, libwebp) with no external program and no embedded code. Everything else is refused
+with a message naming what the file is.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,47 +29,173 @@ from advgui.core.errors import ImageFileError
 INK_THRESHOLD = 0.2
 BOX = 20
 SIZE = 28
-#: Larger pictures are refused before decoding: a digit photo never needs more, and a forged
-#: header (a "decompression bomb") would otherwise make the app allocate gigabytes.
-MAX_PIXELS = 40_000_000
+#: Larger pictures are refused from their header, before decoding: a digit needs no more than
+#: a phone photo's 16 megapixels (4096 x 4096), and a forged header (a "decompression bomb")
+#: or a huge blank canvas would otherwise make the app decode hundreds of MB.
+MAX_PIXELS = 4096 * 4096
+#: Pictures are shrunk to at most this many pixels a side before the float work: the digit is
+#: scaled to 20x20 anyway.
+WORK_SIDE = 1024
+
+#: Allowed formats: (magic bytes at offset 0, Pillow format name, name for messages).
+_ALLOWED: tuple[tuple[bytes, str, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG", "PNG"),
+    (b"\xff\xd8\xff", "JPEG", "JPEG"),
+    (b"BM", "BMP", "BMP"),
+    (b"GIF87a", "GIF", "GIF"),
+    (b"GIF89a", "GIF", "GIF"),
+    (b"II*\x00", "TIFF", "TIFF"),
+    (b"MM\x00*", "TIFF", "TIFF"),
+)
+#: Formats recognised only to name them in the refusal.
+_KNOWN: tuple[tuple[bytes, str], ...] = (
+    (b"%!PS", "PostScript/EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS (DOS binary)"),
+    (b"%PDF", "PDF"),
+    (b"\xd7\xcd\xc6\x9a", "WMF"),
+    (b"\x01\x00\x00\x00", "EMF"),
+    (b"icns", "ICNS"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "Photoshop PSD"),
+    (b"PK\x03\x04", "ZIP archive"),
+    (b"\x1f\x8b", "gzip"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xffO\xffQ", "JPEG 2000"),
+    (b"P1", "PBM/PGM/PPM"),
+    (b"P2", "PBM/PGM/PPM"),
+    (b"P3", "PBM/PGM/PPM"),
+    (b"P4", "PBM/PGM/PPM"),
+    (b"P5", "PBM/PGM/PPM"),
+    (b"P6", "PBM/PGM/PPM"),
+    (b"qoif", "QOI"),
+    (b"DDS ", "DDS"),
+    (b"\x00\x00\x00\x1cftypavif", "AVIF"),
+    (b"<?xml", "XML/SVG"),
+    (b"<svg", "SVG"),
+)
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WebP")
 
 
-def load_image(path: Path | str) -> np.ndarray:
-    """Read a PNG/JPG (any size, colour or gray) as an MNIST-style (28, 28, 1) float32 digit."""
+def sniff_format(head: bytes) -> tuple[str, str] | None:
+    """(Pillow format, display name) of an allowed image from its first 16 bytes, else None."""
+    for magic, fmt, name in _ALLOWED:
+        if head.startswith(magic):
+            return fmt, name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP", "WebP"
+    return None
+
+
+def describe_format(head: bytes) -> str:
+    """What a refused file looks like, for the one-line message."""
+    if not head:
+        return "an empty file"
+    for magic, name in _KNOWN:
+        if head.startswith(magic):
+            return f"a {name} file"
+    if head[:4] == b"RIFF":
+        return f"a RIFF {head[8:12].decode('latin-1')!r} file"
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "a text file"
+    return f"an unknown format (first bytes {head[:8].hex()})"
+
+
+@contextlib.contextmanager
+def open_image(path: Path | str, *, max_pixels: int = MAX_PIXELS) -> Iterator[Any]:
+    """Open an allow-listed image with its own decoder only, refusing oversized ones from the
+    header. Every place the app reads an image goes through here."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    name = "image"
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            if width * height > MAX_PIXELS:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            found = sniff_format(head)
+            if found is None:
                 raise ImageFileError(
-                    f"{path}: image too large ({width}x{height} pixels; at most "
-                    f"{MAX_PIXELS // 1_000_000} megapixels)"
+                    f"{path}: not a readable image: {describe_format(head)}; "
+                    f"allowed formats: {', '.join(ALLOWED_FORMATS)}"
                 )
-            img.load()
-            gray = _to_gray(img)
+            fmt, name = found
+            fh.seek(0)
+            with Image.open(fh, formats=[fmt]) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageFileError(
+                        f"{path}: image too large ({width}x{height} pixels; at most "
+                        f"{max_pixels / 1e6:.1f} megapixels)"
+                    )
+                yield img
     except FileNotFoundError as err:
         raise ImageFileError(f"{path}: no such file") from err
+    except IsADirectoryError as err:
+        raise ImageFileError(f"{path}: is a folder, not an image") from err
     except ImageFileError:
         raise
     except Image.DecompressionBombError as err:
         raise ImageFileError(f"{path}: image too large ({err})") from err
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
-        raise ImageFileError(f"{path}: not a readable PNG or JPG image ({err})") from err
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as err:
+        raise ImageFileError(f"{path}: not a readable {name} image ({err})") from err
+
+
+def image_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) from the header alone: allow-list and size limit applied, no decoding."""
+    with open_image(path) as img:
+        return img.size
+
+
+def load_image(path: Path | str) -> np.ndarray:
+    """Read a picture (any size, colour, bit depth) as an MNIST-style (28, 28, 1) float32 digit."""
+    with open_image(path) as img:
+        if img.format == "JPEG":  # libjpeg decodes at 1/2..1/8 scale: big photos cost less
+            img.draft(img.mode, (WORK_SIDE, WORK_SIDE))
+        img.load()
+        gray = to_gray(img)
     try:
         return prepare_digit(gray)
     except ImageFileError as err:
-        raise ImageFileError(f"{path}: {err}") from None
+        raise ImageFileError(f"{Path(path)}: {err}") from None
 
 
-def _to_gray(img: object) -> np.ndarray:
-    """Gray levels in [0, 1]; transparency becomes background (the paper's colour)."""
-    from PIL import Image
+def _reduce(img: Any) -> Any:
+    """Shrink a big picture before the float work (a digit ends up 20x20 anyway)."""
+    factor = max(img.size) // WORK_SIDE
+    return img.reduce(factor) if factor >= 2 else img
 
-    assert isinstance(img, Image.Image)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+
+def _bit_depth(img: Any) -> int:
+    """Bits per sample of an integer grey image, from the file's header where it says."""
+    if img.mode.startswith("I;16"):
+        return 16
+    if img.format == "PNG":
+        return 16  # PNG samples have at most 16 bits; older Pillow reads them as mode "I"
+    bits = getattr(img, "tag_v2", {}).get(258) if img.format == "TIFF" else None
+    if isinstance(bits, tuple):
+        bits = bits[0]
+    if isinstance(bits, int) and 1 <= bits <= 32:
+        return bits
+    peak = int(np.asarray(img).max(initial=0))
+    return next(b for b in (8, 16, 32) if peak < (1 << b))
+
+
+def to_gray(img: Any) -> np.ndarray:
+    """Grey levels in [0, 1], scaled by the image's own bit depth; transparency becomes
+    background (the paper's colour), whatever colour the transparent pixels hide."""
+    mode = img.mode
+    if mode.startswith("I") or mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.ndim == 3:
+            arr = arr[..., 0]
+        top = float(max(arr.max(initial=0.0), 1.0)) if mode == "F" else (1 << _bit_depth(img)) - 1
+        gray = np.clip(arr / np.float32(top), 0.0, 1.0)
+        if max(gray.shape) >= 2 * WORK_SIDE:
+            from PIL import Image
+
+            gray = np.asarray(_reduce(Image.fromarray(gray, "F")), np.float32)
+        return gray
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(_reduce(img.convert("RGBA")), dtype=np.float32) / 255.0
         gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
         alpha = rgba[..., 3]
         if alpha.min() < 0.99:
@@ -68,7 +205,7 @@ def _to_gray(img: object) -> np.ndarray:
             paper = 1.0 if ink_dark else 0.0
             gray = alpha * gray + (1.0 - alpha) * paper
         return gray
-    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    return np.asarray(_reduce(img.convert("L")), dtype=np.float32) / 255.0
 
 
 def prepare_digit(gray: np.ndarray) -> np.ndarray:
