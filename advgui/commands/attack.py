@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_classifier(spec: str) -> Any:
     """A model from a ``.keras`` path, or by name from the model store."""
+    clf = _find_classifier(spec)
+    if clf.meta.get("outputs") != "logits":  # say how the attacks get their logits
+        print(
+            f"model {clf.name}: outputs {clf.meta['outputs']}; {clf.meta['outputs_how']}",
+            file=sys.stderr,
+        )
+    return clf
+
+
+def _find_classifier(spec: str) -> Any:
     from advgui.core import models
 
     path = Path(spec).expanduser()
@@ -181,6 +192,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     record = res.record(0)
     record["index"] = args.index
     record["model"] = clf.name
+    record["model_outputs"] = clf.meta.get("outputs")
     if out is not None:
         written = export.export_image(res, 0, clf, out, index=args.index)
         record["png"] = str(out.with_suffix(".png"))
@@ -237,6 +249,7 @@ def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
         bar.close()
     summary = res.summary()
     summary["model"] = clf.name
+    summary["model_outputs"] = clf.meta.get("outputs")
     summary["target"] = args.target
     if args.json:
         write_json(args.json, summary)

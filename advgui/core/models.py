@@ -11,6 +11,7 @@ refused, never executed) and checked to be MNIST classifiers before use.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -23,6 +24,8 @@ import numpy as np
 from advgui.core.errors import ModelFileError, ParameterError
 from advgui.core.fileio import atomic_writer, describe_os_error, json_default
 from advgui.core.tfimport import keras
+
+log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("mlp", "cnn")
 META_NAME = "advgui.json"
@@ -44,7 +47,9 @@ class Classifier:
 
     def __post_init__(self) -> None:
         if self.logits_model is None:
-            self.logits_model = logits_view(self.model)
+            info = analyse_outputs(self.model)
+            self.logits_model = info.logits_model
+            self.meta.update(outputs=info.kind, outputs_how=info.how)
 
     @property
     def name(self) -> str:
@@ -123,39 +128,161 @@ def build_model(arch: str = "cnn", *, seed: int = 0, **options: Any) -> Any:
 # --------------------------------------------------------------------------- logits
 
 
+#: Layers that leave a softmax's output as it is at inference: a softmax followed by these
+#: still makes the model output probabilities.
+_INFERENCE_IDENTITY = {
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "Identity",
+    "Reshape",
+    "Flatten",
+}
+#: Below this a probability is treated as 0 when logits have to be taken as log-probabilities.
+_TINY = 1e-37
+
+
+@dataclass
+class OutputInfo:
+    """What a model outputs, decided from what it computes, and the logits model built for it."""
+
+    kind: str  # "logits", "probabilities" or "log-probabilities"
+    how: str  # how the logits are obtained, for the model's info
+    logits_model: Any
+
+
 def _activation_name(layer: Any) -> str | None:
     act = getattr(layer, "activation", None)
     return getattr(act, "__name__", None) if act is not None else None
 
 
+def _is_softmax(layer: Any) -> bool:
+    return type(layer).__name__ == "Softmax" or _activation_name(layer) == "softmax"
+
+
+def final_softmax(model: Any) -> Any | None:
+    """The layer applying the model's last softmax, looking through nested models and layers
+    that are the identity at inference (Dropout, Reshape, linear Activation...); else None."""
+    try:
+        tensor = model.outputs[0]
+        for _ in range(10_000):  # a bound on hostile graphs; real ones end far sooner
+            history = tensor._keras_history
+            op = history.operation
+            if hasattr(op, "outputs") and hasattr(op, "layers"):  # a nested model
+                if len(op.outputs) != 1:
+                    return None
+                tensor = op.outputs[0]
+                continue
+            if _is_softmax(op):
+                return op
+            name = type(op).__name__
+            linear = name == "Activation" and _activation_name(op) == "linear"
+            if name not in _INFERENCE_IDENTITY and not linear:
+                return None
+            inputs = op._inbound_nodes[history.node_index].input_tensors
+            if len(inputs) != 1:
+                return None
+            tensor = inputs[0]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return None
+
+
 def ends_in_softmax(model: Any) -> bool:
-    """True when the model outputs probabilities (a softmax last layer or activation)."""
-    last = model.layers[-1]
-    cls = type(last).__name__
-    if cls == "Softmax":
-        return True
-    return _activation_name(last) == "softmax"
+    """Structural hint only: a softmax at the end, possibly nested or followed by no-ops."""
+    return final_softmax(model) is not None
 
 
-def logits_view(model: Any) -> Any:
-    """A Keras model on (N, 28, 28, 1) that outputs logits, sharing ``model``'s weights.
+def _probe_images() -> np.ndarray:
+    """Inputs to watch the model on: blank, noise and blobs (a softmax row sums to 1 on any)."""
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[:28, :28]
+    blobs = [np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / 18.0) for cy, cx in ((14, 14), (8, 20))]
+    batch = [np.zeros((28, 28)), np.ones((28, 28)), *blobs, *rng.random((12, 28, 28))]
+    return np.stack(batch).astype(np.float32)[..., None]
 
-    A softmax head is cut off: for ``Dense(activation='softmax')`` the same kernel and bias are
-    applied linearly, for a separate ``Softmax``/``Activation`` layer its input is taken.
+
+def _classify_rows(out: np.ndarray) -> str:
+    if not np.isfinite(out).all():
+        return "logits"
+    if out.min() >= -1e-6 and np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
+        return "probabilities"
+    if out.max() <= 1e-5:
+        lse = np.log(np.exp(out.astype(np.float64)).sum(axis=1))
+        if np.allclose(lse, 0.0, atol=1e-3):
+            return "log-probabilities"
+    return "logits"
+
+
+def analyse_outputs(model: Any, probe: np.ndarray | None = None) -> OutputInfo:
+    """Decide logits vs probabilities from what ``model`` computes on ``probe`` (real images
+    where the caller has them), and build a logits model sharing its weights.
+
+    The structure (where the softmax is) is only a hint: a softmax nested in a sub-model or
+    followed by Dropout is still a softmax. Where it can be found, it is cut out, giving the
+    exact logits; where it cannot, the logits are taken as log-probabilities, which attacks
+    treat the same (they shift every logit of a row alike) until a probability underflows.
     """
     k = keras()
     in_shape = tuple(model.inputs[0].shape[1:])
-    if not ends_in_softmax(model) and in_shape == _INPUT_SHAPE:
-        return model
+    x = _probe_images() if probe is None else np.asarray(probe, np.float32)[:32]
+    out = np.asarray(model(x.reshape(-1, *in_shape), training=False), dtype=np.float64)
+    kind = _classify_rows(out.reshape(len(x), -1))
+    core, how = model, "the model's outputs"
+    if kind == "probabilities":
+        softmax = final_softmax(model)
+        if softmax is not None and type(softmax).__name__ in ("Softmax", "Activation", "Dense"):
+            core = _without(model, softmax)
+            how = f"softmax removed at layer {softmax.name!r}"
+        else:
+            core = k.Model(model.inputs, _LogOf()(model.outputs[0]), name=f"{model.name}_log")
+            how = "log of the probabilities (no removable softmax layer found)"
+            log.info("%s: %s", model.name, how)
+    elif kind == "log-probabilities":
+        how = "the model's log-probabilities (logits up to a constant)"
+    if core is model and in_shape == _INPUT_SHAPE:
+        return OutputInfo(kind, how, model)
     inputs = k.Input(shape=_INPUT_SHAPE, name="image")
-    x = inputs if in_shape == _INPUT_SHAPE else k.layers.Reshape(in_shape)(inputs)
-    if not ends_in_softmax(model):
-        return k.Model(inputs, model(x), name=f"{model.name}_logits")
-    last = model.layers[-1]
-    body = k.Model(model.inputs, last.input, name=f"{model.name}_body")
-    h = body(x)
-    out = h if type(last).__name__ in ("Softmax", "Activation") else _LinearOf(last)(h)
-    return k.Model(inputs, out, name=f"{model.name}_logits")
+    h = inputs if in_shape == _INPUT_SHAPE else k.layers.Reshape(in_shape)(inputs)
+    return OutputInfo(kind, how, k.Model(inputs, core(h), name=f"{model.name}_logits"))
+
+
+def logits_view(model: Any, probe: np.ndarray | None = None) -> Any:
+    """A Keras model on (N, 28, 28, 1) that outputs logits, sharing ``model``'s weights."""
+    return analyse_outputs(model, probe).logits_model
+
+
+def _without(model: Any, softmax: Any) -> Any:
+    """``model`` with its final softmax made linear; every other layer (and weight) shared."""
+    k = keras()
+
+    def clone(layer: Any) -> Any:
+        if layer is not softmax:
+            return layer
+        if type(layer).__name__ == "Dense":
+            return _LinearOf(layer)
+        return k.layers.Identity(name=f"{layer.name}_removed")
+
+    return k.models.clone_model(model, clone_function=clone, recursive=True)
+
+
+def _log_of_class() -> type:
+    k = keras()
+
+    class LogOf(k.layers.Layer):
+        def call(self, p: Any) -> Any:
+            return k.ops.log(k.ops.maximum(p, _TINY))
+
+    return LogOf
+
+
+def _LogOf() -> Any:
+    return _log_of_class()()
 
 
 def _linear_of_class() -> type:
@@ -216,8 +343,11 @@ def read_meta(path: Path | str) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def load_model(path: Path | str) -> Classifier:
-    """Load a ``.keras`` MNIST classifier safely; a clear :class:`ModelFileError` otherwise."""
+def load_model(path: Path | str, probe: np.ndarray | None = None) -> Classifier:
+    """Load a ``.keras`` MNIST classifier safely; a clear :class:`ModelFileError` otherwise.
+
+    ``probe``: a few real images on which to tell logits from probabilities (see
+    :func:`analyse_outputs`)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
@@ -232,8 +362,9 @@ def load_model(path: Path | str) -> Classifier:
     check_mnist_classifier(model, path)
     meta.setdefault("name", path.stem)
     meta["path"] = str(path)
-    meta["outputs"] = "probabilities" if ends_in_softmax(model) else "logits"
-    return Classifier(model=model, meta=meta)
+    info = analyse_outputs(model, probe)
+    meta.update(outputs=info.kind, outputs_how=info.how)  # measured: the file's claim is ignored
+    return Classifier(model=model, meta=meta, logits_model=info.logits_model)
 
 
 def _explain_load_error(path: Path, err: Exception) -> str:

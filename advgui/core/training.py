@@ -218,15 +218,19 @@ def train(
 
     k.utils.set_random_seed(cfg.seed)
     meta: dict[str, Any] = {}
+    outputs = {"outputs": "logits", "outputs_how": "the model's outputs"}
     if model is None:
         net = models.build_model(cfg.arch, seed=cfg.seed)
         logits_model = net
     elif isinstance(model, models.Classifier):
         net, logits_model, meta = model.model, model.logits_model, dict(model.meta)
+        outputs = {k: meta.get(k, v) for k, v in outputs.items()}
     else:
         models.check_mnist_classifier(model)
         net = model
-        logits_model = models.logits_view(model)
+        info = models.analyse_outputs(model, mnist.x_test[:32])
+        logits_model = info.logits_model
+        outputs = {"outputs": info.kind, "outputs_how": info.how}
 
     n_val = cfg.n_val
     x_train = mnist.x_train[: cfg.n_train]
@@ -387,7 +391,7 @@ def train(
             "epochs_completed": float(epochs_done),
             "cancelled": bool(cancelled),
             "trained_at": stamp.isoformat(timespec="seconds"),
-            "outputs": "probabilities" if models.ends_in_softmax(net) else "logits",
+            **outputs,
         }
     )
     meta.pop("path", None)

@@ -44,6 +44,8 @@ def describe(clf: Any, *, stored: bool | None = None) -> str:
     flags = []
     if meta.get("cancelled"):
         flags.append("stopped")
+    if meta.get("outputs") not in (None, "logits"):
+        flags.append(str(meta["outputs"]))  # attacks then see logits made from them
     if stored:
         flags.append("stored")
     elif meta.get("path"):
@@ -58,6 +60,7 @@ def tooltip(clf: Any) -> str:
     rows = [
         ("architecture", meta.get("architecture")),
         ("outputs", meta.get("outputs")),
+        ("logits from", meta.get("outputs_how")),
         ("test accuracy", meta.get("test_accuracy")),
         ("epochs", meta.get("epochs_completed")),
         ("seed", meta.get("seed")),
