@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from advgui.qt.app import run_app
 
         return run_app(data_path=args.data)
+    _warnings_to_stderr()
     try:
         return int(args.func(args) or 0)
     except AdvguiError as err:
@@ -61,6 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Cancelled, KeyboardInterrupt):
         print(f"advgui {args.command}: cancelled", file=sys.stderr)
         return 130
+
+
+class _StderrWarnings(logging.Handler):
+    """One line per warning on whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"advgui: warning: {record.getMessage()}", file=sys.stderr)
+
+
+def _warnings_to_stderr() -> None:
+    """advgui's own warnings (a rejected data source, a skipped damaged file) on stderr; other
+    libraries' logging is left alone."""
+    logger = logging.getLogger("advgui")
+    if not any(isinstance(h, _StderrWarnings) for h in logger.handlers):
+        logger.addHandler(_StderrWarnings(logging.WARNING))
 
 
 if __name__ == "__main__":

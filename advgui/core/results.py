@@ -24,12 +24,23 @@ import numpy as np
 
 from advgui.core import paths
 from advgui.core.errors import AdvguiError, DataError, ExportError
-from advgui.core.fileio import atomic_write_bytes, describe_os_error, json_default
+from advgui.core.fileio import (
+    atomic_write_bytes,
+    describe_os_error,
+    json_default,
+    read_capped,
+    sweep_stale,
+    temp_name,
+)
 
 log = logging.getLogger(__name__)
 
 RESULT_JSON = "result.json"
 ARRAYS_NPZ = "arrays.npz"
+#: The largest result the app writes is a comparison of a few MB; anything far beyond is not
+#: one of its files.
+MAX_RESULT_JSON = 64 << 20
+MAX_ARRAYS_BYTES = 512 << 20
 
 
 @dataclass
@@ -46,6 +57,12 @@ class ResultEntry:
         if not file.is_file():
             return {}
         try:
+            with zipfile.ZipFile(file) as zf:  # sizes from the directory, before inflating
+                unpacked = sum(i.file_size for i in zf.infolist())
+            if unpacked > MAX_ARRAYS_BYTES:
+                raise DataError(
+                    f"{file}: {unpacked / 2**20:,.0f} MB unpacked, more than a result holds"
+                )
             with np.load(file, allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
@@ -72,7 +89,7 @@ class ResultStore:
         folder_name = f"{now:%Y%m%d-%H%M%S-%f}-{_safe(kind)}-{uuid.uuid4().hex[:8]}"
         record = {"kind": kind, "name": name or kind, "created": created, "payload": payload}
         text = json.dumps(record, indent=1, default=json_default, allow_nan=True)
-        tmp = self.root / f".{folder_name}.part"
+        tmp = temp_name(self.root / folder_name, "r")
         final = self.root / folder_name
         try:
             tmp.mkdir(parents=True)
@@ -96,12 +113,13 @@ class ResultStore:
         """Stored results, oldest first; damaged or half-written entries are skipped."""
         if not self.root.is_dir():
             return []
+        sweep_stale(self.root)  # folders half-written by a process that died
         found = []
         for folder in sorted(self.root.iterdir()):
             if folder.name.startswith(".") or not folder.is_dir():
                 continue
             try:
-                record = json.loads((folder / RESULT_JSON).read_text(encoding="utf-8"))
+                record = json.loads(read_capped(folder / RESULT_JSON, MAX_RESULT_JSON))
                 entry = ResultEntry(
                     folder,
                     str(record["kind"]),

@@ -8,7 +8,6 @@ only the metadata (no TensorFlow); a damaged file is skipped with a warning, nev
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from advgui.core import models, paths
 from advgui.core.errors import AdvguiError, ModelFileError
-from advgui.core.fileio import describe_os_error
+from advgui.core.fileio import describe_os_error, sweep_stale, write_lock
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, check
 
 log = logging.getLogger(__name__)
@@ -55,12 +54,11 @@ class ModelStore:
             lock = self.root / f".{path.name}.lock"
             i += 1
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                write_lock(lock)  # holds our pid: a lock whose owner died is swept later
             except FileExistsError:
                 continue
             except OSError as err:
                 raise ModelFileError(describe_os_error(err, lock)) from err
-            os.close(fd)
             if path.exists():  # taken and finished before we looked
                 lock.unlink(missing_ok=True)
                 continue
@@ -113,6 +111,8 @@ class ModelStore:
         ``warnings``)."""
         if not self.root.is_dir():
             return []
+        for stale in sweep_stale(self.root):
+            log.info("model store: removed %s, left by a process that died mid-save", stale.name)
         found = []
         for path in sorted(self.root.glob("*.keras")):
             try:
