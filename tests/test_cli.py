@@ -44,6 +44,6 @@ def test_bad_arguments_exit_2(capsys):
 
 
 def test_help_for_each_command():
-    for args in (["--help"], ["data", "--help"], ["data", "fetch", "--help"]):
+    for args in (["--help"], ["data", "--help"], ["data", "fetch", "--help"], ["predict", "-h"]):
         proc = subprocess.run([sys.executable, "-m", "advgui", *args], capture_output=True)
         assert proc.returncode == 0 and b"usage" in proc.stdout

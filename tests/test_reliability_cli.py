@@ -365,3 +365,83 @@ def test_train_into_full_model_store_leaves_no_file(files, mnist_path, tmp_path,
     _assert_clean_failure(argv, capsys, tmp_path, expect="disk full")
     store = paths.store_dir()
     assert not store.exists() or not list(store.iterdir())
+
+
+# ---------------------------------------------------------------------------- output paths
+
+
+def _user_images(d: Path, mnist) -> Path:
+    from PIL import Image
+
+    d.mkdir(exist_ok=True)
+    for i in range(2):
+        Image.fromarray((mnist.x_test[i, :, :, 0] * 255).astype("uint8")).save(d / f"d{i}.png")
+    return d
+
+
+ONE = "attack --model {tiny} --method fgsm --image {digits}/d0.png"
+FOLDER = "attack --model {tiny} --method fgsm --images"
+#: id -> (command line, words the one-line error must contain)
+IMAGE_CASES = {
+    "attack-broken-png": ("attack --model {tiny} --method fgsm --image {files}/picture.png",
+                          "not a readable"),
+    "attack-text-file": ("attack --model {tiny} --method fgsm --image {files}/text.keras",
+                         "not a readable"),
+    "attack-missing-image": ("attack --model {tiny} --method fgsm --image {out}/no.png",
+                             "no such file"),
+    "predict-text-file": ("predict --model {tiny} --image {files}/text.keras", "not a readable"),
+    "predict-empty-folder": ("predict --model {tiny} --images {empty}", "no files"),
+    "predict-missing-folder": ("predict --model {tiny} --images {out}/nowhere", "no such folder"),
+    "attack-empty-folder": (f"{FOLDER} {{empty}} --out {{out}}/res", "no files"),
+    "attack-no-image-in-folder": (f"{FOLDER} {{junk}} --out {{out}}/res", "none of its 2 files"),
+    "attack-images-without-out": (f"{FOLDER} {{digits}}", "--out"),
+    "attack-images-out-is-input": (f"{FOLDER} {{digits}} --out {{digits}}", "must not be"),
+    "attack-targeted-without-target": (
+        "attack --model {tiny} --method targeted --image {digits}/d0.png", "needs a target"
+    ),
+    # Output paths are checked before any work: nothing is written at all.
+    "attack-json-missing-folder": (f"{ONE} --out {{out}}/a.png --json {{out}}/no/r.json",
+                                   "does not exist"),
+    "attack-json-is-sidecar": (f"{ONE} --out {{out}}/a.png --json {{out}}/a.json", "sidecar"),
+    "attack-json-is-enlarged-png": (f"{ONE} --out {{out}}/a.png --json {{out}}/a_x10.png",
+                                    "same file"),
+    "attack-json-overwrites-image": (f"{ONE} --json {{digits}}/d0.png", "input"),
+    "attack-json-is-folder": (f"{ONE} --json {{out}}", "is a folder"),
+    "attack-index-json-is-sidecar": (
+        "attack --model {tiny} --method fgsm --index 0 --out {out}/a.png --json {out}/a.json",
+        "sidecar",
+    ),
+    "attack-images-json-is-index": (
+        f"{FOLDER} {{digits}} --out {{out}}/res --json {{out}}/res/index.csv", "index.csv"
+    ),
+    "predict-json-missing-folder": (
+        "predict --model {tiny} --image {digits}/d0.png --json {out}/no/p.json", "does not exist"
+    ),
+    "predict-json-overwrites-image": (
+        "predict --model {tiny} --images {digits} --json {digits}/d1.png", "input"
+    ),
+    "train-json-is-model": ("train --arch mlp --out {out}/m.keras --json {out}/m.keras",
+                            "same file"),
+    "evaluate-csv-is-json": ("evaluate --model {tiny} --n 10 --json {out}/r.json --csv "
+                             "{out}/r.json", "same file"),
+    "evaluate-plot-overwrites-model": ("evaluate --model {tiny} --n 10 --plot {tiny}", "input"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "expect"), list(IMAGE_CASES.values()), ids=list(IMAGE_CASES))
+def test_bad_images_and_output_paths_exit_2_writing_nothing(argv, expect, files, mnist, mnist_path,
+                                                            tmp_path, capsys):  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "empty").mkdir()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.txt").write_text("text\n")
+    (junk / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    digits = _user_images(tmp_path / "digits", mnist)
+    places = {"tiny": files / "tiny.keras", "files": files, "out": out, "digits": digits}
+    filled = argv.format(**places, empty=tmp_path / "empty", junk=junk).split()
+    before = (files / "tiny.keras").read_bytes()
+    _assert_clean_failure(["--data", str(mnist_path), *filled], capsys, tmp_path, expect=expect)
+    assert (files / "tiny.keras").read_bytes() == before
+    assert not (out / "res").exists()

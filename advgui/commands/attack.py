@@ -12,7 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from advgui.commands.common import ProgressBar, finite_float, positive_int, write_json
+from advgui.commands.common import (
+    add_image_options,
+    add_output_options,
+    check_outputs,
+    finish,
+    finite_float,
+    load_user_images,
+    note,
+    positive_int,
+    progress_bar,
+)
 from advgui.core.errors import ModelFileError, ParameterError
 from advgui.core.progress import Progress
 
@@ -58,20 +68,25 @@ def _param(text: str) -> tuple[str, float]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "attack",
-        help="attack one test image (FGSM, the deck's attacks, ...) and save the result",
-        description="Attack test image --index with --method; writes an 8-bit PNG (verified "
-        "by re-classifying it) and a JSON record.",
+        help="attack a test image, a batch of them or your own pictures, and save the result",
+        description="Attack test image --index, the first --n test images, your picture "
+        "--image or every picture in --images with --method; writes 8-bit PNGs (verified by "
+        "re-classifying them) with JSON sidecars, and a JSON record. The true digit of your "
+        "own picture is unknown: an untargeted attack succeeds when the model's prediction "
+        "moves away from its clean prediction (the record's reference_label).",
     )
     p.add_argument("--model", required=True, metavar="M", help=".keras file or stored model name")
     p.add_argument("--method", required=True, choices=_methods())
-    p.add_argument("--index", type=int, metavar="I", help="test image 0-9999 (or use --n)")
-    p.add_argument(
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--index", type=int, metavar="I", help="test image 0-9999")
+    source.add_argument(
         "--n", type=positive_int, metavar="N", help="batch mode: attack the first N test images "
         "and report success rate, robust accuracy, norms and images/s"
     )  # fmt: skip
+    add_image_options(source)
     p.add_argument("--restarts", type=positive_int, help="PGD: random restarts")
     p.add_argument("--batch-size", type=positive_int, default=128, dest="batch_size",
-                   help="batch mode: images per chunk (default 128)")  # fmt: skip
+                   help="--n/--images: images per chunk (default 128)")  # fmt: skip
     p.add_argument("--target", type=int, metavar="T", help="goal digit 0-9 (targeted)")
     p.add_argument("--loss", choices=("deck", "ce", "margin"), help="classification term")
     p.add_argument("--lam", type=lam_value, metavar="LAMBDA|auto", help="distortion weight")
@@ -95,8 +110,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=NUMBER",
         help="any other numeric parameter of the attack (repeatable)",
     )
-    p.add_argument("--out", metavar="PNG", help="write the adversarial image here (+ JSON)")
-    p.add_argument("--json", metavar="FILE", help="write the result record here")
+    p.add_argument(
+        "--out", metavar="PNG|DIR", help="write the adversarial image here (+ <name>_x10.png "
+        "and <name>.json); with --images: the folder for one PNG + JSON each and index.csv"
+    )  # fmt: skip
+    add_output_options(p, json_help="write the result record (batch: the summary) here")
     p.set_defaults(func=cmd_attack)
 
 
@@ -150,29 +168,57 @@ def attack_params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    from advgui.core import data, export
     from advgui.core.attacks import ATTACKS, make_attack
 
     cls = ATTACKS[args.method]
     params = attack_params(args, cls)
     if args.target is not None and not 0 <= args.target <= 9:
         raise ParameterError(f"--target must be 0-9, got {args.target}", field="target")
+    if args.target is None and not cls.supports_untargeted:
+        raise ParameterError(f"{args.method} needs a target digit: give --target T", field="target")
+    if args.target is not None and not cls.supports_targeted:
+        raise ParameterError(f"{args.method} cannot aim at a target digit", field="target")
     attack = make_attack(args.method, **params)  # validates before the slow loading
     if args.n is not None:
         return cmd_attack_batch(args, attack)
-    if args.index is None:
-        raise ParameterError("give --index I (one image) or --n N (batch mode)", field="index")
-    out = Path(args.out) if args.out else None
-    if out is not None and not out.parent.is_dir():
-        raise ParameterError(f"--out: folder does not exist: {out.parent}", field="out")
-    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
-    if not 0 <= args.index < len(mnist.y_test):
+    if args.images is not None:
+        return cmd_attack_images(args, attack)
+    if args.index is None and args.image is None:
         raise ParameterError(
-            f"--index must be 0-{len(mnist.y_test) - 1}, got {args.index}", field="index"
+            "give --index I (a test image), --n N (batch mode), --image FILE or --images DIR",
+            field="index",
         )
-    clf = load_classifier(args.model)
-    x = mnist.x_test[args.index : args.index + 1]
-    bar = ProgressBar()
+    return cmd_attack_one(args, attack)
+
+
+def _png_outputs(out: Path | None) -> list[tuple[str, Path | None]]:
+    from advgui.core import export
+
+    if out is None:
+        return []
+    png, large, sidecar = export.export_paths(out)
+    return [("--out", png), ("--out's enlarged copy", large), ("--out's JSON sidecar", sidecar)]
+
+
+def cmd_attack_one(args: argparse.Namespace, attack: Any) -> int:
+    """One image (``--index`` or ``--image``): PNG + sidecar (``--out``) and the record."""
+    from advgui.core import data, export
+
+    out = Path(args.out) if args.out else None
+    check_outputs([*_png_outputs(out), ("--json", args.json)], inputs=[("--image", args.image)])
+    clf = load_classifier(args.model)  # a refused model file costs no dataset load
+    if args.image is not None:
+        x, _, _ = load_user_images(args.image, None)
+        labels = None
+    else:
+        mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+        if not 0 <= args.index < len(mnist.y_test):
+            raise ParameterError(
+                f"--index must be 0-{len(mnist.y_test) - 1}, got {args.index}", field="index"
+            )
+        x = mnist.x_test[args.index : args.index + 1]
+        labels = mnist.y_test[args.index : args.index + 1]
+    bar = progress_bar(args, unit="step")
 
     def progress(update: Progress) -> None:
         # Live images and curves are for the GUI; the terminal shows the numbers.
@@ -180,22 +226,25 @@ def cmd_attack(args: argparse.Namespace) -> int:
         bar(Progress(update.done, update.total, update.message, scalars))
 
     try:
-        res = attack(
-            clf,
-            x,
-            labels=mnist.y_test[args.index : args.index + 1],
-            goals=args.target,
-            progress=progress,
-        )
+        res = attack(clf, x, labels=labels, goals=args.target, progress=progress)
     finally:
         bar.close()
     record = res.record(0)
     record["index"] = args.index
     record["model"] = clf.name
     record["model_outputs"] = clf.meta.get("outputs")
+    if args.image is not None:
+        record["source_file"] = str(args.image)
+        where = str(args.image)
+    else:
+        where = f"test image {args.index} (label {record['source_label']})"
+    record["reference_label"] = (
+        record["source_label"] if record["source_label"] >= 0 else record["pred_before"]
+    )
     if out is not None:
-        written = export.export_image(res, 0, clf, out, index=args.index)
-        record["png"] = str(out.with_suffix(".png"))
+        extra = {"source_file": str(args.image)} if args.image is not None else None
+        written = export.export_image(res, 0, clf, out, index=args.index, extra=extra)
+        record["png"] = str(export.export_paths(out)[0])
         record["png_pred"] = written["png_pred"]
         record["png_goal_confidence"] = written["png_goal_confidence"]
     else:
@@ -205,11 +254,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
         record["lam"] = res.extra["lam"][0]
     if res.extra.get("stall_note"):
         record["note"] = res.extra["stall_note"]
-    if args.json:
-        write_json(args.json, record)
     goal = "" if record["goal"] is None else f" goal {record['goal']}"
-    print(
-        f"{args.method} on test image {args.index} (label {record['source_label']}){goal}: "
+    text = (
+        f"{args.method} on {where}{goal}: "
         f"{record['pred_before']} -> {record['pred_after']} "
         f"({100 * record['goal_confidence']:.1f}%), "
         f"{'success' if record['success'] else 'failed'}, L2 {record['l2']:.3f}, "
@@ -217,8 +264,95 @@ def cmd_attack(args: argparse.Namespace) -> int:
         f"{record['png_pred']}" + (f", saved {record['png']}" if record["png"] else "")
     )
     if record.get("note"):
-        print(f"note: {record['note']}")
+        text += f"\nnote: {record['note']}"
+    finish(args, record, text)
     return 0
+
+
+def cmd_attack_images(args: argparse.Namespace, attack: Any) -> int:
+    """``--images DIR``: every picture of a folder; one PNG + JSON each and one index.csv."""
+    from advgui.core import export
+    from advgui.core.attacks.batch import run_batch
+
+    if not args.out:
+        raise ParameterError("--images needs --out DIR: the folder for the results", field="out")
+    out, src = Path(args.out), Path(args.images)
+    if out.exists() and out.resolve() == src.resolve():
+        raise ParameterError(
+            "--out must not be the --images folder (its results would be read as inputs next time)",
+            field="out",
+        )
+    index_csv = ("--out's index.csv", out / export.CSV_NAME)
+    check_outputs([index_csv, ("--json", args.json)], folders=[("--out", out)])
+    bar = progress_bar(args, unit="img")
+    try:
+        x, files, skipped = load_user_images(
+            None, args.images, progress=bar, skipped=lambda line: note(args, line)
+        )
+    finally:
+        bar.close()
+    goals = None if args.target is None else [args.target] * len(files)
+    names = export.batch_names(args.method, len(files), goals=goals, sources=files)
+    planned = [index_csv]
+    for name in names:
+        planned += [(f"--out's {p.name}", p) for p in export.export_paths(out / name)]
+    check_outputs(
+        [*planned, ("--json", args.json)],
+        folders=[("--out", out)],
+        inputs=[(f"--images file {f.name}", f) for f in files],
+    )
+    clf = load_classifier(args.model)
+    bar = progress_bar(args, unit="img")
+    try:
+        res = run_batch(
+            attack,
+            clf,
+            x,
+            None,
+            goals=args.target,
+            batch_size=args.batch_size,
+            progress=lambda u: bar(Progress(u.done, u.total, u.message)),
+        )
+    finally:
+        bar.close()
+    records = export.export_batch(res, clf, out, sources=files)
+    summary = res.summary()
+    for key in ("robust_accuracy", "clean_accuracy"):  # need true labels, which are unknown
+        summary.pop(key, None)
+    summary.update(
+        model=clf.name,
+        target=args.target,
+        folder=str(src),
+        out=str(out),
+        png_success_rate=sum(r["png_success"] for r in records) / len(records),
+        skipped=skipped,
+        images=[
+            {k: r.get(k) for k in ("source_file", "png", "reference_label", "goal",
+                                   "pred_before", "pred_after", "png_pred", "success",
+                                   "png_success", "l2", "linf")}
+            for r in records
+        ],
+    )  # fmt: skip
+    lines = []
+    for r in records:
+        lines.append(
+            f"{Path(r['source_file']).name}: {r['pred_before']} -> {r['pred_after']}, "
+            f"{'success' if r['success'] else 'failed'}, L2 {r['l2']:.3f}, "
+            f"PNG classified {r['png_pred']}, saved {r['png']}"
+        )
+    lines.append(
+        f"{args.method} on {len(records)} images from {src}"
+        + (f" ({_files(len(skipped))} skipped)" if skipped else "")
+        + f": success rate {100 * summary['success_rate']:.1f}% "
+        f"(PNGs {100 * summary['png_success_rate']:.1f}%), "
+        f"{summary['images_per_second']:.1f} images/s; saved in {out} (index.csv)"
+    )
+    finish(args, summary, "\n".join(lines))
+    return 0
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
@@ -228,13 +362,12 @@ def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
 
     if args.out:
         raise ParameterError("--out writes one image; not available with --n", field="out")
-    if args.target is not None and not 0 <= args.target <= 9:
-        raise ParameterError(f"--target must be 0-9, got {args.target}", field="target")
+    check_outputs([("--json", args.json)])
+    clf = load_classifier(args.model)
     mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
     if args.n > len(mnist.y_test):
         raise ParameterError(f"--n must be at most {len(mnist.y_test)}, got {args.n}", field="n")
-    clf = load_classifier(args.model)
-    bar = ProgressBar()
+    bar = progress_bar(args, unit="img")
     try:
         res = run_batch(
             attack,
@@ -251,13 +384,12 @@ def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
     summary["model"] = clf.name
     summary["model_outputs"] = clf.meta.get("outputs")
     summary["target"] = args.target
-    if args.json:
-        write_json(args.json, summary)
-    print(
+    text = (
         f"{args.method} on {summary['n']} test images: success rate "
         f"{100 * summary['success_rate']:.1f}%, robust accuracy "
         f"{100 * summary['robust_accuracy']:.1f}% (clean {100 * summary['clean_accuracy']:.1f}%), "
         f"median L2 {summary['median_l2']:.3f}, median Linf {summary['median_linf']:.3f}, "
         f"{summary['images_per_second']:.1f} images/s"
     )
+    finish(args, summary, text)
     return 0

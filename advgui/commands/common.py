@@ -1,39 +1,72 @@
-"""Helpers shared by the subcommands: a terminal progress bar, JSON output, number parsing."""
+"""Helpers shared by the subcommands: progress, output options and paths, JSON, numbers.
+
+Every command keeps stdout for its final result (so it can be piped) and stderr for progress
+and notes; ``--json -`` puts the record on stdout instead, and then nothing else goes there.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from advgui.core.fileio import atomic_write_text, json_default
+from advgui.core.errors import ImageFileError, ParameterError
+from advgui.core.fileio import atomic_write_text, describe_os_error, json_default
 from advgui.core.progress import Progress
+
+#: ``--json -``: the record goes to stdout.
+STDOUT = "-"
 
 
 class ProgressBar:
-    """Progress on stderr: a redrawn bar on a terminal, a line every few seconds otherwise."""
+    """Progress on stderr, with rate and ETA like tqdm: a redrawn bar on a terminal, a line
+    every few seconds otherwise (a log file gets a readable history, not thousands of lines).
 
-    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+    ``unit`` names what ``done`` counts; ``"B"`` is shown as kB/MB. A new phase (``total``
+    changes or ``done`` goes back) restarts the rate, so a job's preparation does not skew it.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        width: int = 30,
+        *,
+        unit: str = "it",
+        enabled: bool = True,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.width = width
-        self.tty = self.stream.isatty()
-        self._last = 0.0
+        self.unit = unit
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self._start = self._t0 = time.monotonic()
+        self._done0 = 0.0
+        self._total: float | None = None
+        self._prev_done = 0.0
+        self._last = -math.inf
         self._open = False
 
     def __call__(self, update: Progress) -> None:
+        if not self.enabled:
+            return
         now = time.monotonic()
+        if update.total != self._total or update.done < self._prev_done:
+            if self._total is not None:  # a new phase: its rate starts now
+                self._t0, self._done0 = now, float(update.done)
+            self._total = update.total
+        self._prev_done = float(update.done)
         final = update.done >= update.total
         if not final and now - self._last < (0.1 if self.tty else 5.0):
             return
         self._last = now
-        filled = int(self.width * update.fraction)
-        bar = "#" * filled + "-" * (self.width - filled)
-        extra = " ".join(f"{k}={_fmt(v)}" for k, v in update.info.items())
-        line = f"[{bar}] {100 * update.fraction:5.1f}% {update.message} {extra}".rstrip()
+        line = self.format(update, now)
         if self.tty:
             self.stream.write("\r\x1b[K" + line)
             self._open = not final
@@ -43,10 +76,58 @@ class ProgressBar:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def format(self, update: Progress, now: float) -> str:
+        """``[####------]  40.0% 12/30 [00:04<00:06, 3 it/s] message key=value``."""
+        filled = int(self.width * update.fraction)
+        bar = "#" * filled + "-" * (self.width - filled)
+        elapsed = now - self._start
+        span = now - self._t0
+        rate = (update.done - self._done0) / span if span > 1e-3 else math.nan
+        left = max(0.0, update.total - update.done)
+        if left == 0:
+            eta = "00:00"
+        elif math.isfinite(rate) and rate > 0:
+            eta = _clock(left / rate)
+        else:
+            eta = "?"
+        extra = " ".join(f"{k}={_fmt(v)}" for k, v in update.info.items())
+        if update.total <= 1:  # a phase without a count ("preparing", "npm pack"): no rate
+            head = f"[{bar}] {100 * update.fraction:5.1f}% [{_clock(elapsed)}]"
+            return f"{head} {update.message} {extra}".rstrip()
+        count = f"{_amount(update.done, self.unit)}/{_amount(update.total, self.unit)}"
+        unit = "" if self.unit == "B" else f" {self.unit}"
+        speed = f"{_amount(rate, self.unit) if math.isfinite(rate) else '?'}{unit}/s"
+        return (
+            f"[{bar}] {100 * update.fraction:5.1f}% {count} [{_clock(elapsed)}<{eta}, {speed}] "
+            f"{update.message} {extra}"
+        ).rstrip()
+
     def close(self) -> None:
         if self._open and self.tty:
             self.stream.write("\n")
             self._open = False
+
+
+def _clock(seconds: float) -> str:
+    hours, rest = divmod(round(seconds), 3600)
+    return (
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+        if hours
+        else f"{rest // 60:02d}:{rest % 60:02d}"
+    )
+
+
+def _amount(value: float, unit: str) -> str:
+    """A count: bytes scaled to kB/MB/GB with the unit, anything else a short number."""
+    if unit == "B":
+        for prefix in ("", "k", "M"):
+            if abs(value) < 1000:
+                return f"{value:.0f} B" if not prefix else f"{value:.1f} {prefix}B"
+            value /= 1000
+        return f"{value:.1f} GB"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
 def _fmt(value: Any) -> str:
@@ -55,8 +136,239 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+# ---------------------------------------------------------------------------- options
+
+
+def add_output_options(p: argparse.ArgumentParser, *, json_help: str | None = None) -> None:
+    """``--quiet`` and (given ``json_help``) ``--json PATH|-``, the same for every command."""
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action=_Quiet,
+        nargs=0,
+        default=False,
+        help="nothing on stderr but errors: no progress, notes or TensorFlow start-up lines",
+    )
+    if json_help is not None:
+        p.add_argument(
+            "--json", metavar="PATH|-", help=f"{json_help}; '-' writes it to stdout instead of "
+            "the summary (which then goes to stderr, unless --quiet)"
+        )  # fmt: skip
+
+
+class _Quiet(argparse.Action):
+    """``--quiet``: also silences TensorFlow's start-up, which happens before any command code
+    could ask (loading the model imports it)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        from advgui.core import tfimport
+
+        tfimport.quiet_start()
+        setattr(namespace, self.dest, True)
+
+
+def progress_bar(args: argparse.Namespace, *, unit: str = "it") -> ProgressBar:
+    return ProgressBar(unit=unit, enabled=not getattr(args, "quiet", False))
+
+
+def note(args: argparse.Namespace, text: str) -> None:
+    """A line for the person watching (skipped files, hints): stderr, silenced by --quiet."""
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+def finish(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """The final result: ``text`` on stdout and the record in ``--json PATH``; with
+    ``--json -`` the record is stdout's only content and ``text`` goes to stderr."""
+    target = getattr(args, "json", None)
+    if target == STDOUT:
+        sys.stdout.write(dumps_json(payload))
+        sys.stdout.flush()
+        note(args, text)
+        return
+    if target:
+        write_json(target, payload)
+    print(text)
+
+
+def dumps_json(payload: Any) -> str:
+    """Strict JSON (NaN and infinities become null, so any JSON reader accepts it)."""
+    return json.dumps(_finite(payload), indent=2, default=json_default, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _finite(value.tolist())
+    return value
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, default=json_default) + "\n")
+    atomic_write_text(path, dumps_json(payload))
+
+
+# ---------------------------------------------------------------------------- output paths
+
+
+def check_outputs(
+    files: Iterable[tuple[str, str | Path | None]],
+    *,
+    folders: Iterable[tuple[str, str | Path | None]] = (),
+    inputs: Iterable[tuple[str, str | Path | None]] = (),
+) -> None:
+    """Refuse, before any work, every output a command could not write or should not.
+
+    ``files`` are ``(what, path)`` pairs (``what`` names the option in the message; a path of
+    None or ``-`` is skipped): each must not be a folder, its folder must exist and accept a
+    file, and no two may be the same file, nor any be one of the ``inputs``. ``folders`` are
+    output folders: existing and writable, or to be created in an existing folder. Raises
+    :class:`ParameterError` with one line; nothing is written (the write probe is removed).
+    """
+    seen: dict[str, str] = {}
+    for what, path in inputs:
+        if path is not None and path != STDOUT:
+            seen.setdefault(_key(path), f"the input {what} ({path})")
+    probed: set[str] = set()
+    made: set[str] = set()  # output folders, maybe still to be created: their files are new
+    for what, path in folders:
+        if path is None:
+            continue
+        folder = Path(path)
+        made.add(_key(folder))
+        if folder.exists() and not folder.is_dir():
+            raise ParameterError(f"{what} {folder}: exists and is not a folder", field="out")
+        where = folder if folder.is_dir() else folder.parent
+        if not where.is_dir():
+            raise ParameterError(f"{what} {folder}: folder {where} does not exist", field="out")
+        _probe(what, where, probed)
+    for what, path in files:
+        if path is None or path == STDOUT:
+            continue
+        p = Path(path)
+        if p.is_dir():
+            raise ParameterError(f"{what} {p}: is a folder, not a file name", field="out")
+        if not p.parent.is_dir() and _key(p.parent) not in made:
+            raise ParameterError(f"{what} {p}: folder {p.parent} does not exist", field="out")
+        key = _key(p)
+        if key in seen:
+            raise ParameterError(
+                f"{what} {p} is the same file as {seen[key]}; choose another name", field="out"
+            )
+        seen[key] = f"{what} ({p})"
+        if p.parent.is_dir():
+            _probe(what, p.parent, probed)
+
+
+def _key(path: str | Path) -> str:
+    return os.path.normcase(str(Path(path).expanduser().resolve()))
+
+
+def _probe(what: str, folder: Path, done: set[str]) -> None:
+    """Create and remove a file where the atomic writer will: permissions, read-only disks."""
+    key = _key(folder)
+    if key in done:
+        return
+    done.add(key)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".advgui-probe-")
+    except OSError as err:
+        raise ParameterError(f"{what}: {describe_os_error(err, folder)}", field="out") from err
+    os.close(fd)
+    os.unlink(tmp)
+
+
+# ---------------------------------------------------------------------------- user images
+
+#: More files than this in an --images folder is refused before any is read: a lab tool's
+#: batch is a handful to a few thousand digits, not a whole photo library.
+MAX_FOLDER_FILES = 10_000
+
+
+def add_image_options(group: argparse._ActionsContainer) -> None:
+    """``--image FILE`` and ``--images DIR`` (the user's own pictures)."""
+    group.add_argument(
+        "--image", metavar="FILE", help="a PNG/JPG of a digit (any size; converted like the "
+        "GUI import: grayscale, inverted if dark on light, centred by mass in 20x20 of 28x28)"
+    )  # fmt: skip
+    group.add_argument(
+        "--images", metavar="DIR", help="every image file in folder DIR (not its subfolders; "
+        f"files that are not images are skipped and named; at most {MAX_FOLDER_FILES} files)"
+    )  # fmt: skip
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The files of ``folder`` (sorted, no subfolders); an empty or absurd folder is refused."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = "no such folder" if not folder.exists() else "not a folder"
+        raise ImageFileError(f"--images {folder}: {what}")
+    files = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    files.append(Path(entry.path))
+                    if len(files) > MAX_FOLDER_FILES:
+                        raise ImageFileError(
+                            f"--images {folder}: more than {MAX_FOLDER_FILES} files; "
+                            "split them into smaller folders"
+                        )
+    except OSError as err:
+        raise ImageFileError(f"--images {folder}: {err.strerror or err}") from err
+    if not files:
+        raise ImageFileError(f"--images {folder}: the folder has no files")
+    return sorted(files)
+
+
+def load_user_images(
+    image: str | None,
+    folder: str | None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    skipped: Callable[[str], None] | None = None,
+) -> tuple[Any, list[Path], list[dict[str, str]]]:
+    """Read ``--image`` or every image of ``--images`` as MNIST-style digits.
+
+    Returns the (N, 28, 28, 1) array, the files it came from and the skipped files with the
+    reason. A bad ``--image`` is an error; in a folder, files that are not usable images are
+    skipped (reported through ``skipped``), and a folder without any image is an error.
+    """
+    import numpy as np
+
+    from advgui.core.images import load_image
+
+    if image is not None:
+        return load_image(image)[None], [Path(image)], []
+    assert folder is not None
+    files = image_files(folder)
+    digits, used, left = [], [], []
+    for i, path in enumerate(files):
+        try:
+            digits.append(load_image(path))
+            used.append(path)
+        except ImageFileError as err:
+            reason = str(err).removeprefix(f"{path}: ")
+            left.append({"file": str(path), "reason": reason})
+        if progress is not None:
+            progress(Progress(i + 1, len(files), "reading images"))
+    if not digits:  # one line, as for every refused input
+        first = left[0]
+        raise ImageFileError(
+            f"--images {folder}: none of its {len(files)} files is a usable image "
+            f"({Path(first['file']).name}: {first['reason']})"
+        )
+    for entry in left:
+        if skipped is not None:
+            skipped(f"skipped {Path(entry['file']).name}: {entry['reason']}")
+    return np.stack(digits), used, left
+
+
+# ---------------------------------------------------------------------------- numbers
 
 
 def finite_float(text: str) -> float:

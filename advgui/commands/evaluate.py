@@ -10,7 +10,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from advgui.commands.common import ProgressBar, finite_float, positive_int, write_json
+from advgui.commands.common import (
+    add_output_options,
+    check_outputs,
+    finish,
+    finite_float,
+    positive_int,
+    progress_bar,
+)
 from advgui.core.errors import ParameterError
 from advgui.core.progress import Progress
 
@@ -56,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="F",
         help="also run the feature-squeezing detector at this false-positive rate (e.g. 0.05)",
     )
-    e.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
+    add_output_options(e, json_help="write the results as JSON")
     e.add_argument("--csv", metavar="OUT.csv", help="write one row per model/attack/epsilon")
     e.add_argument("--plot", metavar="OUT.png", help="draw robust accuracy against epsilon")
     e.set_defaults(func=cmd_evaluate)
@@ -68,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_defense_arguments(d, ARCHS, DEFENSES, required=True)
     d.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
-    d.add_argument("--json", metavar="FILE", help="write per-epoch figures as JSON")
+    add_output_options(d, json_help="write per-epoch figures as JSON")
     d.add_argument("--no-store", action="store_true", help="do not add it to the model store")
     d.set_defaults(func=cmd_defend)
 
@@ -129,11 +136,10 @@ def train_defense(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".keras":
         raise ParameterError(f"--out {out}: model files must end in .keras", field="out")
-    if not out.parent.is_dir():
-        raise ParameterError(f"--out {out}: folder {out.parent} does not exist", field="out")
+    check_outputs([("--out", out), ("--json", args.json)])
     config = defense_config(args).validate()
     mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
-    bar = ProgressBar()
+    bar = progress_bar(args, unit="batch")
 
     def progress(update: Progress) -> None:
         info = update.info  # only the figures a person watches on a terminal
@@ -157,25 +163,23 @@ def train_defense(args: argparse.Namespace) -> int:
 
         stored = ModelStore().add(clf)
     last = result.history[-1] if result.history else {}
-    if args.json:
-        write_json(
-            args.json,
-            {
-                "test_accuracy": test_acc,
-                "seconds": result.seconds,
-                "best_epoch": result.best_epoch,
-                "history": result.history,
-                "config": result.config,
-                "model": str(out),
-            },
-        )
-    print(
+    payload = {
+        "test_accuracy": test_acc,
+        "seconds": result.seconds,
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+        "config": result.config,
+        "model": str(out),
+    }
+    text = (
         f"{config.method}: test accuracy {100 * test_acc:.2f}%, held-out PGD-{config.check_steps} "
         f"accuracy at eps {config.eps:g}: {100 * last.get('robust_accuracy', 0):.1f}% "
         f"(epoch {result.best_epoch} kept, {result.seconds:.0f} s); saved {out}"
     )
     if stored is not None:
-        print(f"kept in the model store: {stored}")
+        payload["stored"] = str(stored)
+        text += f"\nkept in the model store: {stored}"
+    finish(args, payload, text)
     return 0
 
 
@@ -199,32 +203,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ).validate()
     for t in args.transform:
         parse_transform(t)
-    for out in (args.json, args.csv, args.plot):
-        if out and not Path(out).parent.is_dir():
-            raise ParameterError(f"{out}: folder {Path(out).parent} does not exist", field="out")
+    check_outputs(
+        [("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)],
+        inputs=[("--model", m) for m in args.model],
+    )
     clfs = [models.load_model(m) for m in args.model]
     mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
     transforms = ["none", *[t for t in args.transform if t != "none"]]
-    bar = ProgressBar()
+    bar = progress_bar(args, unit="step")
     try:
         result = evaluation.evaluate(clfs, mnist, cfg, transforms=transforms, progress=bar)
     finally:
         bar.close()
-    print_table(result)
-    if args.json:
-        write_json(args.json, result)
     if args.csv:
         evaluation.save_csv(result, args.csv)
     if args.plot:
         evaluation.save_png(result, args.plot)
+    finish(args, result, "\n".join(table_lines(result)))
     return 0
 
 
-def print_table(result: dict[str, Any]) -> None:
+def table_lines(result: dict[str, Any]) -> list[str]:
     eps = result["eps"]
     head = f"{'model / transform':34} {'attack':9}" + "".join(f"{e:>9g}" for e in eps)
-    print(f"robust accuracy on {result['n']} test images (naive/adaptive where they differ)")
-    print(head)
+    lines = [f"robust accuracy on {result['n']} test images (naive/adaptive where they differ)"]
+    lines.append(head)
     for entry in result["results"]:
         for attack, res in entry["attacks"].items():
             cells = []
@@ -236,7 +239,8 @@ def print_table(result: dict[str, Any]) -> None:
                 ):
                     r += "*"
                 cells.append(f"{r:>9}")
-            print(f"{entry['label'][:34]:34} {attack:9}" + "".join(cells))
+            lines.append(f"{entry['label'][:34]:34} {attack:9}" + "".join(cells))
         for note in entry["notes"]:
-            print(f"  * {note}")
-    print(f"({result['seconds']:.0f} s)")
+            lines.append(f"  * {note}")
+    lines.append(f"({result['seconds']:.0f} s)")
+    return lines

@@ -6,7 +6,14 @@ import argparse
 import math
 from pathlib import Path
 
-from advgui.commands.common import ProgressBar, finite_float, positive_int, write_json
+from advgui.commands.common import (
+    add_output_options,
+    check_outputs,
+    finish,
+    finite_float,
+    positive_int,
+    progress_bar,
+)
 from advgui.core import data, models, training
 from advgui.core.errors import ParameterError
 from advgui.core.progress import Progress
@@ -34,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="validation images held out from the training set (default 5000)",
     )
     p.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
-    p.add_argument("--json", metavar="FILE", help="write metrics as JSON")
+    add_output_options(p, json_help="write metrics as JSON")
     p.add_argument("--no-store", action="store_true", help="do not add it to the model store")
     # Defended training (adversarial training, distillation) lives in advgui.commands.evaluate.
     from advgui.commands.evaluate import add_defense_arguments
@@ -52,8 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".keras":
         raise ParameterError(f"--out {out}: model files must end in .keras", field="out")
-    if not out.parent.is_dir():
-        raise ParameterError(f"--out {out}: folder {out.parent} does not exist", field="out")
+    check_outputs([("--out", out), ("--json", args.json)])
     overrides = {
         name: value
         for name, value in (
@@ -70,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.arch, schedule=args.schedule, seed=args.seed, **overrides
     ).validate()
     mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
-    bar = ProgressBar()
+    bar = progress_bar(args, unit="batch")
 
     def progress(update: Progress) -> None:
         # The terminal line shows the figures a person watches, not every plot value.
@@ -80,7 +86,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             brief["val_acc"] = info["val_accuracy"]
         if math.isfinite(info.get("images_per_second", math.nan)):
             brief["img/s"] = round(info["images_per_second"])
-            brief["eta"] = f"{info['eta_s']:.0f}s"
         bar(Progress(update.done, update.total, update.message, brief))
 
     try:
@@ -103,9 +108,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         "num_weights": clf.meta["num_weights"],
         "model": str(out),
     }
-    if args.json:
-        write_json(args.json, payload)
-    print(f"test accuracy: {100 * result.test_accuracy:.2f}% ({result.seconds:.1f} s); saved {out}")
+    text = f"test accuracy: {100 * result.test_accuracy:.2f}% ({result.seconds:.1f} s); saved {out}"
     if not args.no_store:
-        print(f"kept in the model store: {stored}")
+        payload["stored"] = str(stored)
+        text += f"\nkept in the model store: {stored}"
+    finish(args, payload, text)
     return 0

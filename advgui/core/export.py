@@ -111,12 +111,9 @@ def export_image(
     ``png``, ``png_pred``, ``png_probs``, ``png_goal_confidence`` and ``png_success``.
     Returns the sidecar's content.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        path = path.with_suffix(".png")
+    path, large, sidecar = export_paths(path)
     if not path.parent.is_dir():
         raise ExportError(f"folder does not exist: {path.parent}")
-    large = path.with_name(f"{path.stem}_x{ENLARGE}.png")
     atomic_write_bytes(path, png_bytes(result.x_adv[i]))
     atomic_write_bytes(large, png_bytes(result.x_adv[i], scale=ENLARGE))
     record = result.record(i)
@@ -124,17 +121,14 @@ def export_image(
     probs = clf.predict_proba(back[None])[0]
     png_pred = int(probs.argmax())
     goal = record["goal"]
-    if goal is not None:
-        png_success = png_pred == goal
-    else:
-        png_success = (
-            png_pred != record["source_label"]
-            if record["source_label"] >= 0
-            else (png_pred != record["pred_before"])
-        )
+    # Untargeted success moves away from the true label, or, where it is unknown (a user's
+    # own picture), from the model's clean prediction: the same rule as the attacks'.
+    reference = record["source_label"] if record["source_label"] >= 0 else record["pred_before"]
+    png_success = png_pred == goal if goal is not None else png_pred != reference
     record.update(
         {
             "index": index,
+            "reference_label": reference,
             "model": _model_info(clf),
             "png": path.name,
             "png_large": large.name,
@@ -150,8 +144,17 @@ def export_image(
     if extra:
         record.update(extra)
     record = _clean(record)
-    atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
+    atomic_write_text(sidecar, json.dumps(record, indent=1) + "\n")
     return record
+
+
+def export_paths(path: Path | str) -> tuple[Path, Path, Path]:
+    """The three files :func:`export_image` writes for ``path``: PNG, enlarged PNG, sidecar
+    (so a caller can check them all before any work)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        path = path.with_suffix(".png")
+    return path, path.with_name(f"{path.stem}_x{ENLARGE}.png"), path.with_suffix(".json")
 
 
 def png_prediction(clf: Any, image: np.ndarray) -> int:
@@ -170,31 +173,37 @@ def export_batch(
     *,
     indices: Sequence[int] | None = None,
     prefix: str | None = None,
+    sources: Sequence[Path | str] | None = None,
 ) -> list[dict[str, Any]]:
     """Export every input of ``result`` into ``folder`` plus one ``index.csv``.
 
-    ``indices`` are the test-set indices of the inputs (named in files and the CSV), if known.
+    ``indices`` are the test-set indices of the inputs (named in files and the CSV), if known;
+    ``sources`` the files a user's own images came from (named in the file names, in each
+    sidecar as ``source_file`` and in a ``source_file`` CSV column).
     """
     folder = Path(folder)
+    n = len(result)
+    if indices is not None and len(indices) != n:
+        raise ExportError(f"{len(indices)} indices for {n} images")
+    if sources is not None and len(sources) != n:
+        raise ExportError(f"{len(sources)} source files for {n} images")
+    goals = None if result.goals is None else [int(g) for g in result.goals]
+    names = batch_names(prefix or result.method, n, indices=indices, goals=goals, sources=sources)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ExportError(f"cannot create folder {folder}: {err.strerror or err}") from err
-    if indices is not None and len(indices) != len(result):
-        raise ExportError(f"{len(indices)} indices for {len(result)} images")
-    prefix = _safe(prefix or result.method)
     records = []
-    for i in range(len(result)):
+    for i in range(n):
         idx = None if indices is None else int(indices[i])
-        goal = None if result.goals is None else int(result.goals[i])
-        name = f"{prefix}_{i:04d}" + (f"_idx{idx}" if idx is not None else "")
-        name += f"_to{goal}" if goal is not None else ""
-        records.append(export_image(result, i, clf, folder / f"{name}.png", index=idx))
+        extra = None if sources is None else {"source_file": str(sources[i])}
+        records.append(export_image(result, i, clf, folder / names[i], index=idx, extra=extra))
+    fields = CSV_FIELDS if sources is None else (*CSV_FIELDS, "source_file")
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for rec in records:
-        row = {k: rec.get(k) for k in CSV_FIELDS}
+        row = {k: rec.get(k) for k in fields}
         row["file"] = rec["png"]
         row["png_goal_confidence"] = f"{rec['png_goal_confidence']:.6f}"
         for key in ("l2", "linf"):
@@ -202,3 +211,24 @@ def export_batch(
         writer.writerow(row)
     atomic_write_text(folder / CSV_NAME, buf.getvalue())
     return records
+
+
+def batch_names(
+    prefix: str,
+    n: int,
+    *,
+    indices: Sequence[int] | None = None,
+    goals: Sequence[int] | None = None,
+    sources: Sequence[Path | str] | None = None,
+) -> list[str]:
+    """The PNG names :func:`export_batch` gives its ``n`` images (each also gets
+    ``<stem>_x10.png`` and ``<stem>.json``; the folder also gets ``index.csv``)."""
+    prefix = _safe(prefix)
+    names = []
+    for i in range(n):
+        name = f"{prefix}_{i:04d}"
+        name += f"_idx{int(indices[i])}" if indices is not None else ""
+        name += f"_{_safe(Path(sources[i]).stem)}" if sources is not None else ""
+        name += f"_to{int(goals[i])}" if goals is not None else ""
+        names.append(f"{name}.png")
+    return names

@@ -7,9 +7,11 @@ presses Start, without ever blocking the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from types import ModuleType
 
 _lock = threading.Lock()
@@ -25,10 +27,46 @@ def _configure_env() -> None:
     os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "1")
 
 
+#: Set by :func:`quiet_start` (``advgui <command> --quiet``).
+_quiet = False
+
+
+def quiet_start() -> None:
+    """Drop the lines TensorFlow's C++ runtime writes to stderr while it starts ("oneDNN
+    custom operations are on", "failed call to cuInit", ...): they bypass Python and
+    ``TF_CPP_MIN_LOG_LEVEL``, and a quiet command must leave stderr empty. Python errors
+    still surface as exceptions. Effective only before the first import."""
+    global _quiet
+    _quiet = True
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced() -> Iterator[None]:
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def tf() -> ModuleType:
     """Return the ``tensorflow`` module, importing it (once, thread-safely) if needed."""
     _configure_env()
     with _lock:
+        if _quiet and "tensorflow" not in sys.modules:
+            with _stderr_fd_silenced():
+                import tensorflow
+
+                tensorflow.config.list_physical_devices()  # the device probe logs too
         import tensorflow
 
         return tensorflow
