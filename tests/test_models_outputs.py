@@ -160,11 +160,11 @@ def test_output_kind_is_shown_in_the_cli_and_json(base, mnist_path, tmp_path, ca
             "--out",
             str(tmp_path / "a.png"),
             "--json",
-            str(tmp_path / "a.json"),
+            str(tmp_path / "r.json"),
         ]
     )
     assert code == 0
     out = capsys.readouterr()
     assert "probabilities" in out.out + out.err
-    record = json.loads((tmp_path / "a.json").read_text())
+    record = json.loads((tmp_path / "r.json").read_text())
     assert record["model_outputs"] == "probabilities"
