@@ -26,6 +26,8 @@ from advgui.core.tfimport import keras
 
 ARCHITECTURES = ("mlp", "cnn")
 META_NAME = "advgui.json"
+#: Metadata is a few kB (history, confusion matrix); a larger entry is refused unread.
+MAX_META_BYTES = 4 * 1024 * 1024
 #: Names of layers/ops a wrapper adds; kept stable so saved files stay loadable.
 _INPUT_SHAPE = (28, 28, 1)
 
@@ -210,8 +212,11 @@ def read_meta(path: Path | str) -> dict[str, Any]:
         with zipfile.ZipFile(path) as zf:
             if META_NAME not in zf.namelist():
                 return {}
+            size = zf.getinfo(META_NAME).file_size
+            if size > MAX_META_BYTES:
+                raise ValueError(f"metadata too large ({size} bytes)")
             meta = json.loads(zf.read(META_NAME))
-    except (OSError, zipfile.BadZipFile, ValueError) as err:
+    except (OSError, zipfile.BadZipFile, ValueError, RecursionError) as err:
         raise ModelFileError(f"{path}: not a readable .keras model file ({err})") from err
     return meta if isinstance(meta, dict) else {}
 

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 RESULT_JSON = "result.json"
 ARRAYS_NPZ = "arrays.npz"
+#: advgui's own result.json files are far smaller; a larger one is skipped unread, so a
+#: hostile file cannot exhaust memory.
+MAX_RESULT_JSON = 16 * 1024 * 1024
 
 
 @dataclass
@@ -101,6 +104,9 @@ class ResultStore:
             if folder.name.startswith(".") or not folder.is_dir():
                 continue
             try:
+                size = (folder / RESULT_JSON).stat().st_size
+                if size > MAX_RESULT_JSON:
+                    raise ValueError(f"{RESULT_JSON} too large ({size} bytes)")
                 record = json.loads((folder / RESULT_JSON).read_text(encoding="utf-8"))
                 entry = ResultEntry(
                     folder,
@@ -109,7 +115,7 @@ class ResultStore:
                     str(record.get("created", "")),
                     dict(record["payload"]),
                 )
-            except (OSError, ValueError, KeyError, TypeError) as err:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
                 msg = f"skipped damaged result {folder.name}: {err}"
                 log.warning("result store: %s", msg)
                 if warnings is not None:
