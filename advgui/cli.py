@@ -16,7 +16,7 @@ from advgui.core.errors import AdvguiError
 from advgui.core.progress import Cancelled
 
 #: Modules in :mod:`advgui.commands` that provide ``register(subparsers)``.
-COMMAND_MODULES = ("data", "train", "evaluate", "selftest", "attack")
+COMMAND_MODULES = ("data", "train", "evaluate", "selftest", "attack", "report")
 
 
 class OneLineParser(argparse.ArgumentParser):
