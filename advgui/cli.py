@@ -17,7 +17,7 @@ from advgui.core.errors import AdvguiError
 from advgui.core.progress import Cancelled
 
 #: Modules in :mod:`advgui.commands` that provide ``register(subparsers)``.
-COMMAND_MODULES = ("data", "train", "evaluate", "selftest", "attack", "predict")
+COMMAND_MODULES = ("data", "train", "evaluate", "selftest", "attack", "predict", "report")
 
 
 class OneLineParser(argparse.ArgumentParser):

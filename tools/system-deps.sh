@@ -13,6 +13,8 @@ PKGS=(
   libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1
   # packaging: PyInstaller needs objdump; the spec strips with strip (tests too)
   binutils
+  # tests: pdftotext reads back the lab report's PDF
+  poppler-utils
 )
 missing=()
 for p in "${PKGS[@]}"; do

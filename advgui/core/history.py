@@ -35,12 +35,17 @@ def save_attack(
     model: str,
     indices: list[int] | None = None,
     inputs: np.ndarray | None = None,
+    png_pred: np.ndarray | None = None,
 ) -> ResultEntry:
     """Keep a finished attack run (atomic: a whole entry or none). ``inputs`` are the images
-    attacked, where the run started elsewhere (the deck's attack from noise)."""
+    attacked, where the run started elsewhere (the deck's attack from noise); ``png_pred`` the
+    classes of the adversarial images after 8-bit rounding (:func:`export.png_predictions`),
+    which the lab report shows."""
     arrays = {k: np.asarray(getattr(result, k)) for k in _ARRAYS if getattr(result, k) is not None}
     if inputs is not None:
         arrays["inputs"] = np.asarray(inputs, np.float32)
+    if png_pred is not None:
+        arrays["png_pred"] = np.asarray(png_pred, np.int64)
     payload = {
         "method": result.method,
         "params": dict(result.params),

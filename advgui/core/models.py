@@ -335,7 +335,7 @@ def save_model(clf: Classifier, path: Path | str) -> Path:
 #: Size caps for the members of a model archive, checked from its zip directory before
 #: anything is decompressed: advgui's models are about 1 MB, and the config of any Keras
 #: classifier of MNIST is a few KB.
-MAX_META_BYTES = 1 << 20
+MAX_META_BYTES = 4 << 20  # history and confusion matrix: a few KB
 MAX_CONFIG_BYTES = 8 << 20
 MAX_MODEL_BYTES = 512 << 20
 MAX_MEMBERS = 1000
@@ -394,7 +394,7 @@ def read_meta(path: Path | str) -> dict[str, Any]:
             if META_NAME not in zf.namelist():
                 return {}
             meta = json.loads(zf.read(META_NAME))
-    except (OSError, zipfile.BadZipFile, ValueError) as err:
+    except (OSError, zipfile.BadZipFile, ValueError, RecursionError) as err:
         raise ModelFileError(f"{path}: not a readable .keras model file ({err})") from err
     return meta if isinstance(meta, dict) else {}
 

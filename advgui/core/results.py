@@ -39,7 +39,7 @@ RESULT_JSON = "result.json"
 ARRAYS_NPZ = "arrays.npz"
 #: The largest result the app writes is a comparison of a few MB; anything far beyond is not
 #: one of its files.
-MAX_RESULT_JSON = 64 << 20
+MAX_RESULT_JSON = 16 << 20
 MAX_ARRAYS_BYTES = 512 << 20
 
 
@@ -127,7 +127,7 @@ class ResultStore:
                     str(record.get("created", "")),
                     dict(record["payload"]),
                 )
-            except (OSError, ValueError, KeyError, TypeError) as err:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
                 msg = f"skipped damaged result {folder.name}: {err}"
                 log.warning("result store: %s", msg)
                 if warnings is not None:

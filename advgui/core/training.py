@@ -386,6 +386,8 @@ def train(
             "dataset_sha256": mnist.sha256,
             "history": history,
             "test_accuracy": float(test_acc),
+            # Rows: actual digit, columns: predicted (100 counts; the lab report shows it).
+            "confusion_matrix": confusion_matrix(mnist.y_test, test_pred).tolist(),
             "seconds": float(seconds),
             "train_seconds": float(train_seconds),
             "epochs_completed": float(epochs_done),

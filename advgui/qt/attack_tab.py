@@ -645,7 +645,10 @@ class AttackTab(QWidget):
         def work(progress: Any, cancel: Any) -> Any:
             res = attack(clf, x, labels=labels_arg, goals=goal, progress=progress, cancel=cancel)
             try:  # kept the moment it finishes, before the GUI even hears of it
-                entry = history.save_attack(store, res, model=model_name, indices=indices, inputs=x)
+                png = export.png_predictions(clf, res.x_adv)
+                entry = history.save_attack(
+                    store, res, model=model_name, indices=indices, inputs=x, png_pred=png
+                )
             except AdvguiError as err:
                 return res, None, str(err)
             return res, entry, None

