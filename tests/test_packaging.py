@@ -163,8 +163,8 @@ def test_spec_reference_build_keeps_everything(monkeypatch, tmp_path):
     assert not [dest for _, dest in analysis.kwargs["datas"] if dest == "mnist"]
 
 
-def test_spec_refuses_an_incomplete_mnist_folder(monkeypatch, tmp_path, mnist_path):
-    (tmp_path / "train-images-idx3-ubyte.gz").symlink_to(mnist_path / "train-images-idx3-ubyte.gz")
+def test_spec_refuses_an_incomplete_mnist_folder(monkeypatch, tmp_path, mnist_gz):
+    (tmp_path / "train-images-idx3-ubyte.gz").symlink_to(mnist_gz / "train-images-idx3-ubyte.gz")
     with pytest.raises(SystemExit, match="lacks train-labels-idx1-ubyte"):
         _run_spec(monkeypatch, {"ADVGUI_BUNDLE_MNIST": str(tmp_path)}, tmp_path)
 
@@ -272,7 +272,7 @@ def test_selftest_user_errors_exit_2(tmp_path, capsys):
 def test_bundled_mnist_is_found_and_made_the_default(tmp_path, mnist_path, monkeypatch):
     bundle = tmp_path / "_internal"
     (bundle / "mnist").mkdir(parents=True)
-    for f in mnist_path.glob("*-ubyte.gz"):
+    for f in mnist_path.glob("*-ubyte*"):  # raw (the cache) or .gz (../shared)
         (bundle / "mnist" / f.name).symlink_to(f)
     assert selftest.bundled_mnist_dir(tmp_path / "elsewhere") is None
     monkeypatch.setattr(sys, "_MEIPASS", str(bundle), raising=False)
