@@ -37,19 +37,20 @@ class SuiteData:
     load_raw: Callable[..., tuple[dict, str, list[str]]]
     write_cache: Callable[[dict, Path], Path]
 
-    def resolve(self) -> tuple[Path, str]:
-        """(a folder holding the dataset's IDX files, raw or .gz; the source the app used).
+    def resolve(self) -> tuple[Path, str, list[str]]:
+        """(a folder holding the dataset's IDX files, raw or .gz; the source the app used; why
+        it passed over the sources before that one).
 
         Raises the app's DataError, naming every source tried, when none works.
         """
-        raw, source, _ = self.load_raw(cache_folder=self.cache)
+        raw, source, notes = self.load_raw(cache_folder=self.cache)
         named = os.environ.get(self.env)
         if named and source == f"{self.env}={named}" and self._holds_files(Path(named)):
-            return Path(named), source
+            return Path(named), source, notes
         if not all((self.cache / name).is_file() for name in self.files):
             # From an .npz or oddly named files in $env, or the app could not write its cache.
             self.write_cache(raw, self.cache)
-        return self.cache, source
+        return self.cache, source, notes
 
     def _holds_files(self, folder: Path) -> bool:
         return all(
@@ -71,15 +72,19 @@ def _dataset_path(key: str, config: pytest.Config) -> Path:
     """The dataset's folder, or the end of the session (once, with the app's own message)."""
     dataset = DATASETS[key]
     try:
-        folder, source = dataset.resolve()
+        folder, source, notes = dataset.resolve()
     except DataError as err:
         pytest.exit(f"{dataset.name} for the tests: {err}", returncode=pytest.ExitCode.INTERRUPTED)
-    if not source.startswith(("cache", f"{dataset.env}=")):  # fetched now: say from where
+    if notes:  # fetched now, or $env was set but unusable: say where the data came from
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         capture = config.pluginmanager.get_plugin("capturemanager")
         if reporter is not None and capture is not None:
             with capture.global_and_fixture_disabled():  # shown now, not only on a failure
-                reporter.write_line(f"{dataset.name} for the tests: {source}, cached in {folder}")
+                where = source if source.startswith("cache") else f"{source}, cached in {folder}"
+                skipped = " | ".join(notes)
+                reporter.write_line(
+                    f"{dataset.name} for the tests: {where} (passed over: {skipped})"
+                )
     return folder
 
 
