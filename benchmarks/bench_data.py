@@ -36,6 +36,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         data.import_dataset(src, cache_folder=cache)
+        if not all((src / f"{name}.gz").is_file() for name in data.FILES):
+            src = Path(tmp) / "gz"  # e.g. ADVGUI_DATA is a cache of raw files: gzip them
+            src.mkdir()
+            for name in data.FILES:
+                (src / f"{name}.gz").write_bytes(gzip.compress((cache / name).read_bytes()))
 
         def from_cache() -> None:
             data.load_mnist(use_env=False, use_download=False, use_npm=False, cache_folder=cache)

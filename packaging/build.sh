@@ -35,8 +35,7 @@ while [ $# -gt 0 ]; do
 done
 
 log() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)" >&2; }
-VERSION="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' advgui/__init__.py)"
-[ -n "$VERSION" ] || { echo "build.sh: cannot read the version from advgui/__init__.py" >&2; exit 1; }
+VERSION="$(bash packaging/version.sh)"
 mkdir -p build dist
 for tool in objdump strip ldd; do
   command -v "$tool" >/dev/null 2>&1 || { echo "build.sh: $tool not found (apt-get install binutils)" >&2; exit 2; }
@@ -90,7 +89,7 @@ fi
 # ---------------------------------------------------------------- .deb
 if [ "$DO_DEB" = 1 ]; then
   log ".deb"
-  bash packaging/linux/build_deb.sh dist/advgui "$VERSION" dist
+  bash packaging/linux/build_deb.sh dist/advgui dist
 fi
 
 # ---------------------------------------------------------------- smoke test

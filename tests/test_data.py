@@ -27,11 +27,14 @@ def test_real_mnist_facts(mnist):
     assert mnist.x_train.mean() * 255 == pytest.approx(33.318, abs=0.001)
 
 
-def test_raw_checksum_constants_match_shared_file(mnist_path):
-    listed = dict(
-        reversed(line.split()) for line in (mnist_path / "SHA256SUMS.raw").read_text().splitlines()
-    )
-    assert listed == data.RAW_SHA256
+def test_raw_checksum_constants_match_the_real_files(mnist_raw, mnist_path):
+    hashed = {
+        name: hashlib.sha256((mnist_raw / name).read_bytes()).hexdigest() for name in data.FILES
+    }
+    assert hashed == data.RAW_SHA256
+    listing = mnist_path / "SHA256SUMS.raw"  # ../shared's published list (not in the cache)
+    if listing.is_file():
+        assert dict(reversed(line.split()) for line in listing.read_text().splitlines()) == hashed
 
 
 def _copy(src, dst, **replace):
@@ -41,16 +44,15 @@ def _copy(src, dst, **replace):
         if name in replace:
             target.write_bytes(replace[name])
         else:
-            shutil.copy(src / f"{name}.gz", target)
+            shutil.copy(src / f"{name}.gz", target)  # src: the mnist_gz folder
     return dst
 
 
-def test_raw_and_dotted_names_are_read(mnist_path, tmp_path):
+def test_raw_and_dotted_names_are_read(mnist_raw, tmp_path):
     folder = tmp_path / "raw"
     folder.mkdir()
     for name in data.FILES:
-        raw = gzip.decompress((mnist_path / f"{name}.gz").read_bytes())
-        (folder / name.replace("-idx", ".idx")).write_bytes(raw)
+        shutil.copy(mnist_raw / name, folder / name.replace("-idx", ".idx"))
     raw = data.read_folder(folder)
     assert raw["t10k-labels-idx1-ubyte"][:3].tolist() == [7, 2, 1]
 
@@ -75,17 +77,17 @@ def test_npz_source_is_verified(mnist, tmp_path):
         data.load_mnist(bad)
 
 
-def test_corrupt_files_are_refused(mnist_path, tmp_path):
-    labels = gzip.decompress((mnist_path / "t10k-labels-idx1-ubyte.gz").read_bytes())
+def test_corrupt_files_are_refused(mnist_gz, mnist_raw, tmp_path):
+    labels = (mnist_raw / "t10k-labels-idx1-ubyte").read_bytes()
     cases = {
-        "truncated gzip": ((mnist_path / "t10k-labels-idx1-ubyte.gz").read_bytes()[:-100], "gzip"),
+        "truncated gzip": ((mnist_gz / "t10k-labels-idx1-ubyte.gz").read_bytes()[:-100], "gzip"),
         "truncated idx": (gzip.compress(labels[:-5]), "truncated"),
         "wrong magic": (gzip.compress(b"\x12\x34" + labels[2:]), "magic"),
         "altered": (gzip.compress(labels[:-1] + bytes([(labels[-1] + 1) % 10])), "checksum"),
         "wrong file": (gzip.compress(struct.pack(">HBBI", 0, 8, 1, 3) + b"abc"), "shape"),
     }
     for i, (case, (payload, match)) in enumerate(cases.items()):
-        folder = _copy(mnist_path, tmp_path / f"c{i}", **{"t10k-labels-idx1-ubyte": payload})
+        folder = _copy(mnist_gz, tmp_path / f"c{i}", **{"t10k-labels-idx1-ubyte": payload})
         with pytest.raises(DataError, match=match):
             data.load_mnist(folder)
         # a bad explicit source is never cached

@@ -13,13 +13,13 @@ from advgui.core.errors import DataError
 
 
 @pytest.fixture
-def server(mnist_path, tmp_path):
+def server(mnist_gz, tmp_path):
     """Serve /good/ (the real files) and /bad/ (one file corrupted) from 127.0.0.1."""
     root = tmp_path / "www"
     for sub in ("good", "bad"):
         (root / sub).mkdir(parents=True)
         for name in data.FILES:
-            payload = (mnist_path / f"{name}.gz").read_bytes()
+            payload = (mnist_gz / f"{name}.gz").read_bytes()
             if sub == "bad" and name == "t10k-labels-idx1-ubyte":
                 import gzip
 

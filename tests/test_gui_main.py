@@ -26,6 +26,8 @@ def test_window_has_three_tabs_and_menus(window):
     menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
     assert menus == ["File", "Help"]
     assert window.import_action.text().replace("&", "") == "Import dataset..."
+    # The icon comes from the package data (advgui/resources), whatever the install.
+    assert [(s.width(), s.height()) for s in window.windowIcon().availableSizes()] == [(256, 256)]
 
 
 def test_dataset_loads_in_background(window, qtbot):

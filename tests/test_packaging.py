@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from advgui import resources
 from advgui.cli import COMMAND_MODULES, main
 from advgui.commands import selftest
 
@@ -67,9 +69,13 @@ def _run_spec(monkeypatch, env: dict[str, str], workpath: Path):
         # What PyInstaller's hooks would collect, to see the spec's filter at work.
         self.datas = [
             ("PySide6/Qt/translations/qtbase_de.qm", "/x", "DATA"),
-            ("resources/icons/advgui.png", "/x", "DATA"),
+            ("advgui/resources/icons/advgui.png", "/x", "DATA"),
             ("tensorflow/include/tensorflow/core/framework/tensor.h", "/x", "DATA"),
-            *[(f"mnist/{Path(src).name}", src, "DATA") for src, _ in kwargs["datas"][1:]],
+            *[
+                (f"mnist/{Path(src).name}", src, "DATA")
+                for src, d in kwargs["datas"]
+                if d == "mnist"
+            ],
         ]
         self.binaries = [
             ("PySide6/Qt/plugins/platforms/libqxcb.so", "/x", "BINARY"),
@@ -110,7 +116,12 @@ def test_spec_trims_and_bundles_mnist(monkeypatch, mnist_path, tmp_path):
     assert "advgui.qt.main_window" in kw["hiddenimports"]
     assert kw["pathex"] == [str(ROOT)]
     assert kw["module_collection_mode"] == {"advgui": "py+pyz"}  # sources for AutoGraph
-    assert (str(ROOT / "resources"), "resources") in kw["datas"]
+    # The package data, where importlib.resources looks for it in the bundle (and nothing else).
+    package_data = {
+        (str(ROOT / "advgui" / "resources" / name), str(Path("advgui/resources", name).parent))
+        for name in (resources.ICON, resources.ICON_64, resources.DESKTOP_ENTRY)
+    }
+    assert {entry for entry in kw["datas"] if entry[1] != "mnist"} == package_data
     bundled = [Path(src).name for src, dest in kw["datas"] if dest == "mnist"]
     assert sorted(name.removesuffix(".gz") for name in bundled) == sorted(
         (
@@ -125,7 +136,7 @@ def test_spec_trims_and_bundles_mnist(monkeypatch, mnist_path, tmp_path):
     assert "tensorflow/include/tensorflow/core/framework/tensor.h" not in kept
     assert "PySide6/Qt/plugins/platformthemes/libqgtk3.so" not in kept
     for needed in (
-        "resources/icons/advgui.png",
+        "advgui/resources/icons/advgui.png",
         "PySide6/Qt/plugins/platforms/libqxcb.so",
         "PySide6/Qt/plugins/platforms/libqoffscreen.so",
         "tensorflow/libtensorflow_cc.so.2",
@@ -163,8 +174,8 @@ def test_spec_reference_build_keeps_everything(monkeypatch, tmp_path):
     assert not [dest for _, dest in analysis.kwargs["datas"] if dest == "mnist"]
 
 
-def test_spec_refuses_an_incomplete_mnist_folder(monkeypatch, tmp_path, mnist_path):
-    (tmp_path / "train-images-idx3-ubyte.gz").symlink_to(mnist_path / "train-images-idx3-ubyte.gz")
+def test_spec_refuses_an_incomplete_mnist_folder(monkeypatch, tmp_path, mnist_gz):
+    (tmp_path / "train-images-idx3-ubyte.gz").symlink_to(mnist_gz / "train-images-idx3-ubyte.gz")
     with pytest.raises(SystemExit, match="lacks train-labels-idx1-ubyte"):
         _run_spec(monkeypatch, {"ADVGUI_BUNDLE_MNIST": str(tmp_path)}, tmp_path)
 
@@ -272,7 +283,7 @@ def test_selftest_user_errors_exit_2(tmp_path, capsys):
 def test_bundled_mnist_is_found_and_made_the_default(tmp_path, mnist_path, monkeypatch):
     bundle = tmp_path / "_internal"
     (bundle / "mnist").mkdir(parents=True)
-    for f in mnist_path.glob("*-ubyte.gz"):
+    for f in mnist_path.glob("*-ubyte*"):  # raw (the cache) or .gz (../shared)
         (bundle / "mnist" / f.name).symlink_to(f)
     assert selftest.bundled_mnist_dir(tmp_path / "elsewhere") is None
     monkeypatch.setattr(sys, "_MEIPASS", str(bundle), raising=False)
@@ -317,6 +328,51 @@ def test_smoke_test_script_passes_on_the_checkout(tmp_path, mnist_path):
     assert "SMOKE TEST PASSED" in proc.stdout
     assert "startup: window shown after" in proc.stdout
     assert "advgui selftest: error:" in proc.stdout  # the one-line user error
+
+
+def test_version_is_written_once_and_the_deb_takes_it_and_the_package_data(tmp_path):
+    """build_deb.sh, run for real (dpkg-deb) on a copy of what it reads with the version bumped
+    there: the .deb's Version follows advgui/__init__.py, its desktop entry and icons are the
+    package data, its copyright holds the LICENSE."""
+    import advgui
+
+    version = subprocess.run(
+        ["bash", str(PACKAGING / "version.sh")], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.strip() == advgui.__version__
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb: Debian/Ubuntu only")
+    root = tmp_path / "root"
+    for name in ("packaging/version.sh", "packaging/linux/build_deb.sh", "LICENSE"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "advgui" / "resources", root / "advgui" / "resources")
+    init = (ROOT / "advgui" / "__init__.py").read_text()
+    (root / "advgui" / "__init__.py").write_text(init.replace(advgui.__version__, "9.8.7"))
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    shutil.copy(shutil.which("true"), bundle / "advgui")  # a stand-in for the frozen program
+    env = dict(os.environ, ADVGUI_DEB_COMPRESS="none")
+    proc = subprocess.run(
+        ["bash", str(root / "packaging/linux/build_deb.sh"), str(bundle), str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    deb = tmp_path / "out" / f"advgui_9.8.7_{subprocess.getoutput('dpkg --print-architecture')}.deb"
+    field = subprocess.run(["dpkg-deb", "--field", str(deb), "Version"], capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    assert field.stdout.strip() == "9.8.7"
+    tree = tmp_path / "tree"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True)
+    installed = {
+        "usr/share/applications/advgui.desktop": resources.DESKTOP_ENTRY,
+        "usr/share/icons/hicolor/256x256/apps/advgui.png": resources.ICON,
+        "usr/share/icons/hicolor/64x64/apps/advgui.png": resources.ICON_64,
+    }
+    for path, name in installed.items():
+        assert (tree / path).read_bytes() == resources.read_bytes(name), path
+    copyright_text = (tree / "usr/share/doc/advgui/copyright").read_text()
+    assert "License: MIT\n MIT License\n .\n Copyright (c) advgui contributors" in copyright_text
 
 
 def test_build_scripts_are_valid_bash():

@@ -21,7 +21,7 @@ EPS_BAD = ("nan", "inf", "-inf", "-1", "1.5", "1e300")  # epsilon 0 is a valid (
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, mnist_path):
+def files(tmp_path_factory, mnist_gz):
     """A tiny (untrained) model and every kind of broken model, dataset and image file."""
     from advgui.core import models
     from advgui.core.tfimport import keras
@@ -62,7 +62,7 @@ def files(tmp_path_factory, mnist_path):
     # foreign file, and a copy of MNIST with one byte altered (fails the SHA-256 check).
     (d / "ds_corrupt").mkdir()
     for name in ("train-images", "train-labels", "t10k-images", "t10k-labels"):
-        src = next(mnist_path.glob(f"{name}*"))
+        src = next(mnist_gz.glob(f"{name}*"))
         shutil.copy(src, d / "ds_corrupt" / src.name)
     shutil.copytree(d / "ds_corrupt", d / "ds_truncated")
     shutil.copytree(d / "ds_corrupt", d / "ds_altered")

@@ -46,13 +46,3 @@ def results_dir() -> Path:
 
 def log_dir() -> Path:
     return data_dir() / "logs"
-
-
-def resources_dir() -> Path:
-    """``resources/`` beside the package in a checkout, or inside a PyInstaller bundle."""
-    import sys
-
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "resources"
-    return Path(__file__).resolve().parents[2] / "resources"

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QTabWidget,
 )
 
-from advgui import __version__
+from advgui import __version__, resources
 from advgui.core import data, paths, tfimport
 from advgui.core.progress import Progress
 from advgui.qt import gcguard
@@ -32,13 +32,24 @@ from advgui.qt.workers import ErrorInfo, Job, cancel_and_join_all, run_job
 log = logging.getLogger(__name__)
 
 
+def window_icon() -> QIcon:
+    """The app icon from the package data (bytes, not a path: any install, zipped or frozen).
+
+    A damaged install loses only the icon, with a warning in the log, not the window.
+    """
+    pixmap = QPixmap()
+    try:
+        pixmap.loadFromData(resources.read_bytes(resources.ICON))
+    except OSError as err:
+        log.warning("window icon missing from the package data: %s", err)
+    return QIcon(pixmap)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, *, data_path: str | None = None, preload_tf: bool = True) -> None:
         super().__init__()
         self.setWindowTitle("advgui: adversarial MNIST workbench")
-        icon = paths.resources_dir() / "icons" / "advgui.png"
-        if icon.is_file():
-            self.setWindowIcon(QIcon(str(icon)))
+        self.setWindowIcon(window_icon())
         self.resize(1200, 800)
         self.state = AppState(self)
         self.data_job: Job | None = None

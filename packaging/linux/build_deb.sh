@@ -6,14 +6,17 @@
 # Depends: the Qt system libraries (as tools/system-deps.sh installs them for a checkout), every
 # package that owns a system library the bundled binaries link to (found with ldd + dpkg -S,
 # in the spirit of dpkg-shlibdeps) and libc6 >= the newest GLIBC symbol version they use.
-# Usage: build_deb.sh BUNDLE_DIR VERSION OUT_DIR     (ADVGUI_DEB_COMPRESS=zstd|xz|gzip|none)
+# Usage: build_deb.sh BUNDLE_DIR OUT_DIR     (ADVGUI_DEB_COMPRESS=zstd|xz|gzip|none)
+# The version is advgui's own (packaging/version.sh); the desktop entry and icons are the
+# package data in advgui/resources, the same files the app loads.
 # zstd by default: several times faster than xz on a 1.4 GB tree, and every dpkg that can run
 # this bundle (it needs glibc >= 2.36: Debian 12, Ubuntu 22.10 and later) reads it.
 set -euo pipefail
 BUNDLE="$(cd "${1:?bundle folder}" && pwd)"
-VERSION="${2:?version}"
-OUT="$(mkdir -p "${3:?output folder}" && cd "$3" && pwd)"
+OUT="$(mkdir -p "${2:?output folder}" && cd "$2" && pwd)"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+VERSION="$(bash "$ROOT/packaging/version.sh")"
+RES="$ROOT/advgui/resources"
 ARCH="$(dpkg --print-architecture)"
 STAGE="$ROOT/build/deb/advgui_${VERSION}_${ARCH}"
 DEB="$OUT/advgui_${VERSION}_${ARCH}.deb"
@@ -32,9 +35,9 @@ mkdir -p "$STAGE/DEBIAN" "$STAGE/opt" "$STAGE/usr/bin" "$STAGE/usr/share/applica
   "$STAGE/usr/share/icons/hicolor/64x64/apps"
 cp -a "$BUNDLE" "$STAGE/opt/advgui"
 ln -s /opt/advgui/advgui "$STAGE/usr/bin/advgui"
-install -m 644 "$ROOT/resources/advgui.desktop" "$STAGE/usr/share/applications/advgui.desktop"
-install -m 644 "$ROOT/resources/icons/advgui.png" "$STAGE/usr/share/icons/hicolor/256x256/apps/advgui.png"
-install -m 644 "$ROOT/resources/icons/advgui-64.png" "$STAGE/usr/share/icons/hicolor/64x64/apps/advgui.png"
+install -m 644 "$RES/advgui.desktop" "$STAGE/usr/share/applications/advgui.desktop"
+install -m 644 "$RES/icons/advgui.png" "$STAGE/usr/share/icons/hicolor/256x256/apps/advgui.png"
+install -m 644 "$RES/icons/advgui-64.png" "$STAGE/usr/share/icons/hicolor/64x64/apps/advgui.png"
 cat >"$STAGE/usr/share/doc/advgui/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: advgui
@@ -43,8 +46,11 @@ Comment: /opt/advgui bundles Python, PySide6 (Qt 6, LGPLv3), TensorFlow and Kera
  files are inside /opt/advgui/_internal/*.dist-info.
 
 Files: *
+Copyright: advgui contributors
 License: MIT
 EOF
+# The full text of the project's LICENSE, in the copyright format's continuation lines.
+sed -e 's/^$/./' -e 's/^/ /' "$ROOT/LICENSE" >>"$STAGE/usr/share/doc/advgui/copyright"
 # Files owned by root, readable by all; the executables keep their x bit.
 chmod -R u=rwX,go=rX "$STAGE/opt/advgui"
 

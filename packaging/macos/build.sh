@@ -18,7 +18,7 @@ MNIST="${ADVGUI_BUNDLE_MNIST:-}"
 [ "${1:-}" = --mnist ] && MNIST="${2:?--mnist needs a folder}"
 PYTHON="${PYTHON:-python3}"
 VENV="$ROOT/build/venv-macos"
-VERSION="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' advgui/__init__.py)"
+VERSION="$(bash packaging/version.sh)"
 ARCH="$(uname -m)"
 DMG="dist/advgui-$VERSION-macos-$ARCH.dmg"
 

@@ -10,12 +10,14 @@
 ;   set ADVGUI_BUNDLE_MNIST=C:\path\to\mnist        (optional: bundle MNIST for offline labs)
 ;   build\venv\Scripts\pyinstaller --noconfirm --distpath dist --workpath build\pyinstaller packaging\advgui.spec
 ;   dist\advgui\advgui-cli.exe selftest             (the smoke test: must print "selftest: PASSED")
-;   "%ProgramFiles(x86)%\Inno Setup 6\ISCC.exe" /DAppVersion=0.1.0 packaging\windows\advgui.iss
+;   for /f %v in ('build\venv\Scripts\python -c "import advgui; print(advgui.__version__)"') do set V=%v
+;   "%ProgramFiles(x86)%\Inno Setup 6\ISCC.exe" /DAppVersion=%V% packaging\windows\advgui.iss
 ; The spec builds advgui.exe (the window, no console) and advgui-cli.exe (the same program with
 ; a console, for `advgui-cli selftest`, `advgui-cli train ...`).
 
+; The version is written only in advgui/__init__.py: pass it, as above.
 #ifndef AppVersion
-  #define AppVersion "0.1.0"
+  #error Pass /DAppVersion=VERSION, the __version__ of advgui/__init__.py
 #endif
 #define AppName "advgui"
 #define DistDir "..\..\dist\advgui"
