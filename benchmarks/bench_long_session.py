@@ -4,6 +4,9 @@ Reports what a long session must not show (issue 8):
 
 - memory: resident set size (RSS) after a warm-up, then at the end; growth target < 100 MB;
 - slowdown: median seconds per attack in the first and the last 100 attacks (same mix);
+- model cycles: a new model loaded from a file, attacked with every method, dropped, 40
+  times; RSS growth per cycle after 10 (target < 0.5 MB: whatever an attack keeps per model
+  must go with it);
 - TensorFlow retraces: every ``tf.function`` call that traced is counted (by wrapping
   ``Function.__call__`` and comparing ``experimental_get_tracing_count()`` before and after),
   per function name, before and after the warm-up. After warm-up only new models may trace
@@ -14,6 +17,7 @@ same model and on each newly trained one; every result goes into the results sto
 does), so the store's writes are part of the session.
 
     .venv/bin/python benchmarks/bench_long_session.py [--attacks 500] [--trainings 20]
+        [--model-cycles 40]
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ def main() -> None:
     ap.add_argument("--attacks", type=int, default=500)
     ap.add_argument("--trainings", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=100, help="attacks before the baseline")
+    ap.add_argument("--model-cycles", type=int, default=40, help="load-attack-drop cycles")
     args = ap.parse_args()
     os.environ["ADVGUI_HOME"] = tempfile.mkdtemp(prefix="advgui-bench-long-")
 
@@ -189,7 +194,35 @@ def main() -> None:
     )
     for fname, count in sorted(after.items(), key=lambda kv: -kv[1]):
         print(f"  after warm-up: {fname}: {count}")
+    model_cycles(main_clf, mnist, mix, args.model_cycles)
     shutil.rmtree(os.environ["ADVGUI_HOME"], ignore_errors=True)
+
+
+def model_cycles(clf, mnist, mix, cycles: int) -> None:
+    """Load a model file, attack it with every method, drop it; RSS growth per cycle."""
+    from advgui.core import models
+    from advgui.core.attacks import make_attack
+
+    if cycles < 11:
+        return
+    path = Path(os.environ["ADVGUI_HOME"]) / "cycle.keras"
+    models.save_model(clf, path)
+    x, y = mnist.x_test[:4], mnist.y_test[:4]
+    points = []
+    t0 = time.perf_counter()
+    for _ in range(cycles):
+        model = models.load_model(path)
+        for name, param_sets, goal in mix:
+            make_attack(name, **param_sets[0])(model, x, labels=y, goals=goal)
+        del model
+        gc.collect()
+        points.append(rss_mb())
+    per_cycle = (points[-1] - points[9]) / (cycles - 10)
+    print(
+        f"model cycles: {cycles} x (load, {len(mix)} attacks on 4 images, drop) in "
+        f"{time.perf_counter() - t0:.0f} s; RSS after 10: {points[9]:.0f} MB, after {cycles}: "
+        f"{points[-1]:.0f} MB; growth {per_cycle:+.2f} MB per cycle (target < 0.5 MB)"
+    )
 
 
 if __name__ == "__main__":

