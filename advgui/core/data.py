@@ -157,7 +157,7 @@ def _read_bounded(path: Path, limit: int) -> bytes:
     try:
         return read_capped(path, limit)
     except ValueError as err:
-        raise DataError(f"{path}: {err} (an MNIST file)") from err
+        raise DataError(f"{path}: {err} for an MNIST file") from err
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror or err}") from err
 

@@ -171,7 +171,7 @@ def read_capped(path: Path | str, limit: int) -> bytes:
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > limit:
-            raise ValueError(f"{size:,} bytes, more than the {limit:,} such a file can be")
+            raise ValueError(f"too large: {size:,} bytes (at most {limit:,})")
         return fh.read(limit + 1)
 
 

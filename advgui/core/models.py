@@ -375,8 +375,8 @@ def check_archive(path: Path | str) -> None:
         )
         if cap is not None and info.file_size > cap:
             raise ModelFileError(
-                f"{path}: refused: {info.filename} declares {info.file_size / 2**20:,.0f} MB "
-                f"(at most {cap >> 20} MB); not a model advgui can use"
+                f"{path}: refused: {info.filename} too large ({info.file_size / 2**20:,.0f} MB "
+                f"declared, at most {cap >> 20} MB); not a model advgui can use"
             )
         total += info.file_size
     if total > MAX_MODEL_BYTES:
