@@ -67,7 +67,9 @@ def natural(mnist: data.Mnist, arch: str, epochs: int = 3) -> tuple[models.Class
 
 
 def pgd_robust(clf: models.Classifier, x, y, *, steps: int, restarts: int, eps: float = 0.3):
-    attack = make_attack("pgd", eps=eps, steps=steps, step=2.5 * eps / steps, restarts=restarts)
+    attack = make_attack(
+        "pgd", eps=eps, steps=steps, step_size=2.5 * eps / steps, restarts=restarts
+    )
     t0 = time.perf_counter()
     res = run_batch(attack, clf, x, y, batch_size=500)
     return float(np.mean(res.pred_after == y)), time.perf_counter() - t0

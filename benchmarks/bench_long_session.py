@@ -88,7 +88,7 @@ def main() -> None:
     os.environ["ADVGUI_HOME"] = tempfile.mkdtemp(prefix="advgui-bench-long-")
 
     from advgui.core import data, training
-    from advgui.core.attacks import ATTACKS, _registry, make_attack  # noqa: F401
+    from advgui.core.attacks import ATTACKS, make_attack
     from advgui.core.results import ResultStore
     from advgui.core.store import ModelStore
     from advgui.core.tfimport import tf

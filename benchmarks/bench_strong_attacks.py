@@ -130,7 +130,7 @@ def parity(clf, mnist) -> None:
     print(
         f"parity FGSM eps 0.1, robust accuracy: advgui {ours:.3f}, ART {clf.accuracy(ref, y):.3f}"
     )
-    pgd = make_attack("pgd", eps=0.1, step=0.01, steps=10, random_start=False)
+    pgd = make_attack("pgd", eps=0.1, step_size=0.01, steps=10, random_start=False)
     ours = pgd(clf, x, labels=y).summary()["robust_accuracy"]
     ref = ProjectedGradientDescent(
         est, eps=0.1, eps_step=0.01, max_iter=10, num_random_init=0, batch_size=200,
@@ -202,7 +202,7 @@ def main() -> None:
     gflops = matmul_gflops()
     print(f"float32 matmul (TensorFlow, 2048^2): {gflops:.1f} GFLOP/s")
 
-    pgd = make_attack("pgd", eps=0.3, step=0.01, steps=40, restarts=1)
+    pgd = make_attack("pgd", eps=0.3, step_size=0.01, steps=40, restarts=1)
     run_batch(pgd, clf, x[:8], y[:8])  # warm up (tracing)
     step_flops = 2 * forward_flops(clf.logits_model)  # forward + backward to the input
     # Both sides at two batch sizes, best against best (oneDNN convolutions on a CPU are often
@@ -227,7 +227,7 @@ def main() -> None:
     if art:
         print(f"advgui/ART speed ratio, best against best: {ours / art:.2f}x (target >= 3x)")
     # Opt-in bfloat16 gradients (float32 projection and judging), at the faster batch size.
-    fast = make_attack("pgd", eps=0.3, step=0.01, steps=40, restarts=1, precision="bfloat16")
+    fast = make_attack("pgd", eps=0.3, step_size=0.01, steps=40, restarts=1, precision="bfloat16")
     run_batch(fast, clf, x[:8], y[:8])  # warm up (tracing)
     res = run_batch(fast, clf, x, y, batch_size=BATCH_SIZES[0])
     s = res.summary()

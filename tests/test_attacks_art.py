@@ -57,7 +57,7 @@ def test_fgsm_and_pgd_robust_accuracy_match_art(trained_cnn, est, mnist):
     assert abs(ours - theirs) <= 0.02, (ours, theirs)
 
     # No random start on either side, so both follow the same deterministic path.
-    pgd = make_attack("pgd", eps=0.1, step=0.01, steps=10, random_start=False)
+    pgd = make_attack("pgd", eps=0.1, step_size=0.01, steps=10, random_start=False)
     ours = pgd(trained_cnn, x, labels=y).summary()["robust_accuracy"]
     ref = ProjectedGradientDescent(
         est, norm=np.inf, eps=0.1, eps_step=0.01, max_iter=10, num_random_init=0,
@@ -86,7 +86,9 @@ def test_cw_is_at_least_as_good_as_art(trained_cnn, est, clean):
     from art.attacks.evasion import CarliniL2Method
 
     x, y = clean[0][:6], clean[1][:6]
-    ours = make_attack("cw", steps=60, search_steps=5, c=1.0, lr=0.1)(trained_cnn, x, labels=y)
+    ours = make_attack("cw", steps=60, search_steps=5, c=1.0, step_size=0.1)(
+        trained_cnn, x, labels=y
+    )
     ref = CarliniL2Method(
         est, confidence=0.0, learning_rate=0.1, binary_search_steps=3, max_iter=10,
         initial_const=1.0, batch_size=6, verbose=False,

@@ -1,4 +1,4 @@
-"""The attacks' gradient path (core/attacks/graph.py): same logits and input gradients as the
+"""The attacks' gradient path (core/attacks/engine.py): same logits and input gradients as the
 Keras model, a rewrite only where it is exact, and the model itself for anything else."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advgui.core.attacks.graph import fast_logits, kernel
+from advgui.core.attacks.engine import fast_logits, kernel
 from advgui.core.models import Classifier
 from advgui.core.tfimport import keras, tf
 
@@ -124,18 +124,18 @@ def _same_path(a, b):
 def test_one_thread_runner_matches_and_follows_the_weights(trained_cnn, mnist):
     from advgui.core.attacks import make_attack
     from advgui.core.attacks.deck import _build_chunk
-    from advgui.core.attacks.graph import OneThread, one_thread, weights_digest
+    from advgui.core.attacks.engine import OneThread, one_thread, weights_digest
 
     clf = Classifier(_fresh(trained_cnn.logits_model), {"name": "copy"})
     x = mnist.x_test[:1]
     atk = make_attack("targeted", lam=0.05, steps=60)
     args = (clf, x, x, np.array([2]), np.array([0.05]))
-    x_one, costs_one = atk.descend(*args, report=lambda *a: None, cancel=None)
+    x_one, costs_one = atk.descend(*args, atk.params, report=lambda *a: None, cancel=None)
     key = ("deck", "ce", "adam")
-    digest, runner = clf.__dict__["_advgui_one_thread"][key]
+    ((digest, runner),) = clf.cache.get(("one-thread", *key), dict).items()
     assert isinstance(runner, OneThread) and digest == weights_digest(clf.logits_model)
     # The same descent through the compiled function on the shared pool.
-    chunk = _build_chunk(clf.logits_model, "ce", "adam")
+    chunk = _build_chunk(clf, "ce", "adam")
     zeros = np.zeros_like(x)
     out = chunk(x, x, np.eye(10, dtype=np.float32)[[2]], np.array([0.05], np.float32), 2.0,
                 zeros, zeros, 0.0, 60, 0.01, 60.0)  # fmt: skip
@@ -145,8 +145,8 @@ def test_one_thread_runner_matches_and_follows_the_weights(trained_cnn, mnist):
     np.testing.assert_allclose(costs_one[:, 0], out[4].numpy()[:, 0], rtol=2e-2)
     # Changed weights: the frozen copy is rebuilt, never reused stale.
     clf.logits_model.set_weights([w * 0.5 for w in clf.logits_model.get_weights()])
-    assert one_thread(clf, key, chunk, clf.logits_model) is not runner
-    x_new, _ = atk.descend(*args, report=lambda *a: None, cancel=None)
+    assert one_thread(clf, key, chunk, 1) is not runner
+    x_new, _ = atk.descend(*args, atk.params, report=lambda *a: None, cancel=None)
     out = chunk(x, x, np.eye(10, dtype=np.float32)[[2]], np.array([0.05], np.float32), 2.0,
                 zeros, zeros, 0.0, 60, 0.01, 60.0)  # fmt: skip
     assert _same_path(x_new, out[0].numpy())

@@ -28,13 +28,13 @@ def _logit_margin(clf, x, cls, targeted):
 
 def test_pgd_linf_stays_in_ball_and_beats_fgsm_step(trained_cnn, clean):
     x, y = clean
-    res = make_attack("pgd", eps=0.15, step=0.02, steps=20)(trained_cnn, x, labels=y)
+    res = make_attack("pgd", eps=0.15, step_size=0.02, steps=20)(trained_cnn, x, labels=y)
     assert res.linf.max() <= 0.15 + 1e-5
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
     assert res.cost_history.shape == (20, len(x))
     # Cross-entropy climbs: the last step's loss is above the first's for most inputs.
     assert (res.cost_history[-1] > res.cost_history[0]).mean() > 0.9
-    one_step = make_attack("bim", eps=0.15, step=0.15, steps=1)(trained_cnn, x, labels=y)
+    one_step = make_attack("bim", eps=0.15, step_size=0.15, steps=1)(trained_cnn, x, labels=y)
     assert res.success.mean() > one_step.success.mean()
     assert res.success.mean() > 0.5
     nothing = make_attack("pgd", eps=0.0, steps=3)(trained_cnn, x[:10], labels=y[:10])
@@ -43,8 +43,8 @@ def test_pgd_linf_stays_in_ball_and_beats_fgsm_step(trained_cnn, clean):
 
 def test_pgd_restarts_keep_the_strongest(trained_cnn, clean):
     x, y = clean
-    one = make_attack("pgd", eps=0.1, step=0.01, steps=10, seed=3)(trained_cnn, x, labels=y)
-    three = make_attack("pgd", eps=0.1, step=0.01, steps=10, restarts=3, seed=3)(
+    one = make_attack("pgd", eps=0.1, step_size=0.01, steps=10, seed=3)(trained_cnn, x, labels=y)
+    three = make_attack("pgd", eps=0.1, step_size=0.01, steps=10, restarts=3, seed=3)(
         trained_cnn, x, labels=y
     )
     # Same seed: the first restart is identical, later ones only replace with stronger ones.
@@ -57,19 +57,23 @@ def test_pgd_restarts_keep_the_strongest(trained_cnn, clean):
 
 def test_pgd_l2_and_targeted(trained_cnn, clean):
     x, y = clean
-    small = make_attack("pgd", norm="l2", eps=0.5, step=0.1, steps=15)(trained_cnn, x, labels=y)
-    big = make_attack("pgd", norm="l2", eps=3.0, step=0.3, steps=15)(trained_cnn, x, labels=y)
+    small = make_attack("pgd", norm="l2", eps=0.5, step_size=0.1, steps=15)(
+        trained_cnn, x, labels=y
+    )
+    big = make_attack("pgd", norm="l2", eps=3.0, step_size=0.3, steps=15)(trained_cnn, x, labels=y)
     assert small.l2.max() <= 0.5 + 1e-4 and big.l2.max() <= 3.0 + 1e-4
     assert big.success.mean() > small.success.mean() and big.success.mean() > 0.8
     goals = (y + 1) % 10
-    tgt = make_attack("pgd", eps=0.3, step=0.02, steps=30)(trained_cnn, x, labels=y, goals=goals)
+    tgt = make_attack("pgd", eps=0.3, step_size=0.02, steps=30)(
+        trained_cnn, x, labels=y, goals=goals
+    )
     assert tgt.success.mean() > 0.8
     assert np.array_equal(tgt.success, tgt.pred_after == goals)
 
 
 def test_pgd_bfloat16_gradients_agree_with_float32(trained_cnn, clean):
     x, y = clean
-    kw = {"eps": 0.1, "step": 0.02, "steps": 10, "random_start": False}
+    kw = {"eps": 0.1, "step_size": 0.02, "steps": 10, "random_start": False}
     f32 = make_attack("pgd", **kw)(trained_cnn, x, labels=y)
     bf16 = make_attack("pgd", precision="bfloat16", **kw)(trained_cnn, x, labels=y)
     assert bf16.extra["precision"] == "bfloat16"
@@ -84,9 +88,9 @@ def test_mifgsm_and_bim(trained_cnn, clean):
     x, y = clean
     mi = make_attack("mifgsm", eps=0.2, steps=10)(trained_cnn, x, labels=y)
     assert mi.linf.max() <= 0.2 + 1e-5 and mi.success.mean() > 0.5
-    bim = make_attack("bim", eps=0.2, step=0.02, steps=10)(trained_cnn, x, labels=y)
+    bim = make_attack("bim", eps=0.2, step_size=0.02, steps=10)(trained_cnn, x, labels=y)
     assert bim.linf.max() <= 0.2 + 1e-5
-    again = make_attack("bim", eps=0.2, step=0.02, steps=10)(trained_cnn, x, labels=y)
+    again = make_attack("bim", eps=0.2, step_size=0.02, steps=10)(trained_cnn, x, labels=y)
     assert np.allclose(bim.x_adv, again.x_adv, atol=1e-5)  # no randomness in BIM
 
 
@@ -174,7 +178,7 @@ def test_bad_parameters_name_their_field(name, params, field):
 
 def test_run_batch_chunks_progress_and_concatenates(trained_cnn, clean):
     x, y = clean[0][:25], clean[1][:25]
-    attack = make_attack("bim", eps=0.1, step=0.02, steps=5)
+    attack = make_attack("bim", eps=0.1, step_size=0.02, steps=5)
     seen = []
     res = run_batch(attack, trained_cnn, x, y, batch_size=10, progress=seen.append)
     whole = attack(trained_cnn, x, labels=y)

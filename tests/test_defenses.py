@@ -141,7 +141,7 @@ def test_fast_adversarial_training_raises_pgd_accuracy(plain_s2, mnist):
     from advgui.core.defenses import DefenseConfig, train_defended
 
     x, y = mnist.x_test[:300], mnist.y_test[:300]
-    pgd = make_attack("pgd", eps=0.3, steps=20, step=0.03, restarts=1)
+    pgd = make_attack("pgd", eps=0.3, steps=20, step_size=0.03, restarts=1)
     before = float(np.mean(plain_s2.predict(pgd(plain_s2, x, labels=y).x_adv) == y))
     assert before < 0.1
     cfg = DefenseConfig(
@@ -155,7 +155,7 @@ def test_fast_adversarial_training_raises_pgd_accuracy(plain_s2, mnist):
     assert any(p.info.get("epoch_end") for p in seen)
     best = max(r["robust_accuracy"] for r in result.history)
     assert result.history[result.best_epoch - 1]["robust_accuracy"] == best  # best is kept
-    pgd = make_attack("pgd", eps=0.3, steps=20, step=0.03, restarts=1)
+    pgd = make_attack("pgd", eps=0.3, steps=20, step_size=0.03, restarts=1)
     after = float(np.mean(clf.predict(pgd(clf, x, labels=y).x_adv) == y))
     assert after > 0.6, (before, after)
     assert clf.accuracy(x, y) > 0.9

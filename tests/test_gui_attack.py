@@ -178,27 +178,26 @@ def test_without_a_model_run_explains(qtbot, mnist):
 
 
 def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, trained_cnn):
-    """An attack added to the registry gets its defaults, aliases and extra fields."""
-    from advgui.core.attacks import ATTACKS, Attack, _registry  # noqa: F401
-    from advgui.core.attacks.base import check_param
+    """An attack added to the registry gets its defaults and extra fields from its spec."""
+    from advgui.core.attacks import ATTACKS, Attack
+    from advgui.core.attacks import spec as sp
+    from advgui.core.attacks.base import Outcome
     from advgui.qt.attack_tab import AttackTab
     from advgui.qt.state import AppState
 
     class Shift(Attack):
         name = "shift"
         supports_targeted = False
+        spec = (
+            sp.eps(0.2),
+            sp.step_size(None),
+            sp.Param("restarts", 2, lo=1, hi=5, integer=True),
+            sp.Param("random_start", True),
+            sp.Param("norm", "linf", choices=("linf", "l2")),
+        )
 
-        def __init__(self, *, eps=0.2, step=None, restarts=2, random_start=True, norm="linf"):
-            super().__init__(
-                eps=check_param("eps", eps, lo=0, hi=1),
-                step=step,
-                restarts=check_param("restarts", restarts, lo=1, hi=5, integer=True),
-                random_start=random_start,
-                norm=norm,
-            )
-
-        def run(self, clf, x, labels, goals, *, progress, cancel):
-            return np.clip(x + self.params["eps"], 0, 1)
+        def run(self, clf, x, labels, goals, params, *, progress, cancel):
+            return Outcome(np.clip(x + params["eps"], 0, 1))
 
     monkeypatch.setitem(ATTACKS, "shift", Shift)
     state = AppState()
@@ -213,7 +212,7 @@ def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, tra
     assert tab.params() == {"eps": 0.2, "restarts": 2, "random_start": True}
     tab.step_spin.setValue(0.05)
     tab.extra_widgets["restarts"].setValue(9)
-    assert tab.params()["step"] == pytest.approx(0.05)
+    assert tab.params()["step_size"] == pytest.approx(0.05)
     assert tab.run_attack() is None  # restarts 9 is out of range: refused, field marked
     assert "restarts must be between 1 and 5" in tab.error_label.text()
     assert "b00020" in tab.extra_widgets["restarts"].styleSheet()
@@ -240,7 +239,7 @@ def test_compare_tab_attacks_the_selected_images(tab, qtbot, mnist, trained_cnn)
     np.testing.assert_array_equal(tab.compare.x, x)
     np.testing.assert_array_equal(tab.compare.labels, mnist.y_test[idx])
 
-    params = {"fgsm": "eps=0.3", "pgd": "eps=0.3, step=0.05, steps=10"}
+    params = {"fgsm": "eps=0.3", "pgd": "eps=0.3, step_size=0.05, steps=10"}
     tab.compare.set_methods(["fgsm", "pgd"], params)
     with qtbot.waitSignal(tab.compare.resultsReady, timeout=120000) as blocker:
         tab.compare.run()

@@ -48,7 +48,7 @@ def test_compare_fills_sortable_table_and_images(qtbot, widget, trained_cnn, ima
     widget.set_inputs(trained_cnn, x, y)
     widget.set_methods(
         ["pgd", "deepfool", "jsma"],
-        {"pgd": "eps=0.3, step=0.02, steps=15", "jsma": "max_share=0.1"},
+        {"pgd": "eps=0.3, step_size=0.02, steps=15", "jsma": "max_share=0.1"},
     )
     progress = []
     with qtbot.waitSignal(widget.resultsReady, timeout=120000) as blocker:

@@ -58,27 +58,22 @@ def test_fresh_attack_objects_do_not_retrace(trained_cnn, mnist, traces):
 
 
 def test_compiled_cache_is_bounded_per_model_and_keyed_by_settings():
-    from advgui.core.attacks.pgd import MAX_COMPILED_PER_MODEL, compiled_cache
+    from advgui.core.attacks.engine import MAX_COMPILED, compiled
 
-    class Model:  # stands in for a Keras model: the cache lives on the object
-        pass
-
-    class Owner:
-        def __init__(self, eps):
-            self.eps = eps
-            self._scratch = object()  # private state is not part of the key
+    class Model:  # stands in for a Classifier: the cache lives on the object
+        cache = None
 
     model, builds = Model(), []
 
     def get(eps):
-        return compiled_cache(Owner(eps), model, lambda: builds.append(eps) or f"fn{eps}")
+        return compiled(model, ("attack", eps), lambda: builds.append(eps) or f"fn{eps}")
 
-    assert get(0.1) == "fn0.1" and get(0.1) == "fn0.1" and builds == [0.1]  # fresh owner: reused
-    for i in range(MAX_COMPILED_PER_MODEL + 4):
+    assert get(0.1) == "fn0.1" and get(0.1) == "fn0.1" and builds == [0.1]  # same key: reused
+    for i in range(MAX_COMPILED + 4):
         get(i)
-    assert len(model.__dict__["_advgui_attack_fns"]) == MAX_COMPILED_PER_MODEL
+    assert len(model.cache) == MAX_COMPILED
     n = len(builds)
-    get(MAX_COMPILED_PER_MODEL + 3)  # most recent: kept
+    get(MAX_COMPILED + 3)  # most recent: kept
     assert len(builds) == n
     get(0)  # oldest: evicted, built again
     assert len(builds) == n + 1

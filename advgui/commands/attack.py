@@ -43,7 +43,7 @@ PASS_THROUGH = {
 
 
 def _methods() -> list[str]:
-    from advgui.core.attacks import ATTACKS, _registry  # noqa: F401
+    from advgui.core.attacks import ATTACKS
 
     return sorted(ATTACKS)
 
@@ -250,10 +250,10 @@ def cmd_attack_one(args: argparse.Namespace, attack: Any) -> int:
     else:
         record["png"] = None
         record["png_pred"] = export.png_prediction(clf, res.x_adv[0])
-    if res.extra.get("lam") is not None:
-        record["lam"] = res.extra["lam"][0]
-    if res.extra.get("stall_note"):
-        record["note"] = res.extra["stall_note"]
+    if res.details.lam is not None:
+        record["lam"] = res.details.lam[0]
+    if res.details.stall_note:
+        record["note"] = res.details.stall_note
     goal = "" if record["goal"] is None else f" goal {record['goal']}"
     text = (
         f"{args.method} on {where}{goal}: "

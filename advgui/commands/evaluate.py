@@ -24,7 +24,7 @@ from advgui.core.progress import Progress
 
 def register(sub: argparse._SubParsersAction) -> None:
     from advgui.core.defenses.adversarial import ARCHS, DEFENSES
-    from advgui.core.evaluation import EVAL_ATTACKS
+    from advgui.core.evaluation import eval_attacks
 
     e = sub.add_parser(
         "evaluate",
@@ -47,9 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--attack",
         action="append",
-        choices=EVAL_ATTACKS,
+        choices=eval_attacks(),
         metavar="A",
-        help=f"attack (repeatable; default fgsm and pgd): {', '.join(EVAL_ATTACKS)}",
+        help=f"attack (repeatable; default fgsm and pgd): {', '.join(eval_attacks())}",
     )
     e.add_argument("--eps", default="0,0.1,0.2,0.3", help="epsilon grid, e.g. 0,0.1,0.2,0.3")
     e.add_argument("--n", type=positive_int, default=1000, help="test images (default 1000)")

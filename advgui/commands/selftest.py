@@ -113,7 +113,7 @@ def run_selftest(
     A user error (no dataset, unwritable ``out``) raises :class:`AdvguiError`; a step whose
     outcome is wrong is reported as failed (``passed`` false), after writing the report.
     """
-    from advgui.core.attacks.base import check_param
+    from advgui.core.params import check_number as check_param
 
     eps = check_param("eps", eps, lo=0.01, hi=1.0)
     out = Path(out).expanduser()
@@ -254,7 +254,7 @@ def _step_attack(report: dict[str, Any], clf: Any, mnist: Any, *, eps: float, n:
     # PGD runs a compiled multi-step loop (AutoGraph): the part a frozen app most easily breaks.
     t1 = time.perf_counter()
     m = min(len(x), 50)
-    pgd = make_attack("pgd", eps=eps, step=eps / 4, steps=10)(clf, x[:m], labels=y[:m])
+    pgd = make_attack("pgd", eps=eps, step_size=eps / 4, steps=10)(clf, x[:m], labels=y[:m])
     pgd_summary = pgd.summary()
     pgd_linf = float(np.abs(pgd.x_adv - x[:m]).max())
     report["steps"]["attack"]["pgd"] = {

@@ -41,11 +41,21 @@ from advgui.core.models import Classifier
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, check
 from advgui.core.tfimport import keras
 
-#: Attacks bounded by epsilon: run once per epsilon.
-EPS_ATTACKS = ("fgsm", "pgd", "bim", "mifgsm")
-#: Minimum-norm (unbounded) attacks: run once, projected onto each epsilon ball.
-MIN_NORM_ATTACKS = ("cw", "deepfool", "targeted")
-EVAL_ATTACKS = EPS_ATTACKS + MIN_NORM_ATTACKS
+
+def eval_attacks() -> list[str]:
+    """Attacks an evaluation offers, from the registry: a fixed-budget attack runs once per
+    epsilon; a minimum-norm one runs once and is projected onto each epsilon ball."""
+    from advgui.core.attacks import ATTACKS
+
+    return [name for name, cls in ATTACKS.items() if cls.evaluable]
+
+
+def _kind(name: str) -> str:
+    from advgui.core.attacks import ATTACKS
+
+    return ATTACKS[name].kind
+
+
 #: Parameters used unless the caller overrides them (fast enough for 1,000 images on a CPU).
 DEFAULT_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
     "cw": {"steps": 100, "search_steps": 5},
@@ -76,9 +86,9 @@ class EvalConfig:
         if not attacks:
             raise ParameterError("choose at least one attack", field="attacks")
         for a in attacks:
-            if a not in EVAL_ATTACKS:
+            if a not in eval_attacks():
                 raise ParameterError(
-                    f"unknown attack {a!r} for evaluation; choose from {', '.join(EVAL_ATTACKS)}",
+                    f"unknown attack {a!r} for evaluation; choose from {', '.join(eval_attacks())}",
                     field="attacks",
                 )
         self.attacks = tuple(dict.fromkeys(attacks))
@@ -195,19 +205,25 @@ def make_target(clf: Classifier, transform: str = "none", *, eot_samples: int = 
 # --------------------------------------------------------------------------- running
 
 
-def _attack_params(cfg: EvalConfig, name: str, eps: float | None) -> dict[str, Any]:
+def make_eval_attack(cfg: EvalConfig, name: str) -> Any:
+    """The attack as the evaluation runs it, from its spec: the config's iteration count
+    (with Madry's step 2.5 eps / steps, recomputed for each epsilon at call time), restarts
+    and seed wherever the attack takes them; then the caller's own parameters."""
+    from advgui.core.attacks import ATTACKS, make_attack
+    from advgui.core.attacks.spec import FIXED_BUDGET
+
+    cls = ATTACKS[name]
     params = dict(DEFAULT_ATTACK_PARAMS.get(name, {}))
-    if name == "fgsm":
-        params["eps"] = eps
-    elif name == "pgd":
-        params.update(eps=eps, steps=cfg.pgd_steps, step=2.5 * eps / cfg.pgd_steps,
-                      restarts=cfg.restarts, seed=cfg.seed)  # fmt: skip
-    elif name == "bim":
-        params.update(eps=eps, steps=cfg.pgd_steps, step=2.5 * eps / cfg.pgd_steps)
-    elif name == "mifgsm":
-        params.update(eps=eps)
+    if cls.kind == FIXED_BUDGET:
+        step = cls.param("step_size")
+        if step is not None and step.optional and step.default is not None:
+            params.update(steps=cfg.pgd_steps, step_size=None)  # a fixed-step iterative attack
+        if cls.param("restarts") is not None:
+            params["restarts"] = cfg.restarts
+        if cls.param("seed") is not None:
+            params["seed"] = cfg.seed
     params.update(cfg.attack_params.get(name, {}))
-    return params
+    return make_attack(name, **params)
 
 
 def _project(x: np.ndarray, x_adv: np.ndarray, eps: float) -> np.ndarray:
@@ -256,8 +272,8 @@ def evaluate(
     and ``adaptive`` (None where no adaptive view applies), plus ``notes`` where they disagree.
     Progress ``info`` carries ``partial`` (the entry finished so far) for live display.
     """
-    from advgui.core.attacks import make_attack
     from advgui.core.attacks.batch import run_batch
+    from advgui.core.attacks.spec import FIXED_BUDGET, MINIMUM_NORM
 
     cfg = (config or EvalConfig()).validate()
     if not models:
@@ -276,7 +292,8 @@ def evaluate(
     for tg in targets:
         views = 2 if (tg.adaptive is not None and cfg.adaptive) else 1
         for a in cfg.attacks:
-            units += views * (len(eps_pos) if a in EPS_ATTACKS else (1 if eps_pos else 0))
+            fixed = _kind(a) == FIXED_BUDGET
+            units += views * (len(eps_pos) if fixed else (1 if eps_pos else 0))
     counter = _Counter(units + len(targets), progress)
 
     results = []
@@ -302,10 +319,11 @@ def evaluate(
             t_att = time.perf_counter()
             per_view: dict[str, list[float]] = {}
             robust_ok = {e: clean_ok.copy() for e in cfg.eps}
+            attack = make_eval_attack(cfg, a)
+            fixed = attack.kind == FIXED_BUDGET
             for view_name, view in views:
                 accs = []
-                if a in MIN_NORM_ATTACKS and eps_pos:
-                    attack = make_attack(a, **_attack_params(cfg, a, None))
+                if attack.kind == MINIMUM_NORM and eps_pos:
                     goals = (y + 1) % 10 if not attack.supports_untargeted else None
                     res = run_batch(
                         attack, view, x, y, goals=goals, batch_size=cfg.batch_size,
@@ -320,10 +338,9 @@ def evaluate(
                     if e == 0:
                         accs.append(float(clean_ok.mean()))
                         continue
-                    if a in EPS_ATTACKS:
-                        attack = make_attack(a, **_attack_params(cfg, a, e))
+                    if fixed:  # one attack object and one trace for the whole sweep
                         res = run_batch(
-                            attack, view, x, y, batch_size=cfg.batch_size,
+                            attack, view, x, y, eps=e, batch_size=cfg.batch_size,
                             progress=counter.sub(f"{tg.label}: {a} eps {e:g} ({view_name})"),
                             cancel=cancel,
                         )  # fmt: skip
@@ -335,7 +352,7 @@ def evaluate(
                     accs.append(float(ok.mean()))
                     if view_name == views[-1][0]:
                         adv_for_detector.setdefault(a, {})[e] = x_adv
-                    if a in EPS_ATTACKS:
+                    if fixed:
                         counter.step(
                             f"{tg.label}: {a} eps {e:g} ({view_name}): {ok.mean():.1%}",
                         )

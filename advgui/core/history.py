@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from advgui.core.attacks.base import AttackResult
+from advgui.core.attacks.base import AttackResult, Details
 from advgui.core.errors import DataError
 from advgui.core.results import ResultEntry, ResultStore
 
@@ -50,7 +50,7 @@ def save_attack(
         "method": result.method,
         "params": dict(result.params),
         "seconds": float(result.seconds),
-        "extra": dict(result.extra),
+        "extra": result.details.as_dict(),
         "model": model,
         "indices": None if indices is None else [int(i) for i in indices],
         "summary": result.summary(),
@@ -84,7 +84,7 @@ def load_attack(entry: ResultEntry) -> tuple[AttackResult, dict[str, Any]]:
             steps=arrays["steps"],
             seconds=float(p.get("seconds", 0.0)),
             cost_history=arrays.get("cost_history"),
-            extra=dict(p.get("extra") or {}),
+            details=Details.from_dict(p.get("extra")),
         )
         shapes_ok = (
             result.x.shape == result.x_adv.shape == (n, 28, 28, 1)

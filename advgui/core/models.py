@@ -43,6 +43,8 @@ class Classifier:
     model: Any
     meta: dict[str, Any] = field(default_factory=dict)
     logits_model: Any = None
+    #: Compiled functions of this model (:class:`advgui.core.attacks.engine.CompileCache`).
+    cache: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.logits_model is None:
@@ -63,21 +65,21 @@ class Classifier:
 
     def _compiled_forward(self) -> Any:
         """``logits_model`` as one compiled graph, about twice as fast as eager calls (every
-        attack classifies its inputs before and after); rebuilt if ``logits_model`` changes."""
-        cached = self.__dict__.get("_advgui_forward")
-        if cached is not None and cached[0] is self.logits_model:
-            return cached[1]
-        from advgui.core.tfimport import tf
+        attack classifies its inputs before and after); kept in the compile cache, rebuilt if
+        ``logits_model`` changes."""
+        from advgui.core.attacks.engine import compiled, image_spec
 
-        t = tf()
         model = self.logits_model
 
-        def forward(x: Any) -> Any:
-            return model(x, training=False)
+        def build() -> Any:
+            from advgui.core.tfimport import tf
 
-        fn = t.function(forward, input_signature=[t.TensorSpec([None, *_INPUT_SHAPE], t.float32)])
-        self.__dict__["_advgui_forward"] = (model, fn)
-        return fn
+            def forward(x: Any) -> Any:
+                return model(x, training=False)
+
+            return tf().function(forward, input_signature=[image_spec()])
+
+        return compiled(self, ("forward", id(model)), build)
 
     def predict_proba(self, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
         z = self.logits(x, batch_size=batch_size)

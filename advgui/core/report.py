@@ -318,13 +318,13 @@ def _attack_section(entry: ResultEntry) -> str:
         ),
         ("time", _seconds(res.seconds)),
     ]
-    note = res.extra.get("stall_note")
+    note = res.details.stall_note
     if note:
         facts.append(("note", note))
     out = [_table(facts), "<p><b>Parameters</b></p>", _table(_items(res.params))]
     indices = payload.get("indices")
     inputs = payload["inputs"]
-    lam = res.extra.get("lam")
+    lam = res.details.lam
     for i in range(min(n, MAX_IMAGES)):
         out.append(_attack_image(res, i, indices, inputs, png_pred, lam))
     if n > MAX_IMAGES:

@@ -23,7 +23,7 @@ def _configure_env() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     # A session gets a thread pool of its own (sized by its config) instead of sharing the
-    # process-wide one: attacks on one image run faster on one thread (attacks/graph.py).
+    # process-wide one: attacks on one image run faster on one thread (attacks/engine.py).
     os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "1")
 
 

@@ -8,7 +8,6 @@ is chosen; fields an attack does not take are disabled. All TensorFlow work runs
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -67,19 +66,14 @@ INLINE_DECODE_PIXELS = 1_000_000
 
 
 def _attacks() -> dict[str, type]:
-    from advgui.core.attacks import ATTACKS, _registry  # noqa: F401
+    from advgui.core.attacks import ATTACKS
 
     return ATTACKS
 
 
 def attack_defaults(cls: type) -> dict[str, Any]:
-    """An attack's keyword parameters and their defaults ({} entries are required)."""
-    sig = inspect.signature(cls.__init__)
-    return {
-        n: p.default
-        for n, p in sig.parameters.items()
-        if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
-    }
+    """An attack's parameters and their defaults, from its spec."""
+    return cls.defaults()
 
 
 def _results_dir() -> Path:
@@ -485,12 +479,9 @@ class AttackTab(QWidget):
         return name in self._param_names()
 
     def _param_names(self) -> dict[str, str]:
-        """Form field -> the chosen attack's name for it (some attacks call step_size 'step')."""
+        """Form field -> the chosen attack's parameter (one name per concept: the same)."""
         d = attack_defaults(self._attack_class())
-        names = {f: f for f in self.field_widgets if f in d}
-        if "step_size" not in names and "step" in d:
-            names["step_size"] = "step"
-        return names
+        return {f: f for f in self.field_widgets if f in d}
 
     @Slot()
     def _on_method(self, *_: Any) -> None:
@@ -769,7 +760,7 @@ class AttackTab(QWidget):
         else:
             self.cost.set_curve(None)
         goal = "" if rec["goal"] is None else f" goal {rec['goal']}"
-        lam = res.extra.get("lam")
+        lam = res.details.lam
         lam_text = f", lambda {lam[k]:.4g}" if isinstance(lam, list) else ""
         self.summary.setText(
             f"<b>{'Success' if rec['success'] else 'Failed'}</b>: {rec['pred_before']} -> "

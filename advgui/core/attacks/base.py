@@ -1,5 +1,7 @@
-"""The attack interface, after Foolbox 3: keyword-only parameters set once, then called on a
-batch; the result says per input whether the attack succeeded, with norms and probabilities.
+"""The attack interface, after Foolbox 3: parameters declared once (:mod:`.spec`), set at
+construction, checked there; then called on a batch (``eps`` may be given per call, so a
+sweep reuses one attack and one trace); the result says per input whether the attack
+succeeded, with norms, probabilities and the attack's own typed details.
 
 Every attack differentiates the model's *logits* (``Classifier.logits_model``), keeps pixels in
 [0, 1], reports progress every step through a plain callback and checks its cancel token
@@ -11,13 +13,13 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
 
+from advgui.core.attacks.spec import FIXED_BUDGET, Param, by_name, check_all
 from advgui.core.errors import ParameterError
-from advgui.core.params import check_number as check_param  # noqa: F401 (attacks import it here)
 from advgui.core.progress import CancelToken, ProgressCallback
 
 #: name -> Attack subclass; filled by :func:`register`.
@@ -30,12 +32,68 @@ def register(cls: type[Attack]) -> type[Attack]:
 
 
 def make_attack(name: str, **params: Any) -> Attack:
-    # Import the modules that register attacks, lazily (they import TensorFlow when run).
-    from advgui.core.attacks import _registry  # noqa: F401
+    """The registered attack ``name`` with ``params`` checked against its spec."""
+    import advgui.core.attacks  # noqa: F401  (registers every attack; no TensorFlow)
 
     if name not in ATTACKS:
         raise ParameterError(f"unknown attack {name!r}; choose one of {sorted(ATTACKS)}")
     return ATTACKS[name](**params)
+
+
+@dataclass
+class Details:
+    """What some attacks know beyond the images, each a typed field (None: not applicable)."""
+
+    lam: list[float] | None = None  # the deck's targeted attack: lambda chosen per image
+    lam_tried: list[list[float]] | None = None  # ... and every lambda of the search
+    x_start: np.ndarray | None = None  # where a descent started, when not at the image
+    stall_note: str | None = None  # why the literal deck cost stalls
+    margin: np.ndarray | None = None  # logit margin of the kept example (> 0: success)
+    precision: str | None = None  # arithmetic of the gradients ("float32", "bfloat16")
+    c: np.ndarray | None = None  # C&W: the smallest successful trade-off constant
+    best_l2: np.ndarray | None = None  # C&W: L2 of the best example found
+    failed: np.ndarray | None = None  # DeepFool: still classified correctly
+    pixels_used: np.ndarray | None = None  # JSMA: pixels changed per image
+    queries: np.ndarray | None = None  # black-box attacks: model queries per image
+    chunks: int | None = None  # run in this many chunks (run_batch)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Details:
+        """From a stored record (hostile: unknown keys are dropped, arrays rebuilt)."""
+        if not isinstance(data, dict):
+            return cls()
+        arrays = {"x_start", "margin", "c", "best_l2", "failed", "pixels_used", "queries"}
+        out = cls()
+        for f in fields(cls):
+            value = data.get(f.name)
+            if value is None:
+                continue
+            setattr(out, f.name, np.asarray(value) if f.name in arrays else value)
+        return out
+
+
+class _DetailsView(dict):
+    _names = frozenset(f.name for f in fields(Details))
+
+    def __missing__(self, key: str) -> None:
+        if key in self._names:
+            return None
+        raise KeyError(key)
+
+
+@dataclass
+class Outcome:
+    """What :meth:`Attack.run` returns: the adversarial images and what the run measured."""
+
+    x_adv: np.ndarray
+    steps: np.ndarray | int = 1
+    cost_history: np.ndarray | None = None  # (steps, N): what the attack minimises, per step
+    details: Details = field(default_factory=Details)
 
 
 @dataclass
@@ -57,7 +115,12 @@ class AttackResult:
     steps: np.ndarray  # (N,) steps run
     seconds: float
     cost_history: np.ndarray | None = None  # (steps, N) for iterative attacks
-    extra: dict[str, Any] = field(default_factory=dict)
+    details: Details = field(default_factory=Details)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The details that apply, by name; a detail the attack does not set reads as None."""
+        return _DetailsView(self.details.as_dict())
 
     @property
     def pred_before(self) -> np.ndarray:
@@ -121,17 +184,58 @@ class AttackResult:
 
 
 class Attack(ABC):
-    """Base class. Subclasses set ``name``, validate parameters in ``__init__`` (keyword-only)
-    and implement :meth:`run`, returning adversarial images (and optionally steps/costs)."""
+    """Base class. A subclass sets ``name``, ``kind`` and ``spec`` (its parameters, declared
+    once) and implements :meth:`run`; it may override :meth:`validate` for rules between
+    parameters and values derived from others. Nothing else: construction, checking, calling
+    and measuring are here, the same for every attack."""
 
     name: ClassVar[str] = "attack"
+    #: Fixed budget (an ``eps`` is given) or minimum norm: how an evaluation runs it.
+    kind: ClassVar[str] = FIXED_BUDGET
+    #: Every parameter the attack takes.
+    spec: ClassVar[tuple[Param, ...]] = ()
     #: Whether the attack can aim at a chosen class (``goals``).
     supports_targeted: ClassVar[bool] = True
     #: Whether it can run without goals (pushing away from the label).
     supports_untargeted: ClassVar[bool] = True
+    #: Whether a robustness evaluation offers it (the noise attack replaces its inputs).
+    evaluable: ClassVar[bool] = True
 
     def __init__(self, **params: Any) -> None:
-        self.params = params
+        self._given = dict(params)
+        self.params = self._checked(params)
+
+    def _checked(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.validate(check_all(self.name, self.spec, params))
+
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Rules between parameters; values derived from others. Raise ParameterError."""
+        return params
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {p.name: p.default for p in cls.spec}
+
+    @classmethod
+    def param(cls, name: str) -> Param | None:
+        return by_name(cls.spec).get(name)
+
+    @classmethod
+    def describe(cls) -> str:
+        """One line for lists and tooltips: the docstring's first line."""
+        return (cls.__doc__ or cls.name).strip().splitlines()[0]
+
+    def with_eps(self, eps: float | None) -> dict[str, Any]:
+        """The parameters with ``eps`` replaced (and what derives from it recomputed)."""
+        if eps is None:
+            return self.params
+        if self.param("eps") is None:
+            raise ParameterError(f"{self.name} takes no epsilon", field="eps")
+        return self._checked({**self._given, "eps": eps})
+
+    def prepare_inputs(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        """The images the attack really starts from (the deck's noise attack: seeded noise)."""
+        return x
 
     def __call__(
         self,
@@ -140,16 +244,18 @@ class Attack(ABC):
         *,
         labels: np.ndarray | None = None,
         goals: np.ndarray | int | None = None,
+        eps: float | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> AttackResult:
+        params = self.with_eps(eps)
         x = np.asarray(x, dtype=np.float32).reshape(-1, 28, 28, 1)
         n = len(x)
         if n == 0:
             raise ParameterError("no images to attack")
         if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
             raise ParameterError("images must be finite with pixels in [0, 1]")
-        probs_before = clf.predict_proba(x)
+        x = np.asarray(self.prepare_inputs(x, params), np.float32)
         if labels is None:
             labels_arr = np.full(n, -1, dtype=np.int64)
         else:
@@ -163,25 +269,25 @@ class Attack(ABC):
                 raise ParameterError(f"{self.name} cannot aim at a target digit", field="goal")
         elif not self.supports_untargeted:
             raise ParameterError(f"{self.name} needs a target digit", field="goal")
+        probs_before = clf.predict_proba(x)
         # Untargeted attacks push away from the true label, or from the clean prediction.
         ref = np.where(labels_arr >= 0, labels_arr, probs_before.argmax(axis=1))
         t0 = time.perf_counter()
-        out = self.run(clf, x, ref, goals_arr, progress=progress, cancel=cancel)
+        out = self.run(clf, x, ref, goals_arr, params, progress=progress, cancel=cancel)
         seconds = time.perf_counter() - t0
-        x_adv, steps, costs, extra = _unpack(out, n)
         return finalize(
             clf,
             method=self.name,
-            params=self.params,
+            params=params,
             x=x,
-            x_adv=x_adv,
+            x_adv=out.x_adv,
             labels=labels_arr,
             goals=goals_arr,
             probs_before=probs_before,
-            steps=steps,
+            steps=np.broadcast_to(np.asarray(out.steps), (n,)).astype(np.int64),
             seconds=seconds,
-            cost_history=costs,
-            extra=extra,
+            cost_history=out.cost_history,
+            details=out.details,
         )
 
     @abstractmethod
@@ -191,20 +297,13 @@ class Attack(ABC):
         x: np.ndarray,
         labels: np.ndarray,
         goals: np.ndarray | None,
+        params: dict[str, Any],
         *,
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
-    ) -> np.ndarray | dict[str, Any]:
-        """Return ``x_adv`` or a dict with ``x_adv`` and optionally ``steps``,
-        ``cost_history`` and ``extra``. ``labels`` are the classes to move away from."""
-
-
-def _unpack(out: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
-    if isinstance(out, dict):
-        x_adv = out["x_adv"]
-        steps = np.broadcast_to(np.asarray(out.get("steps", 1)), (n,)).astype(np.int64)
-        return x_adv, steps, out.get("cost_history"), dict(out.get("extra", {}))
-    return out, np.ones(n, dtype=np.int64), None, {}
+    ) -> Outcome:
+        """Attack ``x`` with ``params`` (this call's: ``eps`` may differ from the object's).
+        ``labels`` are the classes to move away from; ``goals`` the ones to reach, or None."""
 
 
 def finalize(
@@ -220,7 +319,7 @@ def finalize(
     steps: np.ndarray,
     seconds: float,
     cost_history: np.ndarray | None = None,
-    extra: dict[str, Any] | None = None,
+    details: Details | None = None,
 ) -> AttackResult:
     """Classify ``x_adv`` and measure it: the one place success and norms are defined."""
     x_adv = np.clip(np.asarray(x_adv, dtype=np.float32).reshape(x.shape), 0.0, 1.0)
@@ -248,14 +347,5 @@ def finalize(
         steps=steps,
         seconds=seconds,
         cost_history=cost_history,
-        extra=extra or {},
+        details=details or Details(),
     )
-
-
-def compiled(clf: Any, key: tuple, build: Any) -> Any:
-    """A compiled function cached on the classifier, so each model is traced once per ``key``
-    (tracing costs far more than a run) and the cache dies with the model."""
-    cache = clf.__dict__.setdefault("_advgui_compiled", {})
-    if key not in cache:
-        cache[key] = build()
-    return cache[key]

@@ -1,74 +1,22 @@
-"""Running attacks over many images: chunks with overall progress and cancel, one result.
+"""Running an attack over many images: chunks with overall progress and cancel, one result.
 
-Two pieces live here because every iterative attack and every batch caller needs them:
-
-- :func:`run_steps` drives a compiled multi-step function in chunks sized so that the cancel
-  token is checked (and progress reported) about every 0.15 s, however fast a step is: one
-  Python call per step would waste time on small batches, one call for all steps would make
-  Stop unresponsive.
-- :func:`run_batch` runs an :class:`~advgui.core.attacks.base.Attack` over N images in chunks
-  (memory stays bounded, progress is per image) and concatenates the per-chunk results into one
-  :class:`~advgui.core.attacks.base.AttackResult`.
+:func:`run_batch` runs an :class:`~advgui.core.attacks.base.Attack` over N images in chunks
+(memory stays bounded, progress is per image) and concatenates the per-chunk results into one
+:class:`~advgui.core.attacks.base.AttackResult`. (The stepped loop inside one attack is
+:func:`advgui.core.attacks.engine.run_steps`.)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 
-from advgui.core.attacks.base import Attack, AttackResult
+from advgui.core.attacks.base import Attack, AttackResult, Details
 from advgui.core.errors import ParameterError
-from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
-
-#: Seconds of compiled work between two cancel checks.
-CHUNK_SECONDS = 0.15
-
-
-def run_steps(
-    step_fn: Callable[[Any, int], Any],
-    state: Any,
-    total: int,
-    *,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-    message: str = "",
-    offset: int = 0,
-    grand_total: int | None = None,
-    info: Callable[[Any], dict[str, Any]] | None = None,
-    stop: Callable[[Any, int], bool] | None = None,
-    boundary: int = 0,
-) -> tuple[Any, int]:
-    """Advance ``state`` by ``total`` steps through ``step_fn(state, k)`` (k steps per call).
-
-    ``k`` adapts to the measured time per step (the first call, which may trace, uses 1).
-    ``stop(state, done)`` may end the loop early; it is asked at multiples of ``boundary``
-    steps (chunks never cross one) or after every chunk when ``boundary`` is 0. Returns the
-    state and the number of steps run. Progress reports ``offset + done`` of ``grand_total``.
-    """
-    throttle = Throttle(progress, interval=0.2)
-    grand = grand_total if grand_total is not None else total
-    done, k = 0, 1
-    while done < total:
-        check(cancel)
-        k = min(k, total - done)
-        if boundary:
-            k = min(k, boundary - done % boundary)
-        t0 = time.perf_counter()
-        state = step_fn(state, k)
-        per_step = (time.perf_counter() - t0) / k
-        done += k
-        throttle(
-            Progress(offset + done, grand, message, info(state) if info else {}),
-            force=done == total,
-        )
-        k = max(1, min(1000, int(CHUNK_SECONDS / max(per_step, 1e-6))))
-        if stop is not None and (not boundary or done % boundary == 0) and stop(state, done):
-            break
-    check(cancel)
-    return state, done
+from advgui.core.progress import CancelToken, Progress, ProgressCallback, check
 
 
 def run_batch(
@@ -78,6 +26,7 @@ def run_batch(
     labels: np.ndarray | None,
     *,
     goals: np.ndarray | int | None = None,
+    eps: float | None = None,
     batch_size: int = 128,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -115,6 +64,7 @@ def run_batch(
                 x[start:stop],
                 labels=None if labels_arr is None else labels_arr[start:stop],
                 goals=None if goals_arr is None else goals_arr[start:stop],
+                eps=eps,
                 progress=chunk_progress,
                 cancel=cancel,
             )
@@ -142,13 +92,17 @@ def concat_results(parts: list[AttackResult]) -> AttackResult:
     cost = None
     if all(h is not None for h in histories) and len({h.shape[0] for h in histories}) == 1:
         cost = np.concatenate(histories, axis=1)
-    extra: dict[str, Any] = {"chunks": len(parts)}
-    for key, value in first.extra.items():
-        values = [p.extra.get(key) for p in parts]
+    details = Details(chunks=len(parts))
+    for f in fields(Details):
+        values = [getattr(p.details, f.name) for p in parts]
+        if f.name == "chunks" or values[0] is None:
+            continue
         if all(isinstance(v, np.ndarray) and v.ndim >= 1 for v in values):
-            extra[key] = np.concatenate(values)
-        elif all(v == value for v in values if not isinstance(v, np.ndarray)):
-            extra[key] = value
+            setattr(details, f.name, np.concatenate(values))
+        elif all(isinstance(v, list) for v in values) and f.name == "lam":
+            setattr(details, f.name, [x for v in values for x in v])
+        elif all(v == values[0] for v in values if not isinstance(v, np.ndarray)):
+            setattr(details, f.name, values[0])
     return AttackResult(
         method=first.method,
         params=dict(first.params),
@@ -165,5 +119,5 @@ def concat_results(parts: list[AttackResult]) -> AttackResult:
         steps=cat("steps"),
         seconds=float(sum(p.seconds for p in parts)),
         cost_history=cost,
-        extra=extra,
+        details=details,
     )

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from advgui.core.attacks.base import Attack, check_param, register
-from advgui.core.attacks.batch import run_steps
-from advgui.core.attacks.graph import fast_logits, kernel
-from advgui.core.attacks.pgd import compiled_cache, image_spec
+from advgui.core.attacks import spec as sp
+from advgui.core.attacks.base import Attack, Details, Outcome, register
+from advgui.core.attacks.engine import adam, compiled, fast_logits, image_spec, kernel, run_steps
+from advgui.core.attacks.spec import MINIMUM_NORM
 from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import tf
 
@@ -29,34 +29,25 @@ class CarliniWagnerL2(Attack):
     """C&W L2 with binary search over c and confidence ``kappa`` (targeted or untargeted)."""
 
     name: ClassVar[str] = "cw"
+    kind: ClassVar[str] = MINIMUM_NORM
+    spec: ClassVar[tuple[sp.Param, ...]] = (
+        sp.steps(100),
+        sp.Param("search_steps", 9, lo=1, hi=50, integer=True, label="Searches",
+                 help="binary-search steps over the trade-off constant c"),
+        sp.Param("c", 0.1, lo=1e-6, hi=1e6, label="Initial c", advanced=True),
+        sp.Param("kappa", 0.0, lo=0.0, hi=1000.0, label="Confidence kappa",
+                 help="logit margin the example must reach"),
+        sp.Param("step_size", 0.1, lo=1e-6, hi=10.0, label="Step size",
+                 help="Adam's learning rate"),
+        sp.Param("abort_early", True, label="Abort early", advanced=True,
+                 help="end a search step when the loss stops falling"),
+    )  # fmt: skip
 
-    def __init__(
-        self,
-        *,
-        steps: int = 100,
-        search_steps: int = 9,
-        c: float = 0.1,
-        kappa: float = 0.0,
-        lr: float = 0.1,
-        abort_early: bool = True,
-    ) -> None:
-        self.steps = check_param("steps", steps, lo=1, hi=100000, integer=True)
-        self.search_steps = check_param("search_steps", search_steps, lo=1, hi=50, integer=True)
-        self.c = check_param("c", c, lo=1e-6, hi=1e6)
-        self.kappa = check_param("kappa", kappa, lo=0.0, hi=1000.0)
-        self.lr = check_param("lr", lr, lo=1e-6, hi=10.0)
-        self.abort_early = bool(abort_early)
-        super().__init__(
-            steps=self.steps, search_steps=self.search_steps, c=self.c, kappa=self.kappa,
-            lr=self.lr, abort_early=self.abort_early,
-        )  # fmt: skip
-
-    def _build(self, model: Any, targeted: bool) -> Any:
+    def _build(self, clf: Any, targeted: bool, params: dict[str, Any]) -> Any:
         t = tf()
-        kappa, lr = float(self.kappa), float(self.lr)
-        b1, b2, adam_eps = 0.9, 0.999, 1e-8
+        kappa, lr = float(params["kappa"]), float(params["step_size"])
         vec = t.TensorSpec([None], t.float32)
-        logits = fast_logits(model)
+        logits = fast_logits(clf)
 
         @kernel
         def loss_grad(w: Any, x0: Any, onehot: Any, c: Any) -> Any:
@@ -88,12 +79,8 @@ class CarliniWagnerL2(Attack):
                 best_l2 = t.where(ok, l2, best_l2)
                 best_adv = t.where(ok[:, None, None, None], xa, best_adv)
                 found = found | (gap <= -kappa)
-                it = it + 1.0
-                m = b1 * m + (1.0 - b1) * grad
-                v = b2 * v + (1.0 - b2) * grad * grad
-                m_hat = m / (1.0 - b1**it)
-                v_hat = v / (1.0 - b2**it)
-                w = w - lr * m_hat / (t.sqrt(v_hat) + adam_eps)
+                m, v, it, direction = adam(t, grad, m, v, it)
+                w = w - lr * direction
             return w, m, v, it, best_l2, best_adv, found, total
 
         return steps_fn
@@ -104,30 +91,30 @@ class CarliniWagnerL2(Attack):
         x: np.ndarray,
         labels: np.ndarray,
         goals: np.ndarray | None,
+        params: dict[str, Any],
         *,
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         t = tf()
         targeted = goals is not None
-        steps_fn = compiled_cache(
-            self,
-            clf.logits_model,
-            lambda: (self._build(clf.logits_model, False), self._build(clf.logits_model, True)),
-        )[int(targeted)]
+        graph = ("cw", params["kappa"], params["step_size"], targeted)
+        steps_fn = compiled(clf, graph, lambda: self._build(clf, targeted, params))
+        steps, searches = params["steps"], params["search_steps"]
         n = len(x)
         x0 = t.constant(x)
         cls = t.constant((goals if targeted else labels).astype(np.int64))
         w0 = t.constant(np.arctanh((2.0 * x - 1.0) * 0.999999).astype(np.float32))
-        c = np.full(n, self.c, dtype=np.float32)
+        c = np.full(n, params["c"], dtype=np.float32)
         lo = np.zeros(n, dtype=np.float32)
         hi = np.full(n, _BIG, dtype=np.float32)
         best_l2 = t.constant(np.full(n, np.inf, dtype=np.float32))
         best_adv = x0
         steps_run = np.zeros(n, dtype=np.int64)
-        total_steps = self.search_steps * self.steps
-        check_every = max(1, self.steps // 10)
-        for s in range(self.search_steps):
+        total_steps = searches * steps
+        check_every = max(1, steps // 10)
+        abort = params["abort_early"]
+        for s in range(searches):
             prev = [np.inf]
 
             c_t = t.constant(c)
@@ -148,15 +135,15 @@ class CarliniWagnerL2(Attack):
             state, ran = run_steps(
                 step,
                 state,
-                self.steps,
+                steps,
                 progress=progress,
                 cancel=cancel,
-                message=f"cw: search step {s + 1} of {self.search_steps}, c median "
+                message=f"cw: search step {s + 1} of {searches}, c median "
                 f"{float(np.median(c)):.3g}",
-                offset=s * self.steps,
+                offset=s * steps,
                 grand_total=total_steps,
-                stop=stop if self.abort_early else None,
-                boundary=check_every if self.abort_early else 0,
+                stop=stop if abort else None,
+                boundary=check_every if abort else 0,
                 info=lambda st: {"found": int(np.asarray(st[6]).sum())},
             )
             best_l2, best_adv = state[4], state[5]
@@ -167,8 +154,5 @@ class CarliniWagnerL2(Attack):
             lo = np.where(found, lo, np.maximum(lo, c))
             c = np.where(hi < _BIG, (lo + hi) / 2.0, c * 10.0).astype(np.float32)
         l2 = np.asarray(best_l2)
-        return {
-            "x_adv": np.asarray(best_adv),
-            "steps": steps_run,
-            "extra": {"best_l2": np.sqrt(np.where(np.isfinite(l2), l2, np.nan)), "c": hi},
-        }
+        best = np.sqrt(np.where(np.isfinite(l2), l2, np.nan))
+        return Outcome(np.asarray(best_adv), steps=steps_run, details=Details(best_l2=best, c=hi))

@@ -27,9 +27,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from advgui.core.attacks.base import Attack, check_param, compiled, register
-from advgui.core.attacks.graph import ONE_THREAD_MAX_BATCH, fast_logits, one_thread
-from advgui.core.errors import ParameterError
+from advgui.core.attacks import spec as sp
+from advgui.core.attacks.base import Attack, Details, Outcome, register
+from advgui.core.attacks.engine import adam, compiled, fast_logits, image_spec, one_thread
+from advgui.core.attacks.spec import MINIMUM_NORM
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
 from advgui.core.tfimport import tf
 
@@ -83,14 +84,13 @@ def deck_cost(
     return cost.numpy(), tape.gradient(cost, x).numpy()
 
 
-def _build_chunk(model: Any, loss: str, optimizer: str) -> Any:
+def _build_chunk(clf: Any, loss: str, optimizer: str) -> Any:
     """A compiled function running ``k`` steps of the optimisation (one trace per model)."""
     t = tf()
-    img = t.TensorSpec([None, 28, 28, 1], t.float32)
+    img = image_spec()
     vec = t.TensorSpec([None], t.float32)
     scalar = t.TensorSpec([], t.float32)
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    logits = fast_logits(model)
+    logits = fast_logits(clf)
 
     def cost_grad(x: Any, x_target: Any, onehot: Any, lam: Any, lam2: Any, kappa: Any) -> Any:
         # Only the network is differentiated by the tape; the distance term's gradient,
@@ -124,17 +124,11 @@ def _build_chunk(model: Any, loss: str, optimizer: str) -> Any:
             cost, g = cost_grad(x, x_target, onehot, lam, lam2, kappa)
             costs = costs.write(i, cost)
             if optimizer == "adam":
-                count = count + 1.0
-                m = b1 * m + (1.0 - b1) * g
-                v = b2 * v + (1.0 - b2) * t.square(g)
-                # Bias corrections folded into scalars (Kingma & Ba, section 2): the same
-                # update with two fewer image-sized ops per step.
-                c1 = 1.0 - t.pow(b1, count)
-                c2 = t.sqrt(1.0 - t.pow(b2, count))
+                m, v, count, direction = adam(t, g, m, v, count)
                 # Cosine decay: large steps to cross the boundary, small ones to settle at the
                 # least-distortion balance instead of jittering around it.
                 lr_t = lr * (0.5 + 0.5 * t.cos(math.pi * (count - 1.0) / total))
-                x = x - (lr_t * c2 / c1) * m / (t.sqrt(v) + eps * c2)
+                x = x - lr_t * direction
             else:
                 x = x - lr * g
             x = t.clip_by_value(x, 0.0, 1.0)
@@ -143,14 +137,14 @@ def _build_chunk(model: Any, loss: str, optimizer: str) -> Any:
     return chunk
 
 
-def _build_finish(model: Any) -> Any:
+def _build_finish(clf: Any) -> Any:
     """One signed step of one grey level toward the goal, staying on the 8-bit grid."""
     t = tf()
-    logits = fast_logits(model)
+    logits = fast_logits(clf)
 
     @t.function(
         input_signature=[
-            t.TensorSpec([None, 28, 28, 1], t.float32),
+            image_spec(),
             t.TensorSpec([None, 10], t.float32),
         ]
     )
@@ -181,7 +175,7 @@ def quantized_finish(
     lost = want & (clf.predict(xq) != goals)
     if not lost.any():
         return xq, taken
-    step = compiled(clf, ("deck-finish",), lambda: _build_finish(clf.logits_model))
+    step = compiled(clf, ("deck-finish",), lambda: _build_finish(clf))
     onehot = np.eye(10, dtype=np.float32)[goals]
     for _ in range(steps):
         idx = np.flatnonzero(lost)
@@ -198,75 +192,47 @@ def uniform_noise(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0.0, 1.0, size=shape).astype(np.float32)
 
 
+def _common(steps: int = 500) -> tuple[sp.Param, ...]:
+    return (
+        sp.Param("loss", "ce", choices=LOSSES, label="Classification term",
+                 help="ce: cross-entropy on logits; margin: C&W; deck: the literal formula"),
+        sp.steps(steps),
+        sp.step_size(0.01),
+        sp.Param("confidence", 0.9, lo=0.1, hi=0.9999, label="Goal confidence",
+                 help="probability of the goal class to reach"),
+        sp.Param("kappa", None, lo=0.0, hi=100.0, optional=True, label="Margin kappa",
+                 advanced=True, help="logit margin of the margin loss (default: from confidence)"),
+        sp.Param("optimizer", "adam", choices=OPTIMIZERS, label="Optimizer"),
+        sp.seed(0),
+        sp.Param("quantize", True, label="Snap to 8 bits", advanced=True,
+                 help="round to the PNG grid and keep the label (a few one-level steps)"),
+    )  # fmt: skip
+
+
 class _Descent(Attack):
     """Shared engine: gradient descent on the input toward ``goals``."""
 
+    kind: ClassVar[str] = MINIMUM_NORM
     supports_untargeted: ClassVar[bool] = False
     #: The attack minimises lambda * ||x - x_target||^2; the noise attack has no such term.
     has_lambda: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        *,
-        steps: int = 500,
-        step_size: float = 0.01,
-        loss: str = "ce",
-        lam: float | str = "auto",
-        confidence: float = 0.9,
-        kappa: float | None = None,
-        start: str = "target",
-        seed: int = 0,
-        optimizer: str = "adam",
-        searches: int = 8,
-        quantize: bool = True,
-    ) -> None:
-        steps = check_param("steps", steps, lo=1, hi=100_000, integer=True)
-        step_size = check_param("step_size", step_size, lo=1e-6, hi=1000)
-        if loss not in LOSSES:
-            raise ParameterError(
-                f"loss must be one of {', '.join(LOSSES)}, got {loss!r}", field="loss"
-            )
-        if optimizer not in OPTIMIZERS:
-            raise ParameterError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}",
-                field="optimizer",
-            )
-        if start not in STARTS:
-            raise ParameterError(
-                f"start must be one of {', '.join(STARTS)}, got {start!r}", field="start"
-            )
-        confidence = check_param("confidence", confidence, lo=0.1, hi=0.9999)
-        if kappa is None:
-            kappa = kappa_for(confidence)
-        kappa = check_param("kappa", kappa, lo=0, hi=100)
-        if isinstance(lam, str) and lam.strip().lower() == "auto":
-            lam = "auto"
-        else:
-            lam = check_param("lam", lam, lo=0, hi=1e6)
-        if lam == "auto" and not self.has_lambda:
-            lam = 0.0
-        searches = check_param("searches", searches, lo=1, hi=20, integer=True)
-        seed = check_param("seed", seed, lo=0, hi=2**31 - 1, integer=True)
-        super().__init__(
-            steps=steps,
-            step_size=step_size,
-            loss=loss,
-            lam=lam,
-            confidence=confidence,
-            kappa=kappa,
-            start=start,
-            seed=seed,
-            optimizer=optimizer,
-            searches=searches,
-            quantize=bool(quantize),
-        )
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params["kappa"] is None:
+            params["kappa"] = kappa_for(params["confidence"])
+        params.setdefault("lam", 0.0)
+        params.setdefault("start", "noise" if not self.has_lambda else "target")
+        params.setdefault("searches", 1)
+        if params["lam"] == "auto" and not self.has_lambda:
+            params["lam"] = 0.0
+        return params
 
     # ------------------------------------------------------------------ engine
 
-    def start_point(self, x: np.ndarray) -> np.ndarray:
+    def start_point(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         """Where the descent starts: the image itself, or uniform noise (seeded)."""
-        if self.params["start"] == "noise":
-            return uniform_noise(self.params["seed"], x.shape)
+        if params["start"] == "noise":
+            return uniform_noise(params["seed"], x.shape)
         return x.copy()
 
     def descend(
@@ -276,22 +242,18 @@ class _Descent(Attack):
         x_target: np.ndarray,
         goals: np.ndarray,
         lam: np.ndarray,
+        params: dict[str, Any],
         *,
         report: Any,
         cancel: CancelToken | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Run ``steps`` steps from ``x_start``; returns (x, cost per step (steps, N))."""
-        p = self.params
-        chunk = compiled(
-            clf,
-            ("deck", p["loss"], p["optimizer"]),
-            lambda: _build_chunk(clf.logits_model, p["loss"], p["optimizer"]),
-        )
+        p = params
+        key = ("deck", p["loss"], p["optimizer"])
+        chunk = compiled(clf, key, lambda: _build_chunk(clf, p["loss"], p["optimizer"]))
         n = len(x_start)
-        run = chunk
-        if n <= ONE_THREAD_MAX_BATCH:  # one image, as in the Attack tab: one thread is faster
-            run = one_thread(clf, ("deck", p["loss"], p["optimizer"]), chunk, clf.logits_model)
-            run = chunk if run is None else run
+        # One image, as in the Attack tab: one thread is faster there (engine.one_thread).
+        run = one_thread(clf, key, chunk, n) or chunk
         x = np.asarray(x_start, np.float32)
         target = np.asarray(x_target, np.float32)
         onehot = np.eye(10, dtype=np.float32)[goals]
@@ -322,14 +284,15 @@ class _Descent(Attack):
         x: np.ndarray,
         labels: np.ndarray,
         goals: np.ndarray | None,
+        params: dict[str, Any],
         *,
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         assert goals is not None  # supports_untargeted is False: base checked
-        p = self.params
+        p = params
         n = len(x)
-        x_start = self.start_point(x)
+        x_start = self.start_point(x, p)
         auto = p["lam"] == "auto"
         searches = p["searches"] if auto else 1
         total = p["steps"] * searches
@@ -369,7 +332,9 @@ class _Descent(Attack):
         tried: list[list[float]] = []
         steps_run = 0
         for search in range(searches):  # noqa: B007 (read by report)
-            x_out, costs = self.descend(clf, x_start, x, goals, lam, report=report, cancel=cancel)
+            x_out, costs = self.descend(
+                clf, x_start, x, goals, lam, p, report=report, cancel=cancel
+            )
             steps_run += p["steps"]
             if p["quantize"]:
                 x_out, _ = quantized_finish(clf, x_out, goals)
@@ -395,17 +360,17 @@ class _Descent(Attack):
             lam = np.where(ok, up, down)
             if np.all(np.isfinite(hi) & (lo > 0) & (hi / np.maximum(lo, 1e-12) < 1.25)):
                 break
-        return {
-            "x_adv": best_x,
-            "steps": steps_run,
-            "cost_history": best_costs,
-            "extra": {
-                "lam": best_lam.tolist(),
-                "lam_tried": tried,
-                "x_start": x_start if p["start"] == "noise" and self.name != "noise" else None,
-                "stall_note": STALL_NOTE if p["loss"] == "deck" else None,
-            },
-        }
+        return Outcome(
+            best_x,
+            steps=steps_run,
+            cost_history=best_costs,
+            details=Details(
+                lam=best_lam.tolist(),
+                lam_tried=tried,
+                x_start=x_start if p["start"] == "noise" and self.name != "noise" else None,
+                stall_note=STALL_NOTE if p["loss"] == "deck" else None,
+            ),
+        )
 
 
 @register
@@ -413,6 +378,15 @@ class TargetedAttack(_Descent):
     """The deck's targeted attack: looks like ``x_target`` (the input), classified ``goal``."""
 
     name: ClassVar[str] = "targeted"
+    spec: ClassVar[tuple[sp.Param, ...]] = (
+        *_common(),
+        sp.Param("lam", "auto", lo=0.0, hi=1e6, words=("auto",), label="Lambda",
+                 help="weight of ||x - x_target||^2; auto: the largest that reaches the goal"),
+        sp.Param("start", "target", choices=STARTS, label="Start from",
+                 help="the image itself, or seeded uniform noise"),
+        sp.Param("searches", 8, lo=1, hi=20, integer=True, label="Lambda searches",
+                 advanced=True, help="binary-search runs of lambda = auto"),
+    )  # fmt: skip
 
 
 @register
@@ -425,46 +399,11 @@ class NoiseAttack(_Descent):
 
     name: ClassVar[str] = "noise"
     has_lambda: ClassVar[bool] = False
+    evaluable: ClassVar[bool] = False
+    spec: ClassVar[tuple[sp.Param, ...]] = _common()
 
-    def __init__(
-        self,
-        *,
-        steps: int = 500,
-        step_size: float = 0.01,
-        loss: str = "ce",
-        confidence: float = 0.9,
-        kappa: float | None = None,
-        seed: int = 0,
-        optimizer: str = "adam",
-        quantize: bool = True,
-    ) -> None:
-        super().__init__(
-            steps=steps,
-            step_size=step_size,
-            loss=loss,
-            lam=0.0,
-            confidence=confidence,
-            kappa=kappa,
-            start="noise",
-            seed=seed,
-            optimizer=optimizer,
-            searches=1,
-            quantize=quantize,
-        )
+    def prepare_inputs(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return uniform_noise(params["seed"], x.shape)
 
-    def __call__(
-        self,
-        clf: Any,
-        x: np.ndarray,
-        *,
-        labels: np.ndarray | None = None,
-        goals: np.ndarray | int | None = None,
-        progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Any:
-        n = len(np.asarray(x, dtype=np.float32).reshape(-1, 28, 28, 1))
-        noise = uniform_noise(self.params["seed"], (n, 28, 28, 1))
-        return super().__call__(clf, noise, goals=goals, progress=progress, cancel=cancel)
-
-    def start_point(self, x: np.ndarray) -> np.ndarray:
+    def start_point(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         return x.copy()  # ``x`` is the noise already

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from advgui.core.attacks.base import Attack, check_param, register
-from advgui.core.attacks.batch import run_steps
-from advgui.core.attacks.graph import fast_logits, kernel
-from advgui.core.attacks.pgd import compiled_cache, image_spec
+from advgui.core.attacks import spec as sp
+from advgui.core.attacks.base import Attack, Details, Outcome, register
+from advgui.core.attacks.engine import compiled, fast_logits, image_spec, kernel, run_steps
+from advgui.core.attacks.spec import MINIMUM_NORM
 from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import tf
 
@@ -28,17 +28,19 @@ class DeepFool(Attack):
     """Untargeted minimal-L2 attack with ``overshoot``; at most ``steps`` linearisations."""
 
     name: ClassVar[str] = "deepfool"
+    kind: ClassVar[str] = MINIMUM_NORM
     supports_targeted: ClassVar[bool] = False
+    spec: ClassVar[tuple[sp.Param, ...]] = (
+        sp.steps(50, hi=10_000),
+        sp.Param("overshoot", 0.02, lo=0.0, hi=10.0, label="Overshoot",
+                 help="how far past the linearised boundary to step"),
+    )  # fmt: skip
 
-    def __init__(self, *, steps: int = 50, overshoot: float = 0.02) -> None:
-        self.steps = check_param("steps", steps, lo=1, hi=10000, integer=True)
-        self.overshoot = check_param("overshoot", overshoot, lo=0.0, hi=10.0)
-        super().__init__(steps=self.steps, overshoot=self.overshoot)
-
-    def _build(self, model: Any) -> Any:
+    def _build(self, clf: Any, overshoot: float) -> Any:
         t = tf()
-        os_ = float(self.overshoot)
-        logits = fast_logits(model)
+        os_ = float(overshoot)
+        model = clf.logits_model
+        logits = fast_logits(clf)
 
         @kernel
         def jacobian(x_cur: Any, sel: Any) -> Any:
@@ -91,12 +93,14 @@ class DeepFool(Attack):
         x: np.ndarray,
         labels: np.ndarray,
         goals: np.ndarray | None,
+        params: dict[str, Any],
         *,
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         t = tf()
-        steps_fn = compiled_cache(self, clf.logits_model, lambda: self._build(clf.logits_model))
+        overshoot = params["overshoot"]
+        steps_fn = compiled(clf, ("deepfool", overshoot), lambda: self._build(clf, overshoot))
         x0 = t.constant(x)
         cls = t.constant(labels.astype(np.int64))
         pred = clf.predict(x)
@@ -113,7 +117,7 @@ class DeepFool(Attack):
         (x_cur, active, count), _ = run_steps(
             step,
             (x0, active0, count0),
-            self.steps,
+            params["steps"],
             progress=progress,
             cancel=cancel,
             message="deepfool",
@@ -121,9 +125,6 @@ class DeepFool(Attack):
             info=lambda st: {"remaining": int(np.asarray(st[1]).sum())},
         )
         x_cur = np.asarray(x_cur)
-        x_adv = np.clip(x + (1.0 + self.overshoot) * (x_cur - x), 0.0, 1.0)
-        return {
-            "x_adv": x_adv,
-            "steps": np.asarray(count).astype(np.int64),
-            "extra": {"failed": np.asarray(active)},
-        }
+        x_adv = np.clip(x + (1.0 + overshoot) * (x_cur - x), 0.0, 1.0)
+        steps = np.asarray(count).astype(np.int64)
+        return Outcome(x_adv, steps=steps, details=Details(failed=np.asarray(active)))

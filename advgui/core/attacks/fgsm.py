@@ -10,19 +10,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from advgui.core.attacks.base import Attack, check_param, compiled, register
-from advgui.core.attacks.graph import fast_logits
+from advgui.core.attacks import spec as sp
+from advgui.core.attacks.base import Attack, Outcome, register
+from advgui.core.attacks.engine import compiled, fast_logits, image_spec
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
 from advgui.core.tfimport import tf
 
 
-def _build_step(model: Any) -> Any:
+def _build_step(clf: Any) -> Any:
     t = tf()
-    logits = fast_logits(model)
+    logits = fast_logits(clf)
 
     @t.function(
         input_signature=[
-            t.TensorSpec([None, 28, 28, 1], t.float32),
+            image_spec(),
             t.TensorSpec([None], t.int64),
             t.TensorSpec([], t.float32),  # epsilon
             t.TensorSpec([], t.float32),  # +1 away from labels, -1 toward goals
@@ -46,11 +47,13 @@ class FGSM(Attack):
     """
 
     name: ClassVar[str] = "fgsm"
-
-    def __init__(self, *, eps: float = 0.3, batch_size: int = 256, quantize: bool = False) -> None:
-        eps = check_param("eps", eps, lo=0, hi=1)
-        batch_size = check_param("batch_size", batch_size, lo=1, hi=100_000, integer=True)
-        super().__init__(eps=eps, batch_size=batch_size, quantize=bool(quantize))
+    spec: ClassVar[tuple[sp.Param, ...]] = (
+        sp.eps(0.3),
+        sp.Param("batch_size", 256, lo=1, hi=100_000, integer=True, advanced=True,
+                   help="images per compiled step"),
+        sp.Param("quantize", False, label="Snap to 8 bits", advanced=True,
+                   help="round to the PNG grid, staying inside the epsilon ball"),
+    )  # fmt: skip
 
     def run(
         self,
@@ -58,16 +61,17 @@ class FGSM(Attack):
         x: np.ndarray,
         labels: np.ndarray,
         goals: np.ndarray | None,
+        params: dict[str, Any],
         *,
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
-    ) -> np.ndarray:
+    ) -> Outcome:
         t = tf()
-        step = compiled(clf, ("fgsm",), lambda: _build_step(clf.logits_model))
-        eps = t.constant(float(self.params["eps"]), t.float32)
+        step = compiled(clf, ("fgsm",), lambda: _build_step(clf))
+        eps = t.constant(float(params["eps"]), t.float32)
         direction = t.constant(1.0 if goals is None else -1.0, t.float32)
         y = labels if goals is None else goals
-        bs = self.params["batch_size"]
+        bs = params["batch_size"]
         n = len(x)
         out = np.empty_like(x)
         throttle = Throttle(progress, interval=0.1)
@@ -75,10 +79,10 @@ class FGSM(Attack):
             check(cancel)
             out[i : i + bs] = step(x[i : i + bs], y[i : i + bs].astype(np.int64), eps, direction)
             throttle(Progress(min(i + bs, n), n, f"FGSM {min(i + bs, n)}/{n} images"))
-        if self.params["quantize"]:
+        if params["quantize"]:
             # Round toward the original where rounding would leave the eps ball.
             q = np.round(out * 255.0) / 255.0
-            lim = np.floor(self.params["eps"] * 255.0 + 1e-6) / 255.0
+            lim = np.floor(params["eps"] * 255.0 + 1e-6) / 255.0
             out = np.clip(q, x - lim, x + lim).astype(np.float32)
             out = np.clip(np.round(out * 255.0) / 255.0, 0.0, 1.0).astype(np.float32)
-        return out
+        return Outcome(out)

@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from advgui.core.attacks.base import Attack, check_param, register
-from advgui.core.attacks.batch import run_steps
-from advgui.core.attacks.graph import fast_logits, kernel
-from advgui.core.attacks.pgd import compiled_cache, image_spec
+from advgui.core.attacks import spec as sp
+from advgui.core.attacks.base import Attack, Details, Outcome, register
+from advgui.core.attacks.engine import compiled, fast_logits, image_spec, kernel, run_steps
+from advgui.core.attacks.spec import MINIMUM_NORM
 from advgui.core.errors import ParameterError
 from advgui.core.progress import CancelToken, Progress, ProgressCallback
 from advgui.core.tfimport import tf
@@ -42,34 +42,36 @@ class JSMA(Attack):
     """Jacobian saliency map attack over pixel pairs; L0, targeted or untargeted."""
 
     name: ClassVar[str] = "jsma"
+    kind: ClassVar[str] = MINIMUM_NORM
+    evaluable: ClassVar[bool] = False  # an L0 attack: an L-inf ball says little of it
+    spec: ClassVar[tuple[sp.Param, ...]] = (
+        sp.Param("theta", 1.0, lo=-1.0, hi=1.0, label="Theta",
+                 help="how much each chosen pixel changes (negative: darker)"),
+        sp.Param("max_share", 0.1, lo=2.0 / _D, hi=1.0, label="Pixel budget",
+                 help="largest share of pixels the attack may change"),
+        sp.Param("saliency", "pairs", choices=SALIENCY, label="Saliency map", advanced=True,
+                 help="pairs: Papernot's pairwise map; goal: ART's single-gradient variant"),
+    )  # fmt: skip
 
-    def __init__(
-        self, *, theta: float = 1.0, max_share: float = 0.1, saliency: str = "pairs"
-    ) -> None:
-        if saliency not in SALIENCY:
-            raise ParameterError(
-                f"saliency must be one of {SALIENCY}, got {saliency!r}", field="saliency"
-            )
-        self.saliency = saliency
-        self.theta = check_param("theta", theta, lo=-1.0, hi=1.0)
-        if self.theta == 0:
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params["theta"] == 0:
             raise ParameterError("theta must not be 0 (pixels would never change)", field="theta")
-        self.max_share = check_param("max_share", max_share, lo=2.0 / _D, hi=1.0)
-        super().__init__(theta=self.theta, max_share=self.max_share, saliency=self.saliency)
+        return params
 
-    @property
-    def max_iterations(self) -> int:
+    @staticmethod
+    def max_iterations(params: dict[str, Any]) -> int:
         """Pairs that fit in the pixel budget: floor(784 * max_share / 2)."""
-        return int(_D * self.max_share // 2)
+        return int(_D * params["max_share"] // 2)
 
-    def _build(self, model: Any) -> Any:
+    def _build(self, clf: Any, params: dict[str, Any]) -> Any:
         t = tf()
-        theta = float(self.theta)
+        theta = float(params["theta"])
         sign = 1.0 if theta > 0 else -1.0
         diag = t.linalg.diag(t.fill([_D], -_BIG))
 
-        pairs = self.saliency == "pairs"
-        logits = fast_logits(model)
+        pairs = params["saliency"] == "pairs"
+        model = clf.logits_model
+        logits = fast_logits(clf)
 
         @kernel
         def goal_grads(x_adv: Any, goal_1h: Any) -> Any:
@@ -141,12 +143,14 @@ class JSMA(Attack):
         x: np.ndarray,
         labels: np.ndarray,
         goals: np.ndarray | None,
+        params: dict[str, Any],
         *,
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         t = tf()
-        steps_fn = compiled_cache(self, clf.logits_model, lambda: self._build(clf.logits_model))
+        graph = ("jsma", params["theta"], params["saliency"])
+        steps_fn = compiled(clf, graph, lambda: self._build(clf, params))
         n = len(x)
         logits = clf.logits(x)
         targeted = goals is not None
@@ -159,8 +163,8 @@ class JSMA(Attack):
         pred = logits.argmax(axis=1)
         already = (pred == goal) if targeted else (pred != labels)
         flat = x.reshape(n, _D)
-        domain = (flat < 1.0) if self.theta > 0 else (flat > 0.0)
-        iters = self.max_iterations
+        domain = (flat < 1.0) if params["theta"] > 0 else (flat > 0.0)
+        iters = self.max_iterations(params)
         out = x.copy()
         used_all = np.zeros(n, dtype=np.int64)
         steps_all = np.zeros(n, dtype=np.int64)
@@ -198,4 +202,4 @@ class JSMA(Attack):
             out[sl] = np.asarray(state[0])
             used_all[sl] = np.asarray(state[3])
             steps_all[sl] = used_all[sl] // 2
-        return {"x_adv": out, "steps": steps_all, "extra": {"pixels_used": used_all}}
+        return Outcome(out, steps=steps_all, details=Details(pixels_used=used_all))

@@ -46,8 +46,8 @@ from advgui.qt.workers import ErrorInfo, Job
 #: Attacks offered, in display order, with parameters that run in seconds on a few images.
 DEFAULT_PARAMS: dict[str, str] = {
     "fgsm": "eps=0.3",
-    "bim": "eps=0.3, step=0.01, steps=40",
-    "pgd": "eps=0.3, step=0.01, steps=40, restarts=1, norm=linf",
+    "bim": "eps=0.3, step_size=0.01, steps=40",
+    "pgd": "eps=0.3, step_size=0.01, steps=40, restarts=1, norm=linf",
     "mifgsm": "eps=0.3, steps=10, decay=1.0",
     "cw": "steps=100, search_steps=9, kappa=0",
     "deepfool": "steps=50, overshoot=0.02",
@@ -211,7 +211,7 @@ class AttackCompareWidget(QWidget):
         layout.addWidget(self.status)
 
     def _fill_methods(self) -> None:
-        from advgui.core.attacks import _registry  # noqa: F401  (registers every attack)
+        import advgui.core.attacks  # noqa: F401  (registers every attack)
 
         names = [n for n in DEFAULT_PARAMS if n in ATTACKS]
         names += sorted(n for n in ATTACKS if n not in DEFAULT_PARAMS and n != "deck")
