@@ -1,13 +1,13 @@
 """``advgui attack``: attack one test image with any registered attack; save PNG and JSON.
 
-``--method`` choices come from the attack registry, so attacks added later appear here without
-changes; the numeric options are passed to an attack only if it takes them.
+``--method`` choices and the attack's options come from the registry and the attacks' specs
+(:mod:`advgui.core.attacks.spec`), so an attack added later appears here with its own options
+and help; an option is passed to an attack only if given, and refused if it does not take it.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,20 +26,9 @@ from advgui.commands.common import (
 from advgui.core.errors import ModelFileError, ParameterError
 from advgui.core.progress import Progress
 
-#: CLI option -> attack parameter; passed only when given, so each attack keeps its defaults.
-PASS_THROUGH = {
-    "eps": "eps",
-    "steps": "steps",
-    "step_size": "step_size",
-    "loss": "loss",
-    "lam": "lam",
-    "confidence": "confidence",
-    "kappa": "kappa",
-    "seed": "seed",
-    "start": "start",
-    "optimizer": "optimizer",
-    "restarts": "restarts",
-}
+#: Attack parameters that are not offered as options of their own: the command's own
+#: ``--batch-size`` is the chunk size of batch mode (FGSM's is reachable with --param).
+NOT_OPTIONS = ("batch_size",)
 
 
 def _methods() -> list[str]:
@@ -48,20 +37,54 @@ def _methods() -> list[str]:
     return sorted(ATTACKS)
 
 
-def lam_value(text: str) -> float | str:
-    """argparse type: a finite lambda >= 0, or ``auto``."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"lambda must be >= 0 or 'auto', got {text!r}")
-    return value
+def spec_options() -> dict[str, tuple[Any, list[str]]]:
+    """Every attack parameter by name: (the first attack's Param, the methods taking it)."""
+    from advgui.core.attacks import ATTACKS
+
+    found: dict[str, tuple[Any, list[str]]] = {}
+    for name in sorted(ATTACKS):
+        for param in ATTACKS[name].spec:
+            if param.name not in NOT_OPTIONS:
+                found.setdefault(param.name, (param, []))[1].append(name)
+    return found
 
 
-def _param(text: str) -> tuple[str, float]:
+def _option_type(param: Any) -> Any:
+    """argparse type of an attack parameter: one line for what cannot be read; the range is
+    checked by the attack's spec once the method is known."""
+
+    def parse(text: str) -> Any:
+        word = text.strip().lower()
+        if param.words and word in param.words:
+            return word
+        if param.type == "bool":
+            if word in ("1", "on", "true", "yes"):
+                return True
+            if word in ("0", "off", "false", "no"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+        value = finite_float(text)
+        if param.words and value < param.lo:
+            words = " or ".join(repr(w) for w in param.words)
+            raise argparse.ArgumentTypeError(
+                f"{param.title.lower()} must be >= {param.lo:g} or {words}, got {text!r}"
+            )
+        if param.type == "int":
+            if value != int(value):
+                raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+            return int(value)
+        return value
+
+    return parse
+
+
+def _param(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    value = value.strip()
+    if value.replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isalpha():
+        return name.strip().replace("-", "_"), value  # a word: a choice, "auto"...
     return name.strip().replace("-", "_"), finite_float(value)
 
 
@@ -75,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "own picture is unknown: an untargeted attack succeeds when the model's prediction "
         "moves away from its clean prediction (the record's reference_label).",
     )
-    p.add_argument("--model", required=True, metavar="M", help=".keras file or stored model name")
+    p.add_argument("--model", metavar="M", help=".keras file or stored model name (required)")
     p.add_argument("--method", required=True, choices=_methods())
     source = p.add_mutually_exclusive_group()
     source.add_argument("--index", type=int, metavar="I", help="test image 0-9999")
@@ -84,31 +107,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and report success rate, robust accuracy, norms and images/s"
     )  # fmt: skip
     add_image_options(source)
-    p.add_argument("--restarts", type=positive_int, help="PGD: random restarts")
     p.add_argument("--batch-size", type=positive_int, default=128, dest="batch_size",
                    help="--n/--images: images per chunk (default 128)")  # fmt: skip
     p.add_argument("--target", type=int, metavar="T", help="goal digit 0-9 (targeted)")
-    p.add_argument("--loss", choices=("deck", "ce", "margin"), help="classification term")
-    p.add_argument("--lam", type=lam_value, metavar="LAMBDA|auto", help="distortion weight")
-    p.add_argument("--confidence", type=finite_float, help="goal confidence for auto lambda")
-    p.add_argument("--kappa", type=finite_float, help="logit margin of the margin loss")
-    p.add_argument("--steps", type=positive_int)
-    p.add_argument("--eps", type=finite_float, help="perturbation budget (FGSM, PGD, ...)")
-    p.add_argument("--step-size", type=finite_float, dest="step_size")
-    p.add_argument("--seed", type=int)
+    options = p.add_argument_group(
+        "attack parameters", "each attack's own, from its spec; given only when set, so each "
+        "attack keeps its defaults (advgui attack --method M --help-params lists M's)"
+    )  # fmt: skip
+    for name, (param, methods) in spec_options().items():
+        flag = "--" + name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f"param_{name}", "default": None}
+        if param.choices:
+            kwargs["choices"] = sorted({c for m in methods for c in _choices(m, name)})
+        else:
+            kwargs["type"] = _option_type(param)
+            kwargs["metavar"] = (
+                "on|off" if param.type == "bool" else "|".join([name.upper(), *param.words])
+            )
+        kwargs["help"] = f"{param.help or param.title} ({', '.join(methods)})"
+        options.add_argument(flag, **{k: v for k, v in kwargs.items() if v is not None})
     p.add_argument(
-        "--start", choices=("target", "noise"), help="targeted: start from the image or noise"
-    )
-    p.add_argument(
-        "--optimizer", choices=("adam", "gd"), help="deck attacks: Adam or plain gradient descent"
+        "--help-params",
+        action="store_true",
+        help="list the chosen --method's parameters, defaults and ranges, and exit",
     )
     p.add_argument(
         "--param",
         type=_param,
         action="append",
         default=[],
-        metavar="NAME=NUMBER",
-        help="any other numeric parameter of the attack (repeatable)",
+        metavar="NAME=VALUE",
+        help="any parameter of the attack by its name (repeatable)",
     )
     p.add_argument(
         "--out", metavar="PNG|DIR", help="write the adversarial image here (+ <name>_x10.png "
@@ -143,34 +172,49 @@ def _find_classifier(spec: str) -> Any:
     raise ModelFileError(f"{spec}: no such model file, and no stored model of that name")
 
 
-def accepted_params(cls: type) -> set[str] | None:
-    """Keyword parameters an attack's constructor takes (None: it takes any)."""
-    sig = inspect.signature(cls.__init__)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return {n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+def _choices(method: str, name: str) -> tuple[str, ...]:
+    from advgui.core.attacks import ATTACKS
+
+    param = ATTACKS[method].param(name)
+    return param.choices if param is not None else ()
 
 
 def attack_params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    given = {v: getattr(args, k) for k, v in PASS_THROUGH.items() if getattr(args, k) is not None}
+    """The attack parameters given on the command line (checked by the attack's spec)."""
+    given = {
+        name: getattr(args, f"param_{name}")
+        for name in spec_options()
+        if getattr(args, f"param_{name}", None) is not None
+    }
     given.update(dict(args.param))
-    ok = accepted_params(cls)
-    if ok is not None and "step_size" in given and "step_size" not in ok and "step" in ok:
-        given["step"] = given.pop("step_size")  # some attacks call it "step"
-    if ok is not None:
-        bad = sorted(set(given) - ok)
-        if bad:
-            raise ParameterError(
-                f"{cls.name} does not take {', '.join(bad)}; it takes {', '.join(sorted(ok))}",
-                field=bad[0],
-            )
     return given
+
+
+def params_help(cls: type) -> str:
+    """The method's parameters, one line each: option, default, range, what it does."""
+    lines = [f"{cls.name} ({cls.kind}): {cls.describe()}"]
+    for p in cls.spec:
+        default = "(the attack chooses)" if p.default is None else repr(p.default)
+        flag = (
+            "--param " + p.name + "=..."
+            if p.name in NOT_OPTIONS
+            else "--" + p.name.replace("_", "-")
+        )
+        lines.append(f"  {flag:22s} default {default}; {p.describe()}. {p.help}".rstrip())
+    return "\n".join(lines)
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
     from advgui.core.attacks import ATTACKS, make_attack
 
     cls = ATTACKS[args.method]
+    if args.help_params:
+        print(params_help(cls))
+        return 0
+    if not args.model:
+        raise ParameterError(
+            "give --model M (a .keras file or a stored model's name)", field="model"
+        )
     params = attack_params(args, cls)
     if args.target is not None and not 0 <= args.target <= 9:
         raise ParameterError(f"--target must be 0-9, got {args.target}", field="target")
