@@ -16,7 +16,15 @@ import numpy as np
 
 from advgui.core.attacks import spec as sp
 from advgui.core.attacks.base import Attack, Details, Outcome, register
-from advgui.core.attacks.engine import adam, compiled, fast_logits, image_spec, kernel, run_steps
+from advgui.core.attacks.engine import (
+    adam,
+    compiled,
+    fast_logits,
+    image_spec,
+    kernel,
+    onehot_margin,
+    run_steps,
+)
 from advgui.core.attacks.spec import MINIMUM_NORM
 from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import tf
@@ -55,9 +63,7 @@ class CarliniWagnerL2(Attack):
                 tape.watch(w)
                 xa = (t.tanh(w) + 1.0) / 2.0
                 z = logits(xa)
-                z_cls = t.reduce_sum(z * onehot, axis=1)
-                z_other = t.reduce_max(z - 1e9 * onehot, axis=1)
-                gap = z_other - z_cls if targeted else z_cls - z_other
+                gap = -onehot_margin(t, z, onehot, targeted)  # <= -kappa: succeeded
                 l2 = t.reduce_sum(t.square(xa - x0), axis=[1, 2, 3])
                 total = t.reduce_sum(l2 + c * t.maximum(gap, -kappa))
             return xa, gap, l2, total, tape.gradient(total, w)

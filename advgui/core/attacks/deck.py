@@ -22,16 +22,23 @@ one-level steps on the grid restore it, so the exported PNG keeps the label.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, ClassVar
 
 import numpy as np
 
 from advgui.core.attacks import spec as sp
 from advgui.core.attacks.base import Attack, Details, Outcome, register
-from advgui.core.attacks.engine import adam, compiled, fast_logits, image_spec, one_thread
+from advgui.core.attacks.engine import (
+    adam,
+    compiled,
+    fast_logits,
+    image_spec,
+    one_thread,
+    onehot_margin,
+    run_steps,
+)
 from advgui.core.attacks.spec import MINIMUM_NORM
-from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
+from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle
 from advgui.core.tfimport import tf
 
 LOSSES = ("deck", "ce", "margin")
@@ -61,9 +68,7 @@ def class_term(t: Any, z: Any, onehot: Any, loss: str, kappa: Any) -> Any:
         return 0.5 * t.reduce_sum(t.square(onehot - p), axis=1)
     if loss == "ce":
         return t.nn.softmax_cross_entropy_with_logits(labels=onehot, logits=z)
-    z_goal = t.reduce_sum(onehot * z, axis=1)
-    z_other = t.reduce_max(z - 1e9 * onehot, axis=1)
-    return t.maximum(z_other - z_goal, -kappa)
+    return t.maximum(-onehot_margin(t, z, onehot, targeted=True), -kappa)
 
 
 def deck_cost(
@@ -259,23 +264,21 @@ class _Descent(Attack):
         onehot = np.eye(10, dtype=np.float32)[goals]
         lam_v = np.asarray(lam, np.float32).reshape(n)
         kappa, lr, total = (np.float32(p[k]) for k in ("kappa", "step_size", "steps"))
-        m = np.zeros_like(x)
-        v = np.zeros_like(x)
-        count: Any = np.float32(0.0)
+        zeros = np.zeros_like(x)
         costs: list[np.ndarray] = []
-        done, k = 0, 5
-        while done < p["steps"]:
-            check(cancel)
-            k = min(k, p["steps"] - done)
-            t0 = time.perf_counter()
-            x, m, v, count, c = run(
-                x, target, onehot, lam_v, kappa, m, v, count, np.int32(k), lr, total
-            )
+
+        def step(state: Any, k: int) -> Any:
+            *state, c = run(*state[:1], target, onehot, lam_v, kappa, *state[1:], np.int32(k), lr,
+                            total)  # fmt: skip
             costs.append(np.asarray(c))
-            done += k
-            per_step = (time.perf_counter() - t0) / k
-            report(done, costs, x)
-            k = int(max(1, min(500, CHUNK_SECONDS / max(per_step, 1e-6))))
+            report(sum(len(c) for c in costs), costs, state[0])
+            return state
+
+        # Chunks of about 50 ms (first 5 steps): Stop answers at once on one image too.
+        (x, *_), _ = run_steps(
+            step, (x, zeros, zeros, np.float32(0.0)), p["steps"], cancel=cancel,
+            chunk_seconds=CHUNK_SECONDS, first=5,
+        )  # fmt: skip
         return np.asarray(x), np.concatenate(costs, axis=0)
 
     def run(

@@ -258,7 +258,11 @@ def margin(t: Any, z: Any, cls: Any, targeted: bool) -> Any:
     Targeted: z_goal - max_other; untargeted: max_other - z_label. ``t`` is the tensorflow
     module (passed in so that traced code never calls :func:`tf`).
     """
-    onehot = t.one_hot(cls, z.shape[-1], dtype=z.dtype)
+    return onehot_margin(t, z, t.one_hot(cls, z.shape[-1], dtype=z.dtype), targeted)
+
+
+def onehot_margin(t: Any, z: Any, onehot: Any, targeted: bool) -> Any:
+    """:func:`margin` for classes given one-hot (as the deck's and C&W's loops carry them)."""
     z_cls = t.reduce_sum(z * onehot, axis=1)
     z_other = t.reduce_max(z - 1e9 * onehot, axis=1)
     return z_cls - z_other if targeted else z_other - z_cls
