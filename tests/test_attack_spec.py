@@ -27,7 +27,8 @@ class Brighten(Attack):
     )
     calls: ClassVar[list[float]] = []
 
-    def run(self, clf, x, labels, goals, params, *, progress, cancel):
+    def run(self, clf, x, task):
+        params = task.params
         Brighten.calls.append(params["eps"])
         delta = params["eps"] * params["gain"]
         x_adv = np.clip(x + min(delta, params["eps"]), 0.0, 1.0)

@@ -196,8 +196,8 @@ def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, tra
             sp.Param("norm", "linf", choices=("linf", "l2")),
         )
 
-        def run(self, clf, x, labels, goals, params, *, progress, cancel):
-            return Outcome(np.clip(x + params["eps"], 0, 1))
+        def run(self, clf, x, task):
+            return Outcome(np.clip(x + task.params["eps"], 0, 1))
 
     monkeypatch.setitem(ATTACKS, "shift", Shift)
     state = AppState()

@@ -97,6 +97,19 @@ class Outcome:
 
 
 @dataclass
+class Task:
+    """One call's work for :meth:`Attack.run`: the classes to move away from (``labels``) or
+    to reach (``goals``, None: untargeted), this call's parameters (``eps`` may differ from the
+    object's), and where to report progress and look for Stop."""
+
+    labels: np.ndarray
+    goals: np.ndarray | None
+    params: dict[str, Any]
+    progress: ProgressCallback | None = None
+    cancel: CancelToken | None = None
+
+
+@dataclass
 class AttackResult:
     """Per-input outcome of one attack run over a batch of N images."""
 
@@ -273,7 +286,7 @@ class Attack(ABC):
         # Untargeted attacks push away from the true label, or from the clean prediction.
         ref = np.where(labels_arr >= 0, labels_arr, probs_before.argmax(axis=1))
         t0 = time.perf_counter()
-        out = self.run(clf, x, ref, goals_arr, params, progress=progress, cancel=cancel)
+        out = self.run(clf, x, Task(ref, goals_arr, params, progress, cancel))
         seconds = time.perf_counter() - t0
         return finalize(
             clf,
@@ -291,19 +304,8 @@ class Attack(ABC):
         )
 
     @abstractmethod
-    def run(
-        self,
-        clf: Any,
-        x: np.ndarray,
-        labels: np.ndarray,
-        goals: np.ndarray | None,
-        params: dict[str, Any],
-        *,
-        progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-    ) -> Outcome:
-        """Attack ``x`` with ``params`` (this call's: ``eps`` may differ from the object's).
-        ``labels`` are the classes to move away from; ``goals`` the ones to reach, or None."""
+    def run(self, clf: Any, x: np.ndarray, task: Task) -> Outcome:
+        """Attack ``x`` as ``task`` says; the adversarial images and what the run measured."""
 
 
 def finalize(

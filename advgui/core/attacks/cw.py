@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advgui.core.attacks import spec as sp
-from advgui.core.attacks.base import Attack, Details, Outcome, register
+from advgui.core.attacks.base import Attack, Details, Outcome, Task, register
 from advgui.core.attacks.engine import (
     adam,
     compiled,
@@ -26,7 +26,6 @@ from advgui.core.attacks.engine import (
     run_steps,
 )
 from advgui.core.attacks.spec import MINIMUM_NORM
-from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import tf
 
 _BIG = 1e10
@@ -91,17 +90,9 @@ class CarliniWagnerL2(Attack):
 
         return steps_fn
 
-    def run(
-        self,
-        clf: Any,
-        x: np.ndarray,
-        labels: np.ndarray,
-        goals: np.ndarray | None,
-        params: dict[str, Any],
-        *,
-        progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-    ) -> Outcome:
+    def run(self, clf: Any, x: np.ndarray, task: Task) -> Outcome:
+        labels, goals, params = task.labels, task.goals, task.params
+        progress, cancel = task.progress, task.cancel
         t = tf()
         targeted = goals is not None
         graph = ("cw", params["kappa"], params["step_size"], targeted)

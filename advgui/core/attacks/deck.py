@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advgui.core.attacks import spec as sp
-from advgui.core.attacks.base import Attack, Details, Outcome, register
+from advgui.core.attacks.base import Attack, Details, Outcome, Task, register
 from advgui.core.attacks.engine import (
     adam,
     compiled,
@@ -38,7 +38,7 @@ from advgui.core.attacks.engine import (
     run_steps,
 )
 from advgui.core.attacks.spec import MINIMUM_NORM
-from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle
+from advgui.core.progress import CancelToken, Progress, Throttle
 from advgui.core.tfimport import tf
 
 LOSSES = ("deck", "ce", "margin")
@@ -281,17 +281,9 @@ class _Descent(Attack):
         )  # fmt: skip
         return np.asarray(x), np.concatenate(costs, axis=0)
 
-    def run(
-        self,
-        clf: Any,
-        x: np.ndarray,
-        labels: np.ndarray,
-        goals: np.ndarray | None,
-        params: dict[str, Any],
-        *,
-        progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-    ) -> Outcome:
+    def run(self, clf: Any, x: np.ndarray, task: Task) -> Outcome:
+        goals, params = task.goals, task.params
+        progress, cancel = task.progress, task.cancel
         assert goals is not None  # supports_untargeted is False: base checked
         p = params
         n = len(x)

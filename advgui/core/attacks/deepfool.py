@@ -14,10 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advgui.core.attacks import spec as sp
-from advgui.core.attacks.base import Attack, Details, Outcome, register
+from advgui.core.attacks.base import Attack, Details, Outcome, Task, register
 from advgui.core.attacks.engine import compiled, fast_logits, image_spec, kernel, run_steps
 from advgui.core.attacks.spec import MINIMUM_NORM
-from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import tf
 
 _TOL = 1e-8
@@ -87,17 +86,9 @@ class DeepFool(Attack):
 
         return steps_fn
 
-    def run(
-        self,
-        clf: Any,
-        x: np.ndarray,
-        labels: np.ndarray,
-        goals: np.ndarray | None,
-        params: dict[str, Any],
-        *,
-        progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-    ) -> Outcome:
+    def run(self, clf: Any, x: np.ndarray, task: Task) -> Outcome:
+        labels, params = task.labels, task.params
+        progress, cancel = task.progress, task.cancel
         t = tf()
         overshoot = params["overshoot"]
         steps_fn = compiled(clf, ("deepfool", overshoot), lambda: self._build(clf, overshoot))

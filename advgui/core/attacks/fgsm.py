@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advgui.core.attacks import spec as sp
-from advgui.core.attacks.base import Attack, Outcome, register
+from advgui.core.attacks.base import Attack, Outcome, Task, register
 from advgui.core.attacks.engine import compiled, fast_logits, image_spec
-from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
+from advgui.core.progress import Progress, Throttle, check
 from advgui.core.tfimport import tf
 
 
@@ -55,17 +55,9 @@ class FGSM(Attack):
                    help="round to the PNG grid, staying inside the epsilon ball"),
     )  # fmt: skip
 
-    def run(
-        self,
-        clf: Any,
-        x: np.ndarray,
-        labels: np.ndarray,
-        goals: np.ndarray | None,
-        params: dict[str, Any],
-        *,
-        progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-    ) -> Outcome:
+    def run(self, clf: Any, x: np.ndarray, task: Task) -> Outcome:
+        labels, goals, params = task.labels, task.goals, task.params
+        progress, cancel = task.progress, task.cancel
         t = tf()
         step = compiled(clf, ("fgsm",), lambda: _build_step(clf))
         eps = t.constant(float(params["eps"]), t.float32)

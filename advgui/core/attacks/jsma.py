@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advgui.core.attacks import spec as sp
-from advgui.core.attacks.base import Attack, Details, Outcome, register
+from advgui.core.attacks.base import Attack, Details, Outcome, Task, register
 from advgui.core.attacks.engine import compiled, fast_logits, image_spec, kernel, run_steps
 from advgui.core.attacks.spec import MINIMUM_NORM
 from advgui.core.errors import ParameterError
-from advgui.core.progress import CancelToken, Progress, ProgressCallback
+from advgui.core.progress import Progress
 from advgui.core.tfimport import tf
 
 _D = 784
@@ -137,17 +137,9 @@ class JSMA(Attack):
 
         return steps_fn
 
-    def run(
-        self,
-        clf: Any,
-        x: np.ndarray,
-        labels: np.ndarray,
-        goals: np.ndarray | None,
-        params: dict[str, Any],
-        *,
-        progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-    ) -> Outcome:
+    def run(self, clf: Any, x: np.ndarray, task: Task) -> Outcome:
+        labels, goals, params = task.labels, task.goals, task.params
+        progress, cancel = task.progress, task.cancel
         t = tf()
         graph = ("jsma", params["theta"], params["saliency"])
         steps_fn = compiled(clf, graph, lambda: self._build(clf, params))

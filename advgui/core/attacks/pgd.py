@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from advgui.core.attacks import spec as sp
-from advgui.core.attacks.base import Attack, Details, Outcome, register
+from advgui.core.attacks.base import Attack, Details, Outcome, Task, register
 from advgui.core.attacks.engine import (
     PRECISIONS,
     GradView,
@@ -28,7 +28,6 @@ from advgui.core.attacks.engine import (
     run_steps,
 )
 from advgui.core.errors import ParameterError
-from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import tf
 
 NORMS = ("linf", "l2")
@@ -129,17 +128,9 @@ class _Iterative(Attack):
             noise *= eps * rng.uniform(size=(len(x), 1, 1, 1)) ** (1.0 / d)
         return np.clip(x + noise, 0.0, 1.0).astype(np.float32)
 
-    def run(
-        self,
-        clf: Any,
-        x: np.ndarray,
-        labels: np.ndarray,
-        goals: np.ndarray | None,
-        params: dict[str, Any],
-        *,
-        progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-    ) -> Outcome:
+    def run(self, clf: Any, x: np.ndarray, task: Task) -> Outcome:
+        labels, goals, params = task.labels, task.goals, task.params
+        progress, cancel = task.progress, task.cancel
         t = tf()
         targeted = goals is not None
         precision = params.get("precision", "float32")
