@@ -208,26 +208,114 @@ def no_dangling_threads(request):
     assert not leftover, f"test left threads running: {[t.name for t in leftover]}"
 
 
+# --------------------------------------------------------------------------- fixture models
+
+#: Trained fixture models are kept here between runs (``off``: train every time).
+MODEL_CACHE = os.environ.get("ADVGUI_TEST_MODEL_CACHE") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "advgui" / "test-models"
+)
+_CODE = Path(__file__).resolve().parents[1] / "advgui" / "core"
+
+
+def _code_digest() -> str:
+    """What a trained fixture depends on: the core's code and the numeric libraries."""
+    import hashlib
+
+    import keras
+    import numpy
+    import tensorflow
+
+    digest = hashlib.sha256()
+    for path in sorted(_CODE.rglob("*.py")):
+        digest.update(path.relative_to(_CODE).as_posix().encode() + path.read_bytes())
+    digest.update(f"{tensorflow.__version__} {keras.__version__} {numpy.__version__}".encode())
+    return digest.hexdigest()
+
+
+def cached_model(name: str, mnist, train):
+    """``train()``'s classifier, trained once per version of the code, the data and the
+    fixture itself, then loaded from disk (safe mode, like any model file): repeated runs skip
+    minutes of fixture training and get the same weights. Tests that measure training train
+    for themselves; these models are only the inputs of other tests."""
+    import hashlib
+    import inspect
+
+    from advgui.core import models
+    from advgui.core.errors import AdvguiError
+
+    if MODEL_CACHE == "off":
+        clf = train()
+        clf.meta["name"] = name
+        return clf
+    key = hashlib.sha256(
+        f"{_code_digest()}|{mnist.sha256}|{inspect.getsource(train)}".encode()
+    ).hexdigest()[:16]
+    folder = Path(MODEL_CACHE)
+    path = folder / f"{name}-{key}.keras"
+    if path.is_file():
+        try:
+            clf = models.load_model(path, probe=mnist.x_test[:32])
+            clf.meta["name"] = name
+            return clf
+        except AdvguiError:
+            path.unlink(missing_ok=True)
+    clf = train()
+    clf.meta["name"] = name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(f"{name}-*.keras"):  # older code or data: never used again
+            stale.unlink(missing_ok=True)
+        models.save_model(clf, path)
+    except (AdvguiError, OSError):
+        pass  # a read-only cache only costs the next run the training
+    clf.meta.pop("path", None)
+    return clf
+
+
+def fit_plain(mnist, arch: str, seed: int, n: int):
+    """A defense-architecture CNN fitted normally for one epoch (Keras ``fit``)."""
+    from advgui.core import models
+    from advgui.core.defenses.adversarial import build_defense_model
+    from advgui.core.tfimport import keras
+
+    k = keras()
+    net = build_defense_model(arch, seed=seed)
+    net.compile(
+        optimizer=k.optimizers.Adam(2e-3),
+        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    net.fit(mnist.x_train[:n], mnist.y_train[:n], batch_size=64, epochs=1, verbose=0)
+    return models.Classifier(net, {})
+
+
 @pytest.fixture(scope="session")
 def default_cnn(mnist):
     """The CNN the app trains by default (2 epochs on 55,000 images, about 99.2%): for the
     claims the issues make of a fully trained network. About 10 s, so only where needed."""
     from advgui.core import training
 
-    clf = training.train(training.TrainConfig.for_arch("cnn"), mnist).classifier
-    clf.meta["name"] = "default-cnn"
-    return clf
+    def train():
+        return training.train(training.TrainConfig.for_arch("cnn"), mnist).classifier
+
+    return cached_model("default-cnn", mnist, train)
 
 
 @pytest.fixture(scope="session")
-def trained_cnn(mnist, tmp_path_factory):
+def trained_cnn(mnist):
     """A small CNN trained briefly on real MNIST (about 98% test accuracy), shared by tests.
 
     Tests must not modify it; copy with ``keras.models.clone_model`` to train further.
     """
     from advgui.core import training
 
-    cfg = training.TrainConfig(arch="cnn", epochs=1, n_train=20000, n_val=0, batch_size=64)
-    clf = training.train(cfg, mnist).classifier
-    clf.meta["name"] = "test-cnn"
-    return clf
+    def train():
+        cfg = training.TrainConfig(arch="cnn", epochs=1, n_train=20000, n_val=0, batch_size=64)
+        return training.train(cfg, mnist).classifier
+
+    return cached_model("test-cnn", mnist, train)
+
+
+@pytest.fixture(scope="session")
+def plain_s2(mnist):
+    """A small strided CNN trained normally (about 97%): quick to attack."""
+    return cached_model("plain-s2", mnist, lambda: fit_plain(mnist, "cnn-s2", 0, 20000))

@@ -9,23 +9,6 @@ import pytest
 from advgui.core.errors import ParameterError
 
 
-@pytest.fixture(scope="module")
-def plain_s2(mnist):
-    """A small strided CNN trained normally (about 97%): quick to attack."""
-    from advgui.core import models
-    from advgui.core.defenses.adversarial import build_defense_model
-    from advgui.core.tfimport import keras
-
-    k = keras()
-    net = build_defense_model("cnn-s2", seed=0)
-    net.compile(
-        optimizer=k.optimizers.Adam(2e-3),
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    net.fit(mnist.x_train[:20000], mnist.y_train[:20000], batch_size=64, epochs=1, verbose=0)
-    return models.Classifier(net, {"name": "plain-s2"})
-
-
 def _fgsm_robust(view, deployed, x, y, eps):
     from advgui.core.attacks import make_attack
 

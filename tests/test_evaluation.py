@@ -13,23 +13,20 @@ from advgui.core.errors import ParameterError
 
 
 @pytest.fixture(scope="module")
-def models_pair(mnist):
+def models_pair(mnist, plain_s2):
     """A normally trained small CNN and a distilled one (T=100)."""
-    from advgui.core import models
-    from advgui.core.defenses import DefenseConfig, train_defended
-    from advgui.core.defenses.adversarial import build_defense_model
-    from advgui.core.tfimport import keras
+    from conftest import cached_model
 
-    k = keras()
-    net = build_defense_model("cnn-s2", seed=0)
-    net.compile(
-        optimizer=k.optimizers.Adam(2e-3),
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    net.fit(mnist.x_train[:20000], mnist.y_train[:20000], batch_size=64, epochs=1, verbose=0)
-    plain = models.Classifier(net, {"name": "plain"})
-    cfg = DefenseConfig(method="distill", arch="cnn-s2", epochs=2, n_train=10000, check_n=100)
-    return plain, train_defended(cfg, mnist).classifier
+    from advgui.core.defenses import DefenseConfig, train_defended
+
+    def distill():
+        cfg = DefenseConfig(method="distill", arch="cnn-s2", epochs=2, n_train=10000, check_n=100)
+        return train_defended(cfg, mnist).classifier
+
+    from advgui.core.models import Classifier
+
+    plain = Classifier(plain_s2.model, {**plain_s2.meta, "name": "plain"}, plain_s2.logits_model)
+    return plain, cached_model("distilled-s2", mnist, distill)
 
 
 @pytest.fixture(scope="module")

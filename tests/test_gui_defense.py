@@ -17,18 +17,9 @@ from advgui.core.errors import AdvguiError
 
 @pytest.fixture(scope="module")
 def small_clf(mnist):
-    from advgui.core import models
-    from advgui.core.defenses.adversarial import build_defense_model
-    from advgui.core.tfimport import keras
+    from conftest import cached_model, fit_plain
 
-    k = keras()
-    net = build_defense_model("cnn-s2", seed=1)
-    net.compile(
-        optimizer=k.optimizers.Adam(2e-3),
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    net.fit(mnist.x_train[:10000], mnist.y_train[:10000], batch_size=64, epochs=1, verbose=0)
-    return models.Classifier(net, {"name": "small"})
+    return cached_model("small-s2", mnist, lambda: fit_plain(mnist, "cnn-s2", 1, 10000))
 
 
 @pytest.fixture
