@@ -3,9 +3,8 @@ fixture's own source: a change to any of them trains anew."""
 
 from __future__ import annotations
 
-import numpy as np
-
 import conftest
+import numpy as np
 
 
 def test_fixture_models_are_trained_once_per_code_and_data(mnist, tmp_path, monkeypatch):
