@@ -259,7 +259,7 @@ def test_selftest_reports_a_broken_step(tmp_path, mnist_path, monkeypatch, capsy
 
     def no_op_attack(name, **params):
         attack = real(name, **params)
-        attack.run = lambda clf, x, labels, goals, **kw: x
+        attack.run = lambda clf, x, task: base.Outcome(x)
         return attack
 
     monkeypatch.setattr("advgui.core.attacks.make_attack", no_op_attack)
