@@ -49,7 +49,7 @@ def run_app(*, data_path: str | None = None) -> int:
     setup_logging()
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("advgui")
-    window = MainWindow(data_path=data_path)
+    window = MainWindow(data_path=data_path, confirm_close=True)
     window.show()
 
     def report_startup() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -21,7 +22,7 @@ from PySide6.QtWidgets import (
 from advgui import __version__, resources
 from advgui.core import data, paths, tfimport
 from advgui.core.progress import Progress
-from advgui.qt import gcguard
+from advgui.qt import gcguard, wheelguard
 from advgui.qt.attack_tab import AttackTab
 from advgui.qt.defense_tab import DefenseTab
 from advgui.qt.dialogs import show_error
@@ -46,8 +47,13 @@ def window_icon() -> QIcon:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, *, data_path: str | None = None, preload_tf: bool = True) -> None:
+    def __init__(
+        self, *, data_path: str | None = None, preload_tf: bool = True, confirm_close: bool = False
+    ) -> None:
         super().__init__()
+        wheelguard.install()
+        #: Ask before closing while a job runs (the app does; tests close straight away).
+        self.confirm_close = confirm_close
         self.setWindowTitle("advgui: adversarial MNIST workbench")
         self.setWindowIcon(window_icon())
         self.resize(1200, 800)
@@ -267,8 +273,46 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ shutdown
 
+    def running_jobs(self) -> list[str]:
+        """What runs now, in words, for the question before closing."""
+        names = {
+            "training": "a training",
+            "train": "a training",
+            "defense-train": "a defended training",
+            "defense-eval": "a defense comparison",
+            "attack-compare": "an attack comparison",
+            "attack-export": "an export",
+            "attack": "an attack",
+            "report": "a report",
+            "load-mnist": "loading MNIST",
+        }
+        found = []
+        for job in Job.live:
+            if job.is_running():
+                word = names.get(job.name, "a background job")
+                if word not in found:
+                    found.append(word)
+        return found
+
+    def ask_to_quit(self, running: list[str]) -> bool:
+        text = " and ".join(running)
+        answer = QMessageBox.question(
+            self, "Quit advgui", f"{text[0].upper()}{text[1:]} is running: stop it and quit?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )  # fmt: skip
+        return answer == QMessageBox.StandardButton.Yes
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Cancel every job and join its thread, so no work is cut off half-written."""
+        """Cancel every job and join its thread, so no work is cut off half-written; the app
+        asks first when something runs, and says that it is stopping."""
+        running = self.running_jobs()
+        if running and self.confirm_close and not self.ask_to_quit(running):
+            event.ignore()
+            return
+        if running:
+            self.statusBar().showMessage(f"Stopping {' and '.join(running)}...")
+            QApplication.processEvents()
         for tab in (self.training_tab, self.attack_tab, self.defense_tab):
             tab.shutdown()
         if not cancel_and_join_all(60000):
