@@ -77,3 +77,12 @@ def test_entries_sorted_by_training_time_and_removal(small_clf, tmp_path):
     # A file outside the store is never deleted through it.
     outside = models.save_model(_copy(small_clf), tmp_path / "mine.keras")
     assert store.remove(outside) is False and outside.is_file()
+
+
+def test_stored_file_names_stay_readable(tmp_path):
+    from advgui.core.store import file_stem
+
+    assert file_stem("cnn-99.22%-075427") == "cnn-99.22pct-075427"
+    assert file_stem("my model: 7 vs 1 / test") == "my-model-7-vs-1-test"
+    assert file_stem("../../etc/passwd") == "etc-passwd"  # no way out of the store
+    assert file_stem("%%%") == "pctpctpct" and file_stem("///") == "model"

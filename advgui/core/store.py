@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def file_stem(name: str) -> str:
+    """A model's name as a file name a user can still read: "cnn 99.22% 07:54" becomes
+    "cnn-99.22pct-07-54" (no characters a file system or a shell treats specially)."""
+    text = name.replace("%", "pct")
+    text = re.sub(r"-{2,}", "-", _UNSAFE.sub("-", text))
+    return text.strip("._-")[:120] or "model"
+
+
 @dataclass
 class StoreEntry:
     """One stored model file and its metadata (read without loading the model)."""
@@ -47,7 +55,7 @@ class ModelStore:
         The lock is created exclusively (O_CREAT|O_EXCL), so two processes (a second instance
         of the app, a CLI run) saving a model of the same name at once never pick the same file.
         """
-        stem = _UNSAFE.sub("_", name).strip("._") or "model"
+        stem = file_stem(name)
         i = 1
         while True:
             path = self.root / (f"{stem}.keras" if i == 1 else f"{stem}-{i}.keras")
