@@ -79,3 +79,29 @@ def test_closing_mid_training_asks_and_says_it_is_stopping(qtbot, mnist_path, mo
     win.close()
     assert not job.is_running() and not any(j.is_running() for j in Job.live)
     assert "Stopping a training..." in messages
+
+
+def test_stored_models_are_listed_at_once_marked_loading(qtbot, mnist, trained_cnn):
+    from advgui.core.models import Classifier
+    from advgui.core.store import ModelStore
+    from advgui.qt.state import AppState
+    from advgui.qt.training_tab import TrainingTab
+
+    store = ModelStore()
+    for name in ("first", "second"):
+        store.add(Classifier(trained_cnn.model, {**trained_cnn.meta, "name": name}))
+    state = AppState()
+    state.set_dataset(mnist)
+    tab = TrainingTab(state)
+    qtbot.addWidget(tab)
+    job = tab.load_store()
+    rows = tab.model_list.list
+    texts = [rows.item(i).text() for i in range(rows.count())]
+    assert len(texts) == 2 and all("[loading...]" in t for t in texts)  # before TF is ready
+    assert {t.split()[0] for t in texts} == {"first", "second"}
+    assert all(rows.item(i).flags() == Qt.ItemFlag.NoItemFlags for i in range(2))
+    qtbot.waitUntil(lambda: not job.is_running(), timeout=60000)
+    qtbot.waitUntil(lambda: len(state.models) == 2 and not state.pending, timeout=10000)
+    texts = [rows.item(i).text() for i in range(rows.count())]
+    assert len(texts) == 2 and not any("loading" in t for t in texts)
+    tab.shutdown()  # the current model's prediction grid job, too

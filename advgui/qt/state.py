@@ -23,6 +23,8 @@ class AppState(QObject):
         self.mnist: Mnist | None = None
         self.models: list[Any] = []
         self.current_model: Any = None
+        #: Stored models listed from their metadata while TensorFlow loads them (StoreEntry).
+        self.pending: list[Any] = []
 
     def set_dataset(self, mnist: Mnist) -> None:
         self.mnist = mnist
@@ -34,6 +36,11 @@ class AppState(QObject):
         self.modelsChanged.emit()
         if make_current:
             self.set_current_model(clf)
+
+    def set_pending(self, entries: list[Any]) -> None:
+        """Show stored models at once, from their metadata, until they are loaded."""
+        self.pending = list(entries)
+        self.modelsChanged.emit()
 
     def remove_model(self, clf: Any) -> None:
         if clf in self.models:

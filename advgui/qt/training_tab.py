@@ -417,8 +417,10 @@ class TrainingTab(QWidget):
         """Put every model of the store into the shared list (in the background)."""
         if self.store_job is not None and self.store_job.is_running():
             return None
-        if not self.store.entries():  # nothing stored: no job, no TensorFlow
+        entries = self.store.entries()
+        if not entries:  # nothing stored: no job, no TensorFlow
             return None
+        self.state.set_pending(entries)  # listed at once, marked loading, until usable
         store = self.store
         warnings: list[str] = []
 
@@ -444,6 +446,7 @@ class TrainingTab(QWidget):
             parent=self,
             on_result=done,
             on_error=lambda info: self.say(info.message, error=True),
+            on_finish=lambda: self.state.set_pending([]),
         )
         return self.store_job
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -121,6 +121,16 @@ class ModelList(QWidget):
             for clf in self.state.models:
                 item = QListWidgetItem(describe(clf, stored=self.store.contains(clf)))
                 item.setToolTip(tooltip(clf))
+                self.list.addItem(item)
+            loaded = {str(c.meta.get("path")) for c in self.state.models}
+            for entry in self.state.pending:  # after the loaded ones: rows stay aligned
+                if str(entry.path) in loaded:
+                    continue
+                acc = entry.meta.get("test_accuracy")
+                text = entry.name + (f"  ({100 * acc:.2f}%)" if isinstance(acc, float) else "")
+                item = QListWidgetItem(f"{text}  [loading...]")
+                item.setFlags(Qt.ItemFlag.NoItemFlags)  # shown, not yet usable
+                item.setToolTip(f"{entry.path}\nTensorFlow is loading this model")
                 self.list.addItem(item)
             current = self._index_of(self.state.current_model)
             self.list.setCurrentRow(current)
