@@ -98,7 +98,7 @@ def test_csv_rows_and_png(result, tmp_path):
     from PIL import Image
 
     with Image.open(tmp_path / "p.png") as img:
-        assert img.size == (900, 600)
+        assert img.size == (1800, 1200)  # 900x600 at 2x: an exported plot stands alone
 
 
 def test_min_norm_attack_is_projected_onto_each_ball(models_pair, mnist):

@@ -22,6 +22,7 @@ Results are plain JSON-able dicts (see :func:`evaluate`), with helpers for CSV r
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import io
 import itertools
 import math
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from advgui import __version__
 from advgui.core.defenses.detector import SqueezeDetector
 from advgui.core.defenses.transforms import parse_transform, transform_label, wrap
 from advgui.core.errors import ParameterError
@@ -384,6 +386,7 @@ def evaluate(
         "attacks": list(cfg.attacks),
         "results": results,
         "seconds": time.perf_counter() - t0,
+        "created": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
     }
 
 
@@ -546,54 +549,82 @@ PALETTE = [
 ]  # fmt: skip
 
 
-def render_png(result: dict[str, Any], attack: str | None = None, size=(900, 600)) -> bytes:
-    """Robust accuracy versus epsilon as a PNG (Pillow: works without a display or Qt)."""
-    from PIL import Image, ImageDraw
+def render_png(
+    result: dict[str, Any],
+    attack: str | None = None,
+    size: tuple[int, int] = (900, 600),
+    scale: int = 1,
+) -> bytes:
+    """Robust accuracy versus epsilon as a PNG that stands alone: title (attack, N, date),
+    axes with units, models in a legend beside the plot. Pillow: no display or Qt needed.
+    ``scale`` multiplies the pixels (2: sharp on a slide or a high-DPI screen)."""
+    from PIL import Image, ImageDraw, ImageFont
 
-    w, h = size
-    img = Image.new("RGB", size, "white")
+    k = max(1, int(scale))
+    w, h = size[0] * k, size[1] * k
+
+    def font(pt: int) -> Any:
+        try:
+            return ImageFont.load_default(size=pt * k)
+        except TypeError:  # Pillow without FreeType: the bitmap font
+            return ImageFont.load_default()
+
+    small, normal, big = font(11), font(13), font(16)
+    img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
-    left, right, top, bottom = 70, w - 260, 40, h - 60
+    left, right, top, bottom = 70 * k, w - 270 * k, 70 * k, h - 60 * k
     eps_all = result.get("eps") or [0.0, 1.0]
     x_max = max(eps_all) or 1.0
 
     def px(e: float, acc: float) -> tuple[float, float]:
         return (left + (right - left) * e / x_max, bottom - (bottom - top) * acc)
 
-    d.rectangle([left, top, right, bottom], outline="black")
+    d.rectangle([left, top, right, bottom], outline="black", width=k)
     for i in range(6):
         acc = i / 5
         yy = px(0, acc)[1]
-        d.line([left, yy, right, yy], fill=(225, 225, 225))
-        d.text((left - 40, yy - 6), f"{acc:.0%}", fill="black")
+        d.line([left, yy, right, yy], fill=(225, 225, 225), width=k)
+        d.text((left - 8 * k, yy), f"{acc:.0%}", fill="black", font=small, anchor="rm")
     for e in eps_all:
         xx = px(e, 0)[0]
-        d.text((xx - 10, bottom + 8), f"{e:g}", fill="black")
-    d.text(((left + right) // 2 - 30, bottom + 30), "epsilon (L-inf)", fill="black")
-    title = f"Robust accuracy ({attack or 'worst of ' + ', '.join(result.get('attacks', []))})"
-    d.text((left, 12), title, fill="black")
+        d.text((xx, bottom + 8 * k), f"{e:g}", fill="black", font=small, anchor="ma")
+    d.text(((left + right) // 2, bottom + 30 * k), "epsilon (L-inf, pixel values in [0, 1])",
+           fill="black", font=normal, anchor="ma")  # fmt: skip
+    d.text((18 * k, (top + bottom) // 2), "robust\naccuracy", fill="black", font=small,
+           anchor="lm")  # fmt: skip
+    which = attack or "the worst of " + ", ".join(result.get("attacks", []))
+    created = result.get("created") or _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    d.text((left, 14 * k), f"Robust accuracy under {which}", fill="black", font=big)
+    dataset = result.get("dataset_title", "MNIST")
+    d.text((left, 40 * k), f"{result.get('n', '?')} {dataset} test images; {created}; "
+           f"advgui {__version__}", fill=(60, 60, 60), font=small)  # fmt: skip
     for i, c in enumerate(curves(result, attack)):
         color = PALETTE[i % len(PALETTE)]
         pts = [px(e, a) for e, a in zip(c["eps"], c["robust"], strict=True)]
         if len(pts) > 1:
-            d.line(pts, fill=color, width=3)
+            d.line(pts, fill=color, width=3 * k)
         for p in pts:
-            d.ellipse([p[0] - 4, p[1] - 4, p[0] + 4, p[1] + 4], fill=color)
+            r = 4 * k
+            d.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=color)
         if c["naive"] is not None:
             npts = [px(e, a) for e, a in zip(c["eps"], c["naive"], strict=True)]
             for a, b in itertools.pairwise(npts):  # dashed: naive (masked) figure
                 for s in range(0, 10, 2):
                     p0 = (a[0] + (b[0] - a[0]) * s / 10, a[1] + (b[1] - a[1]) * s / 10)
                     p1 = (a[0] + (b[0] - a[0]) * (s + 1) / 10, a[1] + (b[1] - a[1]) * (s + 1) / 10)
-                    d.line([p0, p1], fill=color, width=2)
-        ly = top + 10 + 22 * i
-        d.line([right + 15, ly + 6, right + 40, ly + 6], fill=color, width=3)
-        d.text((right + 45, ly), c["label"][:32], fill="black")
-    d.text((right + 15, bottom - 20), "dashed: naive attack", fill=(90, 90, 90))
+                    d.line([p0, p1], fill=color, width=2 * k)
+        ly = top + (10 + 24 * i) * k
+        d.line([right + 15 * k, ly + 7 * k, right + 40 * k, ly + 7 * k], fill=color, width=3 * k)
+        d.text((right + 46 * k, ly), c["label"][:34], fill="black", font=small)
+    d.text((right + 15 * k, bottom - 20 * k), "dashed: naive attack", fill=(60, 60, 60),
+           font=small)  # fmt: skip
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def save_png(result: dict[str, Any], path: Path | str, attack: str | None = None) -> None:
-    atomic_write_bytes(path, render_png(result, attack))
+def save_png(
+    result: dict[str, Any], path: Path | str, attack: str | None = None, scale: int = 2
+) -> None:
+    """The plot as a PNG file at ``scale`` times 900x600 (2x by default)."""
+    atomic_write_bytes(path, render_png(result, attack, scale=scale))

@@ -281,7 +281,10 @@ class DefenseTab(QWidget):
 
     def export_png(self, path: str) -> None:
         self._require()
-        atomic_write_bytes(path, self.plot.png_bytes())
+        from advgui.core.evaluation import render_png
+
+        # The same stand-alone figure as the CLI's --plot (title, units, N, date, 2x).
+        atomic_write_bytes(path, render_png(self.plot.result, self.plot.chosen_attack(), scale=2))
 
     def _require(self) -> dict[str, Any]:
         if self.result is None:

@@ -27,8 +27,12 @@ class DefensePlot(QWidget):
         self.plot.setYRange(0, 1.02)
         show_grid(self.plot)
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
-        # Bottom left: robust-accuracy curves fall to the right, so that corner stays free.
-        self.legend = self.plot.addLegend(offset=(10, -10))
+        # Beside the plot, not on it (curves of robust models run along the top, of weak ones
+        # along the bottom: no corner is always free); black text on white.
+        self.legend = pg.LegendItem(labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 235),
+                                    pen=pg.mkPen(120, 120, 120))  # fmt: skip
+        self.plot.plotItem.layout.addItem(self.legend, 2, 3)
+        self.legend.setParentItem(self.plot.plotItem)
         self.items: list[Any] = []
         top = QHBoxLayout()
         top.addWidget(QLabel("curves for"))
@@ -67,11 +71,13 @@ class DefensePlot(QWidget):
                 symbol="o", symbolBrush=color, symbolSize=7,
             )  # fmt: skip
             self.items.append(item)
+            self.legend.addItem(item, c["label"])
             if c["naive"] is not None:
-                self.plot.plot(
+                naive = self.plot.plot(
                     c["eps"], c["naive"], name=f"{c['label']} (naive)",
                     pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine),
                 )  # fmt: skip
+                self.legend.addItem(naive, f"{c['label']} (naive)")
 
     def png_bytes(self) -> bytes:
         """The plot as PNG bytes (pyqtgraph's exporter; works offscreen)."""
