@@ -319,6 +319,17 @@ class AttackSession:
         return self.shown
 
 
+def results_folder() -> Path:
+    """Where export dialogs open: the user's results folder (created), else home."""
+    from advgui.core import paths
+
+    try:
+        paths.results_dir().mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return Path.home()
+    return paths.results_dir()
+
+
 def done_message(result: AttackResult, store_error: str | None = None) -> str:
     n = len(result)
     s = result.summary()

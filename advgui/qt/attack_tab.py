@@ -22,11 +22,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from advgui.core import images
 from advgui.core.errors import AdvguiError, ParameterError
 from advgui.core.progress import Partial, Progress
 from advgui.core.results import ResultEntry
-from advgui.core.sessions import AttackSession, RunOutput, Source
+from advgui.core.sessions import AttackSession, RunOutput, results_folder
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
 from advgui.qt.widgets.attack_compare import AttackCompareWidget
@@ -35,33 +34,15 @@ from advgui.qt.widgets.attack_result import AttackResultPanel
 from advgui.qt.widgets.attack_source import AttackSourcePanel
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
-#: Widgets of the three panels the tab offers by name (``tab.gallery``, ``tab.run_button``...).
+#: Widgets and calls of the three panels the tab offers by name (``tab.gallery``...).
 PARTS = {
     "source_panel": ("model_combo", "load_button", "source_tabs", "gallery", "canvas",
-                     "import_button"),
+                     "import_button", "import_image", "load_model_file", "use_canvas"),
     "controls": ("method_combo", "goal_combo", "batch_spin", "stall_note", "run_button",
                  "stop_button", "progress", "status", "error_label"),
     "panel": ("history", "original_view", "adversarial_view", "delta_view", "summary", "bars",
               "cost", "result_spin", "result_count", "export_button", "export_batch_button"),
 }  # fmt: skip
-#: Pictures up to this size decode in the GUI thread (well under 50 ms); bigger ones in a job.
-INLINE_DECODE_PIXELS = 1_000_000
-
-
-def _results_dir() -> Path:
-    """Where export dialogs open: the user's results folder (created), else home."""
-    from advgui.core import paths
-
-    try:
-        paths.results_dir().mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return Path.home()
-    return paths.results_dir()
-
-
-def _short(clf: Any) -> str:
-    acc = clf.meta.get("test_accuracy") if hasattr(clf, "meta") else None
-    return clf.name + (f"  ({100 * acc:.1f}%)" if isinstance(acc, (int, float)) else "")
 
 
 class AttackTab(QWidget):
@@ -71,7 +52,7 @@ class AttackTab(QWidget):
         self.session = AttackSession()
         self.results_store = self.session.store
         self._slots()
-        self.source_panel = AttackSourcePanel()
+        self.source_panel = AttackSourcePanel(state)
         self.controls = AttackControls()
         self.panel = AttackResultPanel(self.session.store)
         for owner, names in PARTS.items():
@@ -90,11 +71,8 @@ class AttackTab(QWidget):
         splitter.setSizes([300, 340, 560])
         QVBoxLayout(self).addWidget(splitter)
 
-        self.model_combo.currentIndexChanged.connect(self._on_model_chosen)
-        self.load_button.clicked.connect(self.choose_model_file)
-        self.gallery.imageSelected.connect(self.select_test_image)
-        self.canvas.drawn.connect(self.use_canvas)
-        self.import_button.clicked.connect(self.choose_image_file)
+        self.source_panel.sourceChosen.connect(self._on_source)
+        self.source_panel.said.connect(self._say)
         self.run_button.clicked.connect(self.run_attack)
         self.stop_button.clicked.connect(self.stop)
         self.panel.inputChosen.connect(self.show_result)
@@ -103,11 +81,11 @@ class AttackTab(QWidget):
         self.results_tabs.currentChanged.connect(self._sync_compare)
         self.batch_spin.valueChanged.connect(self._sync_compare)
         state.datasetChanged.connect(self._on_dataset)
-        state.modelsChanged.connect(self._refresh_models)
-        state.currentModelChanged.connect(self._refresh_models)
+        state.modelsChanged.connect(self._on_models)
+        state.currentModelChanged.connect(self._on_models)
         if state.mnist is not None:
             self._on_dataset(state.mnist)
-        self._refresh_models()
+        self._on_models()
         self.history.opened.connect(self.reopen)
         self.history.warned.connect(self.status.setText)
         self.history.refresh()
@@ -136,19 +114,6 @@ class AttackTab(QWidget):
             on_error=lambda info: err("Export failed", info),
             on_finish=self._update_buttons,
         )
-        self.import_slot = JobSlot(
-            "attack-import-image",
-            self,
-            on_result=self._use_imported,
-            on_error=self._on_import_error,
-            on_finish=lambda: self.status.setText(""),
-        )
-        self.load_slot = JobSlot(
-            "attack-load-model",
-            self,
-            on_result=self._model_loaded,
-            on_error=lambda info: err("Cannot load model", info),
-        )
 
     # ------------------------------------------------------------------ session views
 
@@ -164,13 +129,13 @@ class AttackTab(QWidget):
 
     @property
     def import_job(self) -> Job | None:
-        return self.import_slot.job
+        return self.source_panel.import_slot.job
 
     @import_job.setter
     def import_job(self, job: Job | None) -> None:
-        self.import_slot.job = job
+        self.source_panel.import_slot.job = job
 
-    # ------------------------------------------------------------------ models and data
+    # ------------------------------------------------------------------ model and image
 
     @Slot(object)
     def _on_dataset(self, mnist: Any) -> None:
@@ -179,100 +144,21 @@ class AttackTab(QWidget):
         if self.session.source is None:
             self.gallery.select_index(0)
 
-    @Slot()
-    def _refresh_models(self, *_: Any) -> None:
+    def _on_models(self, *_: Any) -> None:
         self.session.model = self.state.current_model
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        for clf in self.state.models:
-            self.model_combo.addItem(_short(clf))
-        current = self.state.current_model
-        if current is not None and current in self.state.models:
-            self.model_combo.setCurrentIndex(self.state.models.index(current))
-        self.model_combo.blockSignals(False)
-        if not self.state.models:
-            self.model_combo.addItem("no model: train one or Load model...")
         self._update_buttons()
         self._sync_compare()
 
-    def _on_model_chosen(self, i: int) -> None:
-        if 0 <= i < len(self.state.models):
-            self.state.set_current_model(self.state.models[i])
-
-    def choose_model_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Load a Keras model", str(Path.home()), "Keras models (*.keras)"
-        )
-        if path:
-            self.load_model_file(path)
-
-    def load_model_file(self, path: str | Path) -> Job:
-        """Load a model in the background and make it the shared current model."""
-        from advgui.core import models
-
-        self.status.setText(f"Loading {Path(path).name}...")
-        return self.load_slot.start(lambda progress, cancel: models.load_model(path))
-
-    def _model_loaded(self, clf: Any) -> None:
-        self.state.add_model(clf)
-        self.status.setText("Model loaded.")
-
-    # ------------------------------------------------------------------ source image
-
-    @Slot(int)
-    def select_test_image(self, i: int) -> None:
-        if self.session.mnist is not None:
-            self._show_source(self.session.choose_test_image(i))
-
-    def use_canvas(self) -> None:
-        try:
-            self._show_source(self.session.set_source(self.canvas.digit()))
-        except AdvguiError as err:
-            self.error_label.setText(str(err))
-
-    def choose_image_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Import a digit", str(Path.home()), "Images (*.png *.jpg *.jpeg);;All files (*)"
-        )
-        if path:
-            self.import_image(path)
-
-    def import_image(self, path: str | Path) -> bool:
-        """Import a picture as the source (and onto the canvas); False, with a message, if not.
-
-        The header is checked here (format allow-list, size limit); a small picture is decoded
-        at once, a big one in a background job, so a large photo never freezes the window.
-        """
-        try:
-            width, height = images.image_size(path)
-            digit = images.load_image(path) if width * height <= INLINE_DECODE_PIXELS else None
-        except AdvguiError as err:
-            self.error_label.setText(str(err))
-            return False
-        if digit is not None:
-            self._use_imported(digit)
-            return True
-        self.status.setText(f"Reading {Path(path).name} ({width}x{height})...")
-        self.import_slot.start(lambda progress, cancel: images.load_image(path))
-        return True
-
-    def _on_import_error(self, info: ErrorInfo) -> None:
-        if info.user_error:
-            self.error_label.setText(info.message)
-        else:
-            self._show_error("Cannot import image", info)
-
-    def _use_imported(self, digit: np.ndarray) -> None:
-        self.canvas.set_digit(digit)
-        self.source_panel.show_drawing()
-        self._show_source(self.session.set_source(digit))
-
-    def _show_source(self, source: Source) -> None:
+    def _on_source(self, x: np.ndarray, label: int, index: int | None) -> None:
+        source = self.session.set_source(x, label, index)
         self.error_label.setText("")
         self.original_view.set_image(source.x, source.caption)
         self.batch_spin.setEnabled(source.index is not None)
         self._update_buttons()
         self._sync_compare()
+
+    def _say(self, text: str, error: bool) -> None:
+        (self.error_label if error else self.status).setText(text)
 
     def _batch(self) -> tuple[np.ndarray, np.ndarray, list[int] | None]:
         return self.session.batch(self.batch_spin.value(), self.gallery.visible_indices())
@@ -386,7 +272,7 @@ class AttackTab(QWidget):
     def choose_export_file(self) -> None:
         if self.session.shown is None:
             return
-        suggested = str(_results_dir() / self.session.export_name(self.panel.current()))
+        suggested = str(results_folder() / self.session.export_name(self.panel.current()))
         path, _ = QFileDialog.getSaveFileName(
             self, "Export adversarial image", suggested, "PNG (*.png)"
         )
@@ -397,7 +283,7 @@ class AttackTab(QWidget):
         if self.session.shown is None:
             return
         folder = QFileDialog.getExistingDirectory(
-            self, "Export the batch into", str(_results_dir())
+            self, "Export the batch into", str(results_folder())
         )
         if folder:
             self.export_batch(folder)
@@ -445,6 +331,7 @@ class AttackTab(QWidget):
 
     def shutdown(self) -> None:
         """Cancel this tab's jobs (the window joins all threads afterwards)."""
-        for slot in (self.attack_slot, self.export_slot, self.import_slot, self.load_slot):
-            slot.cancel()
+        self.attack_slot.cancel()
+        self.export_slot.cancel()
+        self.source_panel.shutdown()
         self.compare.shutdown()

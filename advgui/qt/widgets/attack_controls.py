@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -58,10 +58,6 @@ STALL_NOTE = (
 
 
 class AttackControls(QWidget):
-    """``methodChanged(name)`` after the form of another attack is shown."""
-
-    methodChanged = Signal(str)
-
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._absent: dict[tuple[type, bool], QWidget] = {}
@@ -185,7 +181,6 @@ class AttackControls(QWidget):
             self.goal_combo.setCurrentIndex(0)
         self.goal_combo.setEnabled(bool(cls.supports_targeted))
         self.validate()
-        self.methodChanged.emit(cls.name)
 
     def _on_edited(self, method: str) -> None:
         if method == self.method():  # a hidden form of another attack: not shown, not checked
