@@ -42,7 +42,7 @@ def test_targeted_defaults_reach_the_decks_goals_with_small_distortion(default_c
     assert len(res.extra["lam_tried"]) >= 2 and len(set(res.extra["lam"])) > 1
     done = [u.done for u in updates]
     assert done == sorted(done) and done[-1] == 500 * len(res.extra["lam_tried"])
-    assert updates[0].info["image"].shape == (28, 28, 1)
+    assert updates[0].partial.image.shape == (28, 28, 1) and "image" not in updates[0].info
     rec = res.record(0)
     assert rec["goal"] == 2 and len(rec["probs_after"]) == 10 and rec["pred_before"] == 4
 

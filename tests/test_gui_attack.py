@@ -54,13 +54,16 @@ def test_targeted_attack_from_gallery_updates_view_and_exports(
     tab.steps_spin.setValue(150)
     assert not tab.eps_spin.isEnabled()  # the deck's attack has no epsilon
     assert tab.start_combo.isEnabled() and tab.start_combo.currentData() == "target"
-    updates = []
+    updates, partials = [], []
     job = tab.run_attack()
     job.progress.connect(updates.append)
+    job.partial.connect(partials.append)
     assert tab.stop_button.isEnabled() and not tab.run_button.isEnabled()
     _wait(qtbot, job)
     assert job.outcome == "returned"
-    assert updates and "curve" in updates[-1].info
+    # The live curve and image travel on their own typed channel, not inside Progress.info.
+    assert updates and "curve" not in updates[-1].info and updates[-1].partial is None
+    assert partials and len(partials[-1].curve) == 150 and partials[-1].image.shape == (28, 28, 1)
     res = tab.result
     assert res.goals[0] == 2 and res.pred_after[0] == 2
     assert int(np.argmax(tab.bars.after)) == 2 and int(np.argmax(tab.bars.before)) == 4
@@ -182,6 +185,7 @@ def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, tra
     from advgui.core.attacks import ATTACKS, Attack
     from advgui.core.attacks import spec as sp
     from advgui.core.attacks.base import Outcome
+    from advgui.core.errors import ParameterError
     from advgui.qt.attack_tab import AttackTab
     from advgui.qt.state import AppState
 
@@ -196,6 +200,11 @@ def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, tra
             sp.Param("norm", "linf", choices=("linf", "l2")),
         )
 
+        def validate(self, params):
+            if params["restarts"] > 1 and not params["random_start"]:
+                raise ParameterError("restarts need a random start", field="restarts")
+            return params
+
         def run(self, clf, x, task):
             return Outcome(np.clip(x + task.params["eps"], 0, 1))
 
@@ -209,14 +218,27 @@ def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, tra
     assert tab.eps_spin.value() == pytest.approx(0.2) and tab.step_spin.isEnabled()
     assert tab.step_spin.text() == "default" and not tab.goal_combo.isEnabled()
     assert set(tab.extra_widgets) == {"restarts", "random_start"}
-    assert tab.params() == {"eps": 0.2, "restarts": 2, "random_start": True}
+    # Every field, the choice too; "default" (the attack chooses) is left out.
+    assert tab.params() == {"eps": 0.2, "restarts": 2, "random_start": True, "norm": "linf"}
+    norm = tab.controls.form.widgets["norm"]
+    assert [norm.itemData(i) for i in range(norm.count())] == ["linf", "l2"]
     tab.step_spin.setValue(0.05)
-    tab.extra_widgets["restarts"].setValue(9)
     assert tab.params()["step_size"] == pytest.approx(0.05)
-    assert tab.run_attack() is None  # restarts 9 is out of range: refused, field marked
-    assert "restarts must be between 1 and 5" in tab.error_label.text()
-    assert "b00020" in tab.extra_widgets["restarts"].styleSheet()
-    tab.extra_widgets["restarts"].setValue(3)
+    # The field has the spec's range (not 0..1e6): 9 cannot be entered.
+    restarts = tab.extra_widgets["restarts"]
+    assert (restarts.minimum(), restarts.maximum()) == (1, 5)
+    restarts.setValue(9)
+    assert restarts.value() == 5
+    # A rule between parameters is checked on edit: the field is marked with the message...
+    tab.extra_widgets["random_start"].setChecked(False)
+    assert "restarts need a random start" in tab.error_label.text()
+    assert "b00020" in restarts.styleSheet()
+    assert tab.run_attack() is None and tab.job is None  # ...Run refuses it...
+    assert "b00020" in restarts.styleSheet() and "random start" in tab.error_label.text()
+    restarts.setValue(1)  # ...and fixing it clears mark and message at once, before any Run
+    assert restarts.styleSheet() == "" and tab.error_label.text() == ""
+    tab.extra_widgets["random_start"].setChecked(True)
+    restarts.setValue(3)
     job = tab.run_attack()
     _wait(qtbot, job)
     assert job.outcome == "returned" and tab.result.params["restarts"] == 3

@@ -69,3 +69,52 @@ def test_errors_carry_user_message_or_traceback(qtbot):
             job.start()
     assert infos[0].user_error and infos[0].message == "epsilon must be finite"
     assert not infos[1].user_error and "ZeroDivisionError" in infos[1].details
+
+
+def test_job_slot_drops_the_previous_job_and_shares_one_outcome_path(qtbot):
+    from PySide6.QtCore import QObject
+
+    from advgui.core.progress import Partial
+    from advgui.qt.workers import Job, JobSlot
+
+    owner = QObject()
+    seen: list[tuple] = []
+    slot = JobSlot(
+        "slot-test",
+        owner,
+        on_progress=lambda u: seen.append(("progress", u.message)),
+        on_partial=lambda p: seen.append(("partial", p.curve)),
+        on_result=lambda r: seen.append(("result", r)),
+        on_cancel=lambda: seen.append(("cancelled",)),
+        on_finish=lambda: seen.append(("finish", slot.is_running())),
+    )
+    release = threading.Event()
+
+    def slow(progress, cancel):
+        progress(Progress(0, 1, "old"))
+        release.wait(5)  # still busy when the next job starts; ignores its token
+        progress(Progress(1, 1, "old late", partial=Partial(curve=[1.0])))
+        return "old result"
+
+    def quick(progress, cancel):
+        progress(Progress(1, 1, "new", {"cost": 1.0}, Partial(curve=[2.0])))
+        return "new result"
+
+    old = slot.start(slow)
+    qtbot.waitUntil(lambda: ("progress", "old") in seen, timeout=5000)
+    assert slot.is_running() and slot.job is old
+    new = slot.start(quick)
+    assert old.token.cancelled and slot.job is new
+    qtbot.waitUntil(lambda: any(s[0] == "finish" for s in seen), timeout=5000)
+    release.set()
+    qtbot.waitUntil(lambda: old not in Job.live and new not in Job.live, timeout=5000)
+    qtbot.wait(50)
+    assert old.outcome == "returned"  # it finished, but nothing of it reached the handlers
+    assert seen == [
+        ("progress", "old"),
+        ("partial", [2.0]),
+        ("progress", "new"),
+        ("result", "new result"),
+        ("finish", False),
+    ]
+    assert not slot.cancel()  # nothing running: nothing to stop

@@ -40,7 +40,7 @@ from advgui.core.defenses.transforms import parse_transform, transform_label, wr
 from advgui.core.errors import ParameterError
 from advgui.core.fileio import atomic_write_bytes, atomic_write_text, json_default
 from advgui.core.models import Classifier
-from advgui.core.progress import CancelToken, Progress, ProgressCallback, check
+from advgui.core.progress import CancelToken, Partial, Progress, ProgressCallback, check
 from advgui.core.tfimport import keras
 
 
@@ -247,7 +247,7 @@ class _Counter:
             if self.progress is not None:
                 self.progress(
                     Progress(base + update.fraction, self.total, f"{message}: {update.message}",
-                             dict(update.info))
+                             dict(update.info), update.partial)
                 )  # fmt: skip
 
         return report
@@ -272,7 +272,7 @@ def evaluate(
     ``result["results"]`` holds one entry per model and transformation with ``clean_accuracy``
     and, per attack, lists aligned with ``eps``: ``robust_accuracy`` (worst case), ``naive``
     and ``adaptive`` (None where no adaptive view applies), plus ``notes`` where they disagree.
-    Progress ``info`` carries ``partial`` (the entry finished so far) for live display.
+    Progress updates carry a ``Partial`` whose ``entry`` is the entry so far, for live display.
     """
     from advgui.core.attacks.batch import run_batch
     from advgui.core.attacks.spec import FIXED_BUDGET, MINIMUM_NORM
@@ -372,7 +372,7 @@ def evaluate(
             if progress is not None:
                 progress(
                     Progress(counter.done, counter.total, f"{tg.label}: {a} done",
-                             {"partial": _partial(entry)})
+                             partial=Partial(entry=_partial(entry)))
                 )  # fmt: skip
         if cfg.detector_fpr is not None and tg.transform == "none":
             entry["detector"] = _detector(tg, mnist, cfg, x, y, adv_for_detector)

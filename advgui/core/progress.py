@@ -37,14 +37,28 @@ class CancelToken:
             raise Cancelled()
 
 
+@dataclass(frozen=True)
+class Partial:
+    """Part of a result that is ready before the job ends, each kind a typed field (None: not
+    in this update), so a view never digs it out of ``Progress.info``. The GUI's job sends it
+    on its own signal."""
+
+    curve: Any = None  # np.ndarray (steps,): the cost so far of the first image
+    image: Any = None  # np.ndarray (28, 28, 1): the first image as the attack has it now
+    entry: dict[str, Any] | None = None  # evaluation: one model/transform's entry so far
+    result: Any = None  # comparison: one finished attack's AttackResult
+
+
 @dataclass
 class Progress:
-    """One progress update: ``done`` of ``total`` units plus job-specific plain values."""
+    """One progress update: ``done`` of ``total`` units, job-specific plain figures in
+    ``info`` (what a progress line prints) and, now and then, a :class:`Partial` result."""
 
     done: float
     total: float
     message: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    partial: Partial | None = None
 
     @property
     def fraction(self) -> float:

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from advgui.core import history
 from advgui.core.errors import AdvguiError
 from advgui.core.fileio import atomic_write_bytes
-from advgui.core.progress import Progress
+from advgui.core.progress import Partial, Progress
 from advgui.core.results import ResultEntry, ResultStore
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
@@ -37,14 +37,23 @@ from advgui.qt.widgets.defense_setup import DefenseSetup
 from advgui.qt.widgets.defense_table import DefenseTable
 from advgui.qt.widgets.defense_train import DefenseTrainPanel
 from advgui.qt.widgets.history import HistoryBox
-from advgui.qt.workers import ErrorInfo, Job, run_job
+from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
 
 class DefenseTab(QWidget):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.job: Job | None = None
+        self.slot = JobSlot(
+            "defense-eval",
+            self,
+            on_progress=self._on_progress,
+            on_partial=self._on_partial,
+            on_result=self._on_evaluated,
+            on_error=self._on_error,
+            on_cancel=self._on_cancel,
+            on_finish=self._on_finish,
+        )
         self.result: dict[str, Any] | None = None
         self._partial: list[dict[str, Any]] = []
         self._meta: dict[str, Any] = {}
@@ -131,6 +140,10 @@ class DefenseTab(QWidget):
 
     # ------------------------------------------------------------------ running
 
+    @property
+    def job(self) -> Job | None:
+        return self.slot.job
+
     def _on_models(self) -> None:
         self.setup.set_models(self.state.models)
 
@@ -138,7 +151,7 @@ class DefenseTab(QWidget):
         """Validate the choices and start the comparison in the background."""
         from advgui.core.evaluation import evaluate
 
-        if self.job is not None and self.job.is_running():
+        if self.slot.is_running():
             return
         if self.state.mnist is None:
             self.status.setText("MNIST is not loaded yet (File > Import dataset...)")
@@ -172,15 +185,10 @@ class DefenseTab(QWidget):
         self.run_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.status.setText(f"comparing {len(models)} model(s) x {len(transforms)} input(s)...")
-        self.job = run_job(
-            work, name="defense-eval", parent=self, on_progress=self._on_progress,
-            on_result=self._on_evaluated, on_error=self._on_error, on_cancel=self._on_cancel,
-            on_finish=self._on_finish,
-        )  # fmt: skip
+        self.slot.start(work)
 
     def stop(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        if self.slot.cancel():
             self.status.setText("stopping after the current step...")
 
     def _mark_field(self, field: str | None) -> None:
@@ -192,10 +200,12 @@ class DefenseTab(QWidget):
     def _on_progress(self, update: Progress) -> None:
         self.progress_bar.setValue(int(1000 * update.fraction))
         self.status.setText(update.message)
-        partial = update.info.get("partial")
-        if partial is not None:
-            self._partial = [p for p in self._partial if p["label"] != partial["label"]]
-            self._partial.append(partial)
+
+    def _on_partial(self, partial: Partial) -> None:
+        entry = partial.entry
+        if entry is not None:
+            self._partial = [p for p in self._partial if p["label"] != entry["label"]]
+            self._partial.append(entry)
             self._show({**self._meta, "results": list(self._partial)})
 
     def _on_result(self, result: dict[str, Any]) -> None:
@@ -215,7 +225,7 @@ class DefenseTab(QWidget):
 
     def reopen(self, entry: ResultEntry) -> bool:
         """Show a stored comparison again (History); False, with a message, if damaged."""
-        if self.job is not None and self.job.is_running():
+        if self.slot.is_running():
             self.status.setText("stop the running comparison first")
             return False
         try:
@@ -333,6 +343,5 @@ class DefenseTab(QWidget):
 
     def shutdown(self) -> None:
         """Cancel this tab's jobs (the window joins all threads afterwards)."""
-        if self.job is not None:
-            self.job.cancel()
+        self.slot.cancel()
         self.train_panel.shutdown()

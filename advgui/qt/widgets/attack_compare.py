@@ -37,26 +37,42 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from advgui.core.attacks.base import ATTACKS, AttackResult, make_attack
+from advgui.core.attacks.base import ATTACKS, Attack, AttackResult, make_attack
 from advgui.core.errors import ParameterError
-from advgui.core.progress import Progress
+from advgui.core.progress import Partial, Progress
 from advgui.qt.state import AppState
-from advgui.qt.workers import ErrorInfo, Job
+from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
-#: Attacks offered, in display order, with parameters that run in seconds on a few images.
-DEFAULT_PARAMS: dict[str, str] = {
-    "fgsm": "eps=0.3",
-    "bim": "eps=0.3, step_size=0.01, steps=40",
-    "pgd": "eps=0.3, step_size=0.01, steps=40, restarts=1, norm=linf",
-    "mifgsm": "eps=0.3, steps=10, decay=1.0",
-    "cw": "steps=100, search_steps=9, kappa=0",
-    "deepfool": "steps=50, overshoot=0.02",
-    "jsma": "theta=1.0, max_share=0.1",
-}
+#: Display order of the attacks everyone knows; any other registered attack follows by name.
+ORDER = ("fgsm", "bim", "pgd", "mifgsm", "cw", "deepfool", "jsma")
 #: Checked when the widget opens.
 DEFAULT_CHECKED = ("pgd", "cw", "deepfool", "jsma")
 COLUMNS = ("Attack", "Success %", "Goal conf.", "L0", "L2", "Linf", "Time (s)")
 THUMB = 112
+
+
+def default_params(cls: type[Attack]) -> str:
+    """The parameter text a row starts with: the attack's basic parameters at their spec
+    defaults (advanced ones and "the attack chooses" are left out). They run in seconds on a
+    few images, so no separate quick settings are kept."""
+    parts = []
+    for p in cls.spec:
+        if p.advanced or p.default is None:
+            continue
+        value = p.default
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, float):
+            text = f"{value:g}"
+        else:
+            text = str(value)
+        parts.append(f"{p.name}={text}")
+    return ", ".join(parts)
+
+
+def method_order(names: list[str]) -> list[str]:
+    known = [n for n in ORDER if n in names]
+    return known + sorted(n for n in names if n not in ORDER)
 
 
 def parse_params(text: str) -> dict[str, Any]:
@@ -143,7 +159,16 @@ class AttackCompareWidget(QWidget):
         self.x: np.ndarray | None = None
         self.labels: np.ndarray | None = None
         self.results: dict[str, AttackResult] = {}
-        self.job: Job | None = None
+        self.slot = JobSlot(
+            "attack-compare",
+            self,
+            on_progress=self._on_progress,
+            on_partial=self._on_partial,
+            on_result=self._on_returned,
+            on_error=self._on_error,
+            on_cancel=self._on_cancelled,
+            on_finish=self._on_finished,
+        )
         self._build()
         self._update_buttons()
 
@@ -213,16 +238,21 @@ class AttackCompareWidget(QWidget):
     def _fill_methods(self) -> None:
         import advgui.core.attacks  # noqa: F401  (registers every attack)
 
-        names = [n for n in DEFAULT_PARAMS if n in ATTACKS]
-        names += sorted(n for n in ATTACKS if n not in DEFAULT_PARAMS and n != "deck")
+        names = method_order(list(ATTACKS))
         self.methods.setRowCount(len(names))
         for row, name in enumerate(names):
+            cls = ATTACKS[name]
             item = QTableWidgetItem(name)
             item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
             checked = name in DEFAULT_CHECKED
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+            item.setToolTip(cls.describe())
             self.methods.setItem(row, 0, item)
-            self.methods.setItem(row, 1, QTableWidgetItem(DEFAULT_PARAMS.get(name, "")))
+            text = QTableWidgetItem(default_params(cls))
+            text.setToolTip(
+                "\n".join(f"{p.name}: {p.help or p.title} ({p.describe()})" for p in cls.spec)
+            )
+            self.methods.setItem(row, 1, text)
 
     # ------------------------------------------------------------------ API
 
@@ -238,9 +268,7 @@ class AttackCompareWidget(QWidget):
         x = np.asarray(x, dtype=np.float32).reshape(-1, 28, 28, 1)
         if len(x) == 0:
             raise ParameterError("no images to attack", field="images")
-        if self.job is not None:
-            self.job.cancel()  # its late signals are ignored: they no longer come from self.job
-            self.job = None
+        self.slot.drop()  # a run on the old inputs: stopped, and nothing it sends is shown
         self.clf = clf
         self.x = x
         self.labels = None if labels is None else np.broadcast_to(labels, (len(x),)).copy()
@@ -283,8 +311,12 @@ class AttackCompareWidget(QWidget):
             out.append((item.text(), params))
         return out
 
+    @property
+    def job(self) -> Job | None:
+        return self.slot.job
+
     def is_running(self) -> bool:
-        return self.job is not None and self.job.is_running()
+        return self.slot.is_running()
 
     def clear_results(self) -> None:
         self.results = {}
@@ -332,76 +364,50 @@ class AttackCompareWidget(QWidget):
 
                 res = run_batch(attack, clf, x, labels, goals=goals, progress=sub, cancel=cancel)
                 done[attack.name] = res
-                progress(Progress(i + 1, len(attacks), f"{attack.name} done", {"result": res}))
+                progress(Progress(i + 1, len(attacks), f"{attack.name} done",
+                                  partial=Partial(result=res)))  # fmt: skip
             return done
 
         self.clear_results()
         self.progress.setValue(0)
         self.status.setText(f"Running {', '.join(a.name for a in attacks)}...")
-        self.job = Job(work, name="attack-compare", parent=self)
-        self.job.progress.connect(self._on_progress)
-        self.job.returned.connect(self._on_returned)
-        self.job.errored.connect(self._on_error)
-        self.job.cancelled.connect(self._on_cancelled)
-        self.job.finished.connect(self._on_finished)
-        self.job.start()
+        job = self.slot.start(work)
         self._update_buttons()
         self.runningChanged.emit(True)
-        return self.job
+        return job
 
     @Slot()
     def stop(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        if self.slot.cancel():
             self.status.setText("Stopping after the current step...")
 
     def shutdown(self) -> None:
         """Cancel and join the running job (the window calls this on close)."""
-        if self.job is not None:
-            self.job.cancel()
-            self.job.wait()
+        self.slot.join()
 
-    def _stale(self) -> bool:
-        """True inside a slot called by a job that is no longer this widget's current one."""
-        return self.sender() is not None and self.sender() is not self.job
-
-    @Slot(object)
     def _on_progress(self, update: Progress) -> None:
-        if self._stale():
-            return
         self.progress.setValue(int(1000 * update.fraction))
         self.status.setText(update.message)
-        result = update.info.get("result") if update.info else None
-        if isinstance(result, AttackResult):
-            self._add_result(result)
 
-    @Slot(object)
+    def _on_partial(self, partial: Partial) -> None:
+        if isinstance(partial.result, AttackResult):
+            self._add_result(partial.result)
+
     def _on_returned(self, results: dict[str, AttackResult]) -> None:
-        if self._stale():
-            return
         for res in results.values():
             if res.method not in self.results:
                 self._add_result(res)
         self.progress.setValue(1000)
         self.status.setText(f"Done: {len(self.results)} attack(s) compared.")
 
-    @Slot(object)
     def _on_error(self, info: ErrorInfo) -> None:
-        if self._stale():
-            return
         self._fail(f"Attack failed: {info.message}")
 
-    @Slot()
     def _on_cancelled(self) -> None:
-        if self._stale():
-            return
         self.status.setText(f"Stopped; {len(self.results)} attack(s) finished before Stop.")
 
-    @Slot()
     def _on_finished(self) -> None:
         self._update_buttons()
-        if self._stale():
-            return
         self.runningChanged.emit(False)
         self.resultsReady.emit(dict(self.results))
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from advgui.core.progress import Progress
 from advgui.qt.widgets.training_plots import TrainingPlots
-from advgui.qt.workers import ErrorInfo, Job, run_job
+from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
 METHOD_TIPS = {
     "fast-at": "FGSM from a random start, step 1.25 eps (Wong 2020); best epoch kept by PGD check",
@@ -43,7 +43,15 @@ class DefenseTrainPanel(QWidget):
         from advgui.core.defenses.adversarial import ARCHS, DEFAULT_EPOCHS, DEFENSES
 
         self.mnist_getter = mnist_getter
-        self.job: Job | None = None
+        self.slot = JobSlot(
+            "defense-train",
+            self,
+            on_progress=self._on_progress,
+            on_result=self._on_result,
+            on_error=self._on_error,
+            on_cancel=self._on_cancel,
+            on_finish=self._on_finish,
+        )
         self.history: list[dict[str, Any]] = []
         self.method_combo = QComboBox()
         for m in DEFENSES:
@@ -122,7 +130,7 @@ class DefenseTrainPanel(QWidget):
         from advgui.core.defenses import train_defended
         from advgui.core.errors import AdvguiError
 
-        if self.job is not None and self.job.is_running():
+        if self.slot.is_running():
             return
         mnist = self.mnist_getter()
         if mnist is None:
@@ -144,15 +152,14 @@ class DefenseTrainPanel(QWidget):
         self.train_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.running.emit(True)
-        self.job = run_job(
-            work, name="defense-train", parent=self, on_progress=self._on_progress,
-            on_result=self._on_result, on_error=self._on_error, on_cancel=self._on_cancel,
-            on_finish=self._on_finish,
-        )  # fmt: skip
+        self.slot.start(work)
+
+    @property
+    def job(self) -> Job | None:
+        return self.slot.job
 
     def stop(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        if self.slot.cancel():
             self.status.setText("stopping after the current step...")
 
     def _on_progress(self, update: Progress) -> None:
@@ -192,5 +199,4 @@ class DefenseTrainPanel(QWidget):
         self.running.emit(False)
 
     def shutdown(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        self.slot.cancel()

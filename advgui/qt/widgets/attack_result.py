@@ -1,0 +1,95 @@
+"""The Attack tab's result panel: History, original / adversarial / perturbation, the summary
+line, probabilities before and after, the cost curve, which input of a batch is shown, and
+the export buttons. It shows a :class:`~advgui.core.sessions.ResultView`; deciding what to
+show is the session's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+
+from advgui.core import history
+from advgui.core.results import ResultStore
+from advgui.core.sessions import ResultView
+from advgui.qt.widgets.attack_views import CostCurve, DigitView, PerturbationView, ProbabilityBars
+from advgui.qt.widgets.history import HistoryBox
+
+
+class AttackResultPanel(QWidget):
+    """Emits ``inputChosen(k)`` (0-based) when the user picks another input of the batch."""
+
+    inputChosen = Signal(int)
+
+    def __init__(self, store: ResultStore, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.history = HistoryBox(history.ATTACK_KIND, store)
+        layout.addWidget(self.history)
+        views = QHBoxLayout()
+        self.original_view = DigitView("Original")
+        self.adversarial_view = DigitView("Adversarial")
+        self.delta_view = PerturbationView()
+        for v in (self.original_view, self.adversarial_view, self.delta_view):
+            views.addWidget(v)
+        layout.addLayout(views)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.summary)
+        plots = QHBoxLayout()
+        self.bars = ProbabilityBars()
+        self.cost = CostCurve()
+        plots.addWidget(self.bars, 1)
+        plots.addWidget(self.cost, 1)
+        layout.addLayout(plots, 1)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Show result"))
+        self.result_spin = QSpinBox()
+        self.result_spin.setRange(1, 1)
+        self.result_spin.valueChanged.connect(lambda v: self.inputChosen.emit(v - 1))
+        row.addWidget(self.result_spin)
+        self.result_count = QLabel("of 0")
+        row.addWidget(self.result_count)
+        row.addStretch(1)
+        self.export_button = QPushButton("Export image...")
+        self.export_batch_button = QPushButton("Export batch...")
+        row.addWidget(self.export_button)
+        row.addWidget(self.export_batch_button)
+        layout.addLayout(row)
+
+    def set_count(self, n: int) -> None:
+        """A new result of ``n`` inputs: the first one is about to be shown."""
+        self.result_spin.blockSignals(True)
+        self.result_spin.setRange(1, max(1, n))
+        self.result_spin.setValue(1)
+        self.result_spin.blockSignals(False)
+        self.result_count.setText(f"of {n}")
+
+    def current(self) -> int:
+        return self.result_spin.value() - 1
+
+    def show_view(self, view: ResultView) -> None:
+        self.original_view.set_image(view.original, view.original_caption)
+        self.adversarial_view.set_image(view.adversarial, view.adversarial_caption)
+        self.delta_view.set_delta(view.delta, view.delta_caption)
+        self.bars.set_probs(view.probs_before, view.probs_after)
+        self.cost.set_curve(view.curve)
+        self.summary.setText(view.summary)
+
+    def show_running(self) -> None:
+        self.cost.set_curve(None)
+        self.adversarial_view.set_image(None, "running...")
+        self.delta_view.set_delta(None)
+        self.bars.set_probs(None, None)
+
+    def show_live(self, curve: Any, image: np.ndarray | None, delta: np.ndarray | None) -> None:
+        """A partial result while the attack runs: its cost so far, its image now."""
+        if curve is not None:
+            self.cost.set_curve(curve)
+        if image is not None:
+            self.adversarial_view.set_image(image, "optimising...")
+            self.delta_view.set_delta(delta)
