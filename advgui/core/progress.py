@@ -39,12 +39,18 @@ class CancelToken:
 
 @dataclass
 class Progress:
-    """One progress update: ``done`` of ``total`` units plus job-specific plain values."""
+    """One progress update: ``done`` of ``total`` units plus job-specific plain values.
+
+    ``record`` is the typed object behind ``info`` where a job has one (training's
+    :class:`~advgui.core.fit.BatchProgress` and :class:`~advgui.core.fit.EpochRecord`): the GUI
+    maps it to curves; ``info`` stays the flat figures a terminal line shows.
+    """
 
     done: float
     total: float
     message: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    record: Any = None
 
     @property
     def fraction(self) -> float:
