@@ -1,15 +1,18 @@
 """The one training loop (advgui.core.fit) on real MNIST: the schedule's two shapes, typed epoch
-records for plain and defended training, Stop keeping the best model so far."""
+records for plain and defended training, Stop keeping the best model so far, and ``advgui
+defend`` = ``advgui train --defense``."""
 
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from advgui.cli import main
 from advgui.core import fit, models, training
 from advgui.core.fit import BatchProgress, EpochRecord
 from advgui.core.progress import CancelToken
@@ -198,3 +201,33 @@ def test_distillation_stopped_during_the_teacher_keeps_the_teacher(mnist):
     assert [h["stage"] for h in result.history] == ["distill teacher"]
     assert clf.meta["test_accuracy"] == pytest.approx(clf.accuracy(mnist.x_test, mnist.y_test))
     assert clf.meta["test_accuracy"] > 0.3  # a trained teacher, not the untrained student
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def test_defend_and_train_defense_are_one_command(mnist_path, tmp_path, capsys):
+    common = ["--defense", "fgsm-at", "--defense-arch", "cnn-s2", "--epochs", "1"]
+    common += ["--n-train", "1500", "--seed", "3", "--no-store"]
+    runs = {}
+    for spelling in (["defend"], ["train"]):
+        out, js = tmp_path / f"{spelling[0]}.keras", tmp_path / f"{spelling[0]}.json"
+        argv = ["--data", str(mnist_path), *spelling, *common, "--out", str(out), "--json", str(js)]
+        assert main(argv) == 0
+        runs[spelling[0]] = (models.load_model(out), json.loads(js.read_text()))
+    capsys.readouterr()
+    (a, ja), (b, jb) = runs["defend"], runs["train"]
+    assert ja["config"] == jb["config"] and ja["config"]["seed"] == 3
+    assert ja["test_accuracy"] == jb["test_accuracy"] > 0.5
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in ja["history"]] == [
+        {k: v for k, v in h.items() if k != "seconds"} for h in jb["history"]
+    ]
+    from advgui.core.data import load_mnist
+
+    test = load_mnist(mnist_path).x_test[:500]
+    np.testing.assert_allclose(a.logits(test), b.logits(test), rtol=1e-5, atol=1e-5)
+    # One is documented as the other's alias.
+    for argv, words in ((["defend", "--help"], "alias"), (["train", "--help"], "alias of")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert words in capsys.readouterr().out
