@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -202,13 +202,26 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = 10) -> np.
 # --------------------------------------------------------------------------- recipes
 
 
+class Recipe(Protocol):
+    """What one batch's loss is; traced into the training step by :func:`fit`."""
+
+    def eps_at(self, step: int, total: int) -> float:
+        """The attack budget at ``step`` of ``total`` (a ramp, or 0)."""
+
+    def attack(self, model: Any, x: Any, y: Any, eps: Any) -> Any:
+        """The batch's adversarial examples, or None; made before the gradient tape, so the
+        update does not differentiate through the attack."""
+
+    def batch_loss(self, model: Any, x: Any, x_adv: Any, y: Any) -> tuple[Any, Any, Any]:
+        """(mean loss, the logits accuracy is counted on, their labels), on the tape."""
+
+
 @dataclass(frozen=True)
 class CrossEntropy:
     """Plain training: cross-entropy of the logits. With ``temperature`` T the logits are divided
     by T first (defensive distillation); labels may be classes or soft targets (N, 10)."""
 
     temperature: float = 1.0
-    name: str = "cross-entropy"
 
     def eps_at(self, step: int, total: int) -> float:
         """The attack budget at ``step`` (none: plain training attacks nothing)."""
@@ -334,8 +347,9 @@ class Holdout:
 @dataclass(frozen=True)
 class Stage:
     """Where a fit sits in its job (distillation fits a teacher, then a student) and how its
-    progress reads: ``name`` alone (plain training's "training"), or with ``epochs_in_message``
-    "name: epoch 3/10" and the held-out figures at each epoch's end."""
+    batch updates read: ``name`` alone (plain training's "training", which the Training tab and
+    the tests key on), or with ``epochs_in_message`` "name: epoch 3/10". A check always reads
+    "name: epoch 3/10: clean 98.1%, PGD 91.0%" (or "validation 98.1%")."""
 
     name: str = "training"
     index: int = 0
@@ -368,7 +382,7 @@ def fit(
     model: Any,
     x: np.ndarray,
     y: np.ndarray,
-    recipe: Any,
+    recipe: Recipe,
     plan: Plan,
     *,
     holdout: Holdout | None = None,
@@ -377,14 +391,11 @@ def fit(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> FitResult:
-    """Train the logits model ``model`` in place on ``(x, y)`` with ``recipe``'s batch loss.
+    """Train the logits model ``model`` in place on ``(x, y)`` with ``recipe``'s batch loss
+    (:class:`CrossEntropy`, or defended training's ``AdversarialLoss``).
 
-    ``recipe`` (:class:`CrossEntropy`, or defended training's ``AdversarialLoss``) has
-    ``eps_at(step, total)`` (its attack budget per step: a ramp, or 0), ``attack(model, x, y,
-    eps)`` (the batch's adversarial examples or None, traced before the tape: the attack is not
-    differentiated for the update) and ``batch_loss(model, x, x_adv, y) -> (loss, logits,
-    labels)`` (on the tape; accuracy is counted on those logits). Stop ends the
-    loop between two batches (see the module's docstring); a non-finite loss raises
+    ``y`` holds classes, or soft targets (N, 10) for a distillation student. Stop ends the loop
+    between two batches (see the module's docstring); a non-finite loss raises
     :class:`ParameterError` naming the learning rate.
     """
     stage = stage or Stage()
@@ -623,7 +634,7 @@ def fit(
 
 
 def _compile_step(
-    recipe: Any, model: Any, optimizer: Any, variables: list, y: np.ndarray, batch: int | None
+    recipe: Recipe, model: Any, optimizer: Any, variables: list, y: np.ndarray, batch: int | None
 ) -> Any:
     """One training step as a ``tf.function``: the recipe's attack, its loss plus the model's
     own losses (regularisers), the update; returns (loss, correct count). ``batch`` fixes the
