@@ -17,7 +17,9 @@ from advgui.core.errors import AdvguiError
 from advgui.core.progress import Cancelled
 
 #: Modules in :mod:`advgui.commands` that provide ``register(subparsers)``.
-COMMAND_MODULES = ("data", "train", "evaluate", "selftest", "attack", "predict", "report")
+COMMAND_MODULES = (
+    "data", "train", "evaluate", "defend", "selftest", "attack", "predict", "report",
+)  # fmt: skip
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -138,3 +138,41 @@ def test_train_defended_model_from_tab(tab, qtbot):
     assert len(tab.state.models) == before + 1
     assert tab.state.models[-1].meta["defense"] == "fast-at"
     assert tab.setup.model_list.count() == before + 1
+
+
+def test_stopped_defended_training_is_kept_marked_and_stored(tab, qtbot):
+    from advgui.core.store import ModelStore
+    from advgui.qt.widgets.model_list import describe
+
+    p = tab.train_panel
+    p.method_combo.setCurrentText("fast-at")
+    p.arch_combo.setCurrentText("cnn-s2")
+    p.epochs_spin.setValue(20)
+    p.n_spin.setValue(20000)
+    before = len(tab.state.models)
+    p.train_button.click()
+    qtbot.waitUntil(lambda: len(p.history) >= 1, timeout=120000)  # one epoch checked
+    p.stop_button.click()
+    assert not p.stop_button.isEnabled() and "model so far is kept" in p.status.text()
+    with qtbot.waitSignal(p.job.finished, timeout=120000):
+        pass
+    assert p.job.outcome == "returned", p.status.text()
+    # The best model so far joined the shared list, marked stopped, and is in the store.
+    assert len(tab.state.models) == before + 1
+    clf = tab.state.models[-1]
+    assert clf.meta["cancelled"] is True and clf.meta["defense"] == "fast-at"
+    assert 1 <= clf.meta["epochs_completed"] < 20
+    assert "stopped" in describe(clf) and "stored" in describe(clf)
+    (entry,) = ModelStore().entries()
+    assert entry.meta["name"] == clf.name and entry.meta["cancelled"] is True
+    items = [tab.setup.model_list.item(i).text() for i in range(tab.setup.model_list.count())]
+    assert items[-1] == f"{clf.name} [stopped]"
+    text = p.status.text()
+    assert "Stopped after" in text and "marked stopped" in text and "model store" in text
+    assert f"epoch {clf.meta['best_epoch']} kept" in text
+    # The held-out checks, the one after Stop included, are on the plot.
+    xs, ys = p.robust_curve.getData()
+    assert len(xs) == len(p.history) == len(clf.meta["history"]) >= 1
+    assert clf.meta["history"][-1]["epoch"] == pytest.approx(clf.meta["epochs_completed"])
+    assert list(ys) == [h["robust_accuracy"] for h in clf.meta["history"]]
+    assert p.train_button.isEnabled() and not p.stop_button.isEnabled()

@@ -223,6 +223,7 @@ def test_closing_the_window_mid_training_joins_and_keeps_the_model(qtbot, mnist_
 
 
 def test_live_plot_axes_stay_put_while_points_arrive(qtbot):
+    from advgui.core.fit import BatchProgress
     from advgui.qt.widgets.training_plots import TrainingPlots
 
     plots = TrainingPlots()
@@ -232,7 +233,9 @@ def test_live_plot_axes_stay_put_while_points_arrive(qtbot):
     x_range = box.viewRange()[0]
     tops = []
     for i, loss in enumerate([2.3, 1.1, 0.6, 2.9, 0.3]):
-        plots.add_update({"epoch_progress": 0.5 * (i + 1), "loss": loss, "accuracy": 0.5})
+        plots.add_update(
+            BatchProgress(1, i + 1, epoch_progress=0.5 * (i + 1), loss=loss, accuracy=0.5)
+        )
         assert box.viewRange()[0] == x_range  # x fixed to the whole run
         tops.append(box.viewRange()[1][1])
     assert x_range[0] <= 0.0 and x_range[1] >= 3.0

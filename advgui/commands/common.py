@@ -215,6 +215,15 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------- output paths
 
 
+def check_model_outputs(args: argparse.Namespace) -> Path:
+    """``--out MODEL.keras`` (and ``--json``) of a training command, checked before any work."""
+    out = Path(args.out)
+    if out.suffix != ".keras":
+        raise ParameterError(f"--out {out}: model files must end in .keras", field="out")
+    check_outputs([("--out", out), ("--json", args.json)])
+    return out
+
+
 def check_outputs(
     files: Iterable[tuple[str, str | Path | None]],
     *,

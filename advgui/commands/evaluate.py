@@ -1,13 +1,11 @@
-"""``advgui evaluate`` (compare models and defenses) and ``advgui defend`` (defended training).
+"""``advgui evaluate``: compare models and defenses under the same attacks, naive and adaptive.
 
-``advgui train --defense ...`` calls :func:`train_defense` from here, so both spellings give the
-same model.
+Defended training (``advgui defend``) lives in :mod:`advgui.commands.defend`.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from advgui.commands.common import (
@@ -18,12 +16,9 @@ from advgui.commands.common import (
     positive_int,
     progress_bar,
 )
-from advgui.core.errors import ParameterError
-from advgui.core.progress import Progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from advgui.core.defenses.adversarial import ARCHS, DEFENSES
     from advgui.core.evaluation import eval_attacks
 
     e = sub.add_parser(
@@ -67,124 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--csv", metavar="OUT.csv", help="write one row per model/attack/epsilon")
     e.add_argument("--plot", metavar="OUT.png", help="draw robust accuracy against epsilon")
     e.set_defaults(func=cmd_evaluate)
-
-    d = sub.add_parser(
-        "defend",
-        help="train a defended model (adversarial training or distillation)",
-        description="Train a defended classifier; same as advgui train --defense.",
-    )
-    add_defense_arguments(d, ARCHS, DEFENSES, required=True)
-    d.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
-    add_output_options(d, json_help="write per-epoch figures as JSON")
-    d.add_argument("--no-store", action="store_true", help="do not add it to the model store")
-    d.set_defaults(func=cmd_defend)
-
-
-def add_defense_arguments(
-    p: argparse.ArgumentParser, archs: Any, defenses: Any, *, required: bool = False
-) -> None:
-    """The options of defended training (shared with ``advgui train --defense``)."""
-    p.add_argument("--defense", choices=defenses, required=required, help="defense to train")
-    p.add_argument("--eps", type=finite_float, help="attack budget trained against (default 0.3)")
-    if required:  # advgui train has its own --epochs, --lr, --batch-size, --seed, --n-train
-        p.add_argument(
-            "--epochs",
-            type=positive_int,
-            help="passes over the training images (default 6 for pgd-at and trades, else 10)",
-        )
-        p.add_argument("--lr", type=finite_float, help="peak learning rate (Adam, one-cycle)")
-        p.add_argument("--batch-size", type=positive_int)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--n-train", type=positive_int, help="training images to use")
-    p.add_argument(
-        "--defense-arch",
-        choices=archs,
-        help="architecture of the defended model (default cnn-s2-wide: fast on a CPU)",
-    )
-    p.add_argument("--steps", type=positive_int, help="inner PGD/TRADES steps (default 10)")
-    p.add_argument("--beta", type=finite_float, help="TRADES beta (default 6)")
-    p.add_argument("--temperature", type=finite_float, help="distillation T (default 100)")
-
-
-def defense_config(args: argparse.Namespace) -> Any:
-    from advgui.core.defenses import DefenseConfig
-
-    overrides = {
-        name: value
-        for name, value in (
-            ("eps", args.eps),
-            ("epochs", getattr(args, "epochs", None)),
-            ("lr", getattr(args, "lr", None)),
-            ("batch_size", getattr(args, "batch_size", None)),
-            ("n_train", getattr(args, "n_train", None)),
-            ("arch", args.defense_arch),
-            ("steps", args.steps),
-            ("beta", args.beta),
-            ("temperature", args.temperature),
-        )
-        if value is not None
-    }
-    seed = getattr(args, "seed", 0) or 0
-    return DefenseConfig.for_method(args.defense, seed=seed, **overrides)
-
-
-def train_defense(args: argparse.Namespace) -> int:
-    """Train, save (and keep in the store), report: the body of ``defend``/``train --defense``."""
-    from advgui.core import data, models
-    from advgui.core.defenses import train_defended
-
-    out = Path(args.out)
-    if out.suffix != ".keras":
-        raise ParameterError(f"--out {out}: model files must end in .keras", field="out")
-    check_outputs([("--out", out), ("--json", args.json)])
-    config = defense_config(args).validate()
-    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
-    bar = progress_bar(args, unit="batch")
-
-    def progress(update: Progress) -> None:
-        info = update.info  # only the figures a person watches on a terminal
-        brief = {k: info[k] for k in ("epoch", "loss") if k in info}
-        if info.get("epoch_end"):
-            brief["clean"] = info["clean_accuracy"]
-            brief["pgd"] = info["robust_accuracy"]
-        bar(Progress(update.done, update.total, update.message, brief))
-
-    try:
-        result = train_defended(config, mnist, progress=progress)
-    finally:
-        bar.close()
-    clf = result.classifier
-    test_acc = clf.accuracy(mnist.x_test, mnist.y_test)
-    clf.meta["test_accuracy"] = test_acc
-    models.save_model(clf, out)
-    stored = None
-    if not args.no_store:
-        from advgui.core.store import ModelStore
-
-        stored = ModelStore().add(clf)
-    last = result.history[-1] if result.history else {}
-    payload = {
-        "test_accuracy": test_acc,
-        "seconds": result.seconds,
-        "best_epoch": result.best_epoch,
-        "history": result.history,
-        "config": result.config,
-        "model": str(out),
-    }
-    text = (
-        f"{config.method}: test accuracy {100 * test_acc:.2f}%, held-out PGD-{config.check_steps} "
-        f"accuracy at eps {config.eps:g}: {100 * last.get('robust_accuracy', 0):.1f}% "
-        f"(epoch {result.best_epoch} kept, {result.seconds:.0f} s); saved {out}"
-    )
-    if stored is not None:
-        payload["stored"] = str(stored)
-        text += f"\nkept in the model store: {stored}"
-    finish(args, payload, text)
-    return 0
-
-
-def cmd_defend(args: argparse.Namespace) -> int:
-    return train_defense(args)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

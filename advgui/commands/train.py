@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 from advgui.commands.common import (
     add_output_options,
-    check_outputs,
+    check_model_outputs,
     finish,
     finite_float,
     positive_int,
     progress_bar,
 )
 from advgui.core import data, models, training
-from advgui.core.errors import ParameterError
 from advgui.core.progress import Progress
 from advgui.core.store import ModelStore
 
@@ -43,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
     add_output_options(p, json_help="write metrics as JSON")
     p.add_argument("--no-store", action="store_true", help="do not add it to the model store")
-    # Defended training (adversarial training, distillation) lives in advgui.commands.evaluate.
-    from advgui.commands.evaluate import add_defense_arguments
+    # --defense makes this an alias of advgui defend (advgui.commands.defend).
+    from advgui.commands.defend import add_defense_arguments
     from advgui.core.defenses.adversarial import ARCHS, DEFENSES
 
     add_defense_arguments(p, ARCHS, DEFENSES)
@@ -53,13 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if getattr(args, "defense", None):
-        from advgui.commands.evaluate import train_defense
+        from advgui.commands.defend import cmd_defend
 
-        return train_defense(args)
-    out = Path(args.out)
-    if out.suffix != ".keras":
-        raise ParameterError(f"--out {out}: model files must end in .keras", field="out")
-    check_outputs([("--out", out), ("--json", args.json)])
+        return cmd_defend(args)
+    out = check_model_outputs(args)
     overrides = {
         name: value
         for name, value in (

@@ -52,13 +52,19 @@ class Partial:
 @dataclass
 class Progress:
     """One progress update: ``done`` of ``total`` units, job-specific plain figures in
-    ``info`` (what a progress line prints) and, now and then, a :class:`Partial` result."""
+    ``info`` (what a progress line prints) and, now and then, a :class:`Partial` result.
+
+    ``record`` is the typed object behind ``info`` where a job has one (training's
+    :class:`~advgui.core.fit.BatchProgress` and :class:`~advgui.core.fit.EpochRecord`): the GUI
+    maps it to curves; ``info`` stays the flat figures a terminal line shows.
+    """
 
     done: float
     total: float
     message: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     partial: Partial | None = None
+    record: Any = None
 
     @property
     def fraction(self) -> float:

@@ -1,9 +1,8 @@
-"""Training on MNIST with a compiled ``tf.function`` step, live progress and cancellation.
+"""Plain training on MNIST: the deck's MLP or a small CNN, cross-entropy, over :func:`fit.fit`.
 
-A custom loop rather than ``model.fit``: it ran about 1.8x faster per epoch on this CPU, and it
-lets the GUI cancel between any two batches and still get a usable model. XLA is off by default
-(5-7x slower here). Progress values crossing to the GUI thread are plain Python floats, never
-tensors (the Keras callbacks' pattern), throttled to a few updates per second.
+This module is the plain recipe (its options, ranges, benchmarked defaults, the stored history
+and metadata); the loop itself, with its schedule, progress and Stop, is :mod:`advgui.core.fit`.
+Stop keeps the latest weights, tested on the test set like a finished model.
 """
 
 from __future__ import annotations
@@ -17,18 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from advgui.core import models
+from advgui.core import fit, models
 from advgui.core.data import Mnist
 from advgui.core.errors import ParameterError
+from advgui.core.fit import OPTIMIZERS, SCHEDULES, confusion_matrix
 from advgui.core.params import check_number
-from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle
-from advgui.core.tfimport import keras, tf
+from advgui.core.progress import CancelToken, Progress, ProgressCallback
+from advgui.core.tfimport import keras
 
-SCHEDULES = ("onecycle", "cosine", "constant")
-OPTIMIZERS = ("adam", "sgd")
 N_TRAIN_TOTAL = 60000
-#: Smoothing of the live training loss/accuracy (about the last 20 batches).
-_EMA = 0.95
 
 #: (low, high) for each numeric option; the GUI's spin boxes and the CLI use the same ranges.
 RANGES: dict[str, tuple[float, float]] = {
@@ -130,68 +126,8 @@ class TrainResult:
 
 def learning_rate(schedule: str, base: float, step: int, total: int) -> float:
     """The learning rate at ``step`` of ``total``: one-cycle (warm up over the first 25 %,
-    then cosine down to base/1000), cosine from ``base``, or constant."""
-    if schedule == "constant" or total <= 1:
-        return float(base)
-    t = min(max(step / (total - 1), 0.0), 1.0)
-    if schedule == "cosine":
-        return float(base * 0.5 * (1 + math.cos(math.pi * t)))
-    warm = 0.25
-    if t < warm:
-        start = base / 25.0
-        return float(start + (base - start) * t / warm)
-    u = (t - warm) / (1 - warm)
-    low = base / 1000.0
-    return float(low + (base - low) * 0.5 * (1 + math.cos(math.pi * u)))
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = 10) -> np.ndarray:
-    """Counts (n, n): rows are the actual digit, columns the predicted one."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    return np.bincount(y_true * n + y_pred, minlength=n * n).reshape(n, n)
-
-
-def _make_optimizer(cfg: TrainConfig) -> Any:
-    k = keras()
-    if cfg.optimizer == "sgd":
-        return k.optimizers.SGD(learning_rate=cfg.lr, momentum=0.9, nesterov=True)
-    return k.optimizers.Adam(learning_rate=cfg.lr)
-
-
-class _Evaluator:
-    """Loss, accuracy and predictions over a dataset, through one compiled forward pass."""
-
-    def __init__(self, logits_model: Any, batch_size: int = 1000) -> None:
-        t = tf()
-        self.batch_size = batch_size
-        spec = t.TensorSpec([None, 28, 28, 1], t.float32)
-
-        @t.function(input_signature=[spec], reduce_retracing=True)
-        def forward(x: Any) -> Any:
-            return logits_model(x, training=False)
-
-        self._forward = forward
-
-    def __call__(
-        self, x: np.ndarray, y: np.ndarray, cancel: CancelToken | None = None
-    ) -> tuple[float, float, np.ndarray]:
-        losses = []
-        preds = []
-        for i in range(0, len(x), self.batch_size):
-            if cancel is not None and cancel.cancelled:
-                break
-            z = self._forward(x[i : i + self.batch_size]).numpy().astype(np.float64)
-            yb = y[i : i + self.batch_size]
-            zmax = z.max(axis=1, keepdims=True)
-            logsum = np.log(np.exp(z - zmax).sum(axis=1)) + zmax[:, 0]
-            losses.append(logsum - z[np.arange(len(yb)), yb])
-            preds.append(z.argmax(axis=1))
-        if not preds:
-            return math.nan, math.nan, np.zeros(0, np.int64)
-        pred = np.concatenate(preds)
-        loss = float(np.concatenate(losses).mean())
-        return loss, float(np.mean(pred == y[: len(pred)])), pred
+    then cosine down to base/1000), cosine from ``base``, or constant (:class:`fit.Schedule`)."""
+    return fit.Schedule(schedule, base)(step, total)
 
 
 def train(
@@ -209,10 +145,8 @@ def train(
     :class:`~advgui.core.models.Classifier` or a Keras model; it is trained in place.
     """
     cfg = config.validate()
-    t = tf()
     k = keras()
     started = time.perf_counter()
-    report = Throttle(progress, 0.25)
     if progress is not None:
         progress(Progress(0, 1, "preparing"))
 
@@ -233,145 +167,34 @@ def train(
         outputs = {"outputs": info.kind, "outputs_how": info.how}
 
     n_val = cfg.n_val
-    x_train = mnist.x_train[: cfg.n_train]
-    y_train = mnist.y_train[: cfg.n_train]
-    x_val = mnist.x_train[N_TRAIN_TOTAL - n_val :] if n_val else mnist.x_train[:0]
-    y_val = mnist.y_train[N_TRAIN_TOTAL - n_val :] if n_val else mnist.y_train[:0]
-    n = len(x_train)
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = math.ceil(n / bs)
-    total_steps = steps_per_epoch * cfg.epochs
-    eval_at = {
-        round(steps_per_epoch * (j + 1) / cfg.evals_per_epoch) for j in range(cfg.evals_per_epoch)
-    }
-
-    optimizer = _make_optimizer(cfg)
-    variables = logits_model.trainable_variables
-    optimizer.build(variables)
-    # Batches are gathered with numpy (0.4 MB each) rather than copying the whole set into a
-    # tensor: a 170 MB conversion holds the GIL long enough to stall the GUI thread.
-    y_train = y_train.astype(np.int64)
-    image_spec = t.TensorSpec([None, 28, 28, 1], t.float32)
-    label_spec = t.TensorSpec([None], t.int64)
-    lr_spec = t.TensorSpec([], t.float32)
-
-    @t.function(input_signature=[image_spec, label_spec, lr_spec], jit_compile=False)
-    def train_step(x: Any, y: Any, lr: Any) -> Any:
-        optimizer.learning_rate.assign(lr)
-        with t.GradientTape() as tape:
-            logits = logits_model(x, training=True)
-            loss = t.reduce_mean(
-                t.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            )
-            extra = logits_model.losses
-            loss_total = loss + t.add_n(extra) if extra else loss
-        grads = tape.gradient(loss_total, variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        correct = t.reduce_sum(t.cast(t.equal(t.argmax(logits, 1), y), t.float32))
-        return loss, correct
-
-    evaluate = _Evaluator(logits_model)
-    rng = np.random.default_rng(cfg.seed)
-    history: dict[str, list[float]] = {
-        key: []
-        for key in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-    }
-    val_loss = val_acc = math.nan
-    val_count = 0
-    step = 0
-    cancelled = False
-    loop_start = time.perf_counter()
-    timed_from: tuple[float, int] | None = None  # (time, images) once the first step is traced
-    images_seen = 0
-    # Epoch-to-date sums (for the history) and a bias-corrected moving average over recent
-    # batches (for the live plot: an epoch-to-date mean lags far behind the model).
-    ep_loss = ep_correct = 0.0
-    ep_images = 0
-    ema_loss = ema_acc = 0.0
-    ema_weight = 0.0
-
-    def emit(epoch: int, batch: int, *, force: bool = False, message: str = "training") -> None:
-        now = time.perf_counter()
-        ips = math.nan
-        if timed_from is not None and images_seen > timed_from[1] and now > timed_from[0]:
-            ips = (images_seen - timed_from[1]) / (now - timed_from[0])
-        remaining = total_steps - step
-        elapsed = now - loop_start
-        eta = elapsed / step * remaining if step else math.nan
-        info = {
-            "batch": float(batch),
-            "epoch": float(epoch),
-            "epoch_progress": float(step / steps_per_epoch),
-            "loss": float(ema_loss / ema_weight) if ema_weight else math.nan,
-            "accuracy": float(ema_acc / ema_weight) if ema_weight else math.nan,
-            "val_loss": float(val_loss),
-            "val_accuracy": float(val_acc),
-            "val_count": float(val_count),
-            "images_per_second": float(ips),
-            "eta_s": float(eta),
-            "lr": float(learning_rate(cfg.schedule, cfg.lr, max(step - 1, 0), total_steps)),
-        }
-        report(Progress(step, total_steps, message, info), force=force)
-
-    for epoch in range(cfg.epochs):
-        order = rng.permutation(n)
-        ep_loss = ep_correct = 0.0
-        ep_images = 0
-        epoch_start = time.perf_counter()
-        for b in range(steps_per_epoch):
-            if cancel is not None and cancel.cancelled:
-                cancelled = True
-                break
-            lr = learning_rate(cfg.schedule, cfg.lr, step, total_steps)
-            lo = b * bs
-            lr_t = t.constant(lr, t.float32)
-            idx = order[lo : lo + bs]
-            loss_t, correct_t = train_step(x_train[idx], y_train[idx], lr_t)
-            count = min(bs, n - lo)
-            loss = float(loss_t)
-            if not math.isfinite(loss):
-                raise ParameterError(
-                    f"training diverged (loss became {loss}) at epoch {epoch + 1}, batch {b + 1}; "
-                    "lower the learning rate",
-                    field="lr",
-                )
-            correct = float(correct_t)
-            ep_loss += loss * count
-            ep_correct += correct
-            ep_images += count
-            ema_loss = _EMA * ema_loss + (1 - _EMA) * loss
-            ema_acc = _EMA * ema_acc + (1 - _EMA) * correct / count
-            ema_weight = _EMA * ema_weight + (1 - _EMA)
-            images_seen += count
-            step += 1
-            if timed_from is None:
-                timed_from = (time.perf_counter(), images_seen)
-            if n_val and (b + 1) in eval_at:
-                vl, va, _ = evaluate(x_val, y_val, cancel)
-                if not (cancel is not None and cancel.cancelled):  # else it is partial
-                    val_loss, val_acc = vl, va
-                    val_count += 1
-                emit(epoch + 1, b + 1, force=True)
-            else:
-                emit(epoch + 1, b + 1)
-        if ep_images:
-            history["epoch"].append(float(epoch + (ep_images / n)))
-            history["loss"].append(float(ep_loss / ep_images))
-            history["accuracy"].append(float(ep_correct / ep_images))
-            if n_val:
-                history["val_loss"].append(float(val_loss))
-                history["val_accuracy"].append(float(val_acc))
-            history["lr"].append(float(learning_rate(cfg.schedule, cfg.lr, step - 1, total_steps)))
-            history["seconds"].append(float(time.perf_counter() - epoch_start))
-        if cancelled:
-            break
-    if not n_val:  # no validation set: no NaN columns (they are not valid JSON)
-        del history["val_loss"], history["val_accuracy"]
-
-    train_seconds = time.perf_counter() - loop_start
-    if progress is not None:
-        progress(Progress(step, total_steps, "testing", {"epoch": float(len(history["epoch"]))}))
-    _, test_acc, test_pred = evaluate(mnist.x_test, mnist.y_test)
+    holdout = None
+    if n_val:
+        x_val, y_val = (
+            mnist.x_train[N_TRAIN_TOTAL - n_val :],
+            mnist.y_train[N_TRAIN_TOTAL - n_val :],
+        )
+        holdout = fit.Holdout(x_val, y_val, per_epoch=cfg.evals_per_epoch)
+    plan = fit.Plan(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        schedule=fit.Schedule(cfg.schedule, cfg.lr),
+        optimizer=cfg.optimizer,
+        seed=cfg.seed,
+    )
+    fitted = fit.fit(
+        logits_model,
+        mnist.x_train[: cfg.n_train],
+        mnist.y_train[: cfg.n_train].astype(np.int64),
+        fit.CrossEntropy(),
+        plan,
+        holdout=holdout,
+        test=(mnist.x_test, mnist.y_test),
+        progress=progress,
+        cancel=cancel,
+    )
+    history = _history(fitted.records, with_val=bool(n_val))
+    test_acc, test_pred = fitted.test.accuracy, fitted.test.predictions
+    cancelled = fitted.cancelled
     seconds = time.perf_counter() - started
     stamp = _dt.datetime.now().astimezone()
     epochs_done = history["epoch"][-1] if history["epoch"] else 0.0
@@ -389,7 +212,7 @@ def train(
             # Rows: actual digit, columns: predicted (100 counts; the lab report shows it).
             "confusion_matrix": confusion_matrix(mnist.y_test, test_pred).tolist(),
             "seconds": float(seconds),
-            "train_seconds": float(train_seconds),
+            "train_seconds": float(fitted.train_seconds),
             "epochs_completed": float(epochs_done),
             "cancelled": bool(cancelled),
             "trained_at": stamp.isoformat(timespec="seconds"),
@@ -398,9 +221,6 @@ def train(
     )
     meta.pop("path", None)
     clf = models.Classifier(model=net, meta=meta, logits_model=logits_model)
-    if progress is not None:
-        info = {"test_accuracy": float(test_acc), "epoch": float(epochs_done)}
-        progress(Progress(total_steps, total_steps, "stopped" if cancelled else "done", info))
     return TrainResult(
         classifier=clf,
         history=history,
@@ -410,3 +230,19 @@ def train(
         test_predictions=test_pred,
         config=cfg,
     )
+
+
+def _history(records: list[fit.EpochRecord], *, with_val: bool) -> dict[str, list[float]]:
+    """The stored per-epoch history (a dict of lists; no NaN validation columns without a
+    validation set: they are not valid JSON)."""
+    history: dict[str, list[float]] = {
+        "epoch": [r.epoch for r in records],
+        "loss": [r.loss for r in records],
+        "accuracy": [r.accuracy for r in records],
+    }
+    if with_val:
+        history["val_loss"] = [r.clean_loss for r in records]
+        history["val_accuracy"] = [r.clean_accuracy for r in records]
+    history["lr"] = [r.lr for r in records]
+    history["seconds"] = [r.seconds for r in records]
+    return {k: [math.nan if v is None else float(v) for v in vs] for k, vs in history.items()}

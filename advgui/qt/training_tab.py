@@ -315,11 +315,11 @@ class TrainingTab(QWidget):
     def _on_progress(self, update: Progress) -> None:
         info = update.info
         self.progress_bar.setValue(int(1000 * update.fraction))
+        self.plots.add(update.record)  # a batch update or a validation check (or neither)
         if update.message != "training":
             if update.message == "testing":
                 self.phase_label.setText("Testing on the 10,000 test images...")
             return
-        self.plots.add_update(info)
         if self._stopping:
             return
         epochs = self.epochs_spin.value()

@@ -14,24 +14,26 @@ Python round trip per step.
 - ``trades`` (Zhang et al. 2019): ``CE(x) + beta KL(p(x) || p(x'))``, x' maximising the KL.
 - ``distill`` (Papernot et al. 2016): see :func:`distill`.
 
-Every epoch reports clean and PGD accuracy on the held-out images (the last ``holdout`` training
-images, never trained on), for the live plots.
+Each method is a recipe (:class:`AdversarialLoss`; distillation is :class:`fit.CrossEntropy` at
+T) for the one training loop, :func:`advgui.core.fit.fit`: every epoch it checks clean and PGD
+accuracy on the held-out images (the last ``holdout`` training images, never trained on), and
+Stop keeps the model so far, marked ``cancelled``, as plain training does.
 """
 
 from __future__ import annotations
 
-import math
+import datetime as _dt
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from advgui.core import models
+from advgui.core import fit, models
 from advgui.core.errors import ParameterError
 from advgui.core.models import Classifier
 from advgui.core.params import check_number
-from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
+from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import keras, tf
 
 DEFENSES = ("fgsm-at", "fast-at", "pgd-at", "trades", "distill")
@@ -55,7 +57,7 @@ class DefenseConfig:
     eps: float = 0.3
     epochs: int = 10
     batch_size: int = 100
-    lr: float = 5e-3  # peak of the one-cycle schedule (Adam)
+    lr: float = 5e-3  # peak of the one-cycle schedule (Adam; fit.DEFENDED_ONE_CYCLE)
     arch: str = "cnn-s2-wide"
     model_options: dict[str, Any] = field(default_factory=dict)
     n_train: int | None = None  # None: every training image but the held-out ones
@@ -120,7 +122,19 @@ class DefenseResult:
     history: list[dict[str, float]]
     seconds: float
     config: dict[str, Any]
+    #: The epoch whose weights the classifier holds (of the student, for distillation).
     best_epoch: int
+    #: Stopped: the classifier is the model so far (fast-AT: its best checked epoch).
+    cancelled: bool = False
+    test_accuracy: float | None = None
+
+    def kept_record(self) -> dict[str, Any]:
+        """The held-out record of the weights the classifier holds ({} before any check)."""
+        if not self.history or self.best_epoch < 1:
+            return {}
+        stage = self.history[-1]["stage"]
+        records = [r for r in self.history if r["stage"] == stage]
+        return records[min(self.best_epoch, len(records)) - 1]
 
 
 # --------------------------------------------------------------------------- in-graph attacks
@@ -181,67 +195,88 @@ def pgd_graph(f: Any, x: Any, y: Any, eps: Any, step: Any, steps: int, *, start:
     return x_adv
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- recipes
 
 
-def _model_fn(model: Any, scale: float = 1.0) -> Any:
-    if scale == 1.0:
-        return lambda x: model(x, training=False)
-    return lambda x: model(x, training=False) / scale
+def _model_fn(model: Any) -> Any:
+    return lambda x: model(x, training=False)
 
 
-def _make_train_step(cfg: DefenseConfig, model: Any, opt: Any) -> Any:
+@dataclass(frozen=True)
+class AdversarialLoss:
+    """Adversarial training's batch loss for :func:`advgui.core.fit.fit`: every batch is attacked
+    with the current weights (outside the gradient tape), then trained on.
+
+    ``method``: ``fgsm-at`` (one step of eps from the image, trained on clean and adversarial
+    halves), ``fast-at`` (one step from a uniform random start), ``pgd-at`` (``steps`` steps
+    from a uniform start), ``trades`` (``steps`` steps maximising the KL from N(0, 0.001); loss
+    ``CE(x) + beta KL(p(x) || p(x'))``). The attack step is ``step_ratio`` eps, so it follows
+    eps up the ramp (eps grows from 0 over the first ``ramp`` of training: no early collapse).
+    """
+
+    method: str
+    eps: float
+    step_ratio: float
+    steps: int = 1
+    beta: float = 6.0
+    ramp: float = 0.3
+
+    def eps_at(self, step: int, total: int) -> float:
+        ramp = int(self.ramp * total)
+        return self.eps * min(1.0, (step + 1) / ramp) if ramp else self.eps
+
+    def attack(self, model: Any, x: Any, y: Any, eps: Any) -> Any:
+        f = _model_fn(model)
+        step = self.step_ratio * eps
+        if self.method == "fgsm-at":
+            return pgd_graph(f, x, y, eps, step, 1, start="none")
+        if self.method == "fast-at":
+            return pgd_graph(f, x, y, eps, step, 1, start="uniform")
+        start = "trades" if self.method == "trades" else "uniform"
+        return pgd_graph(f, x, y, eps, step, self.steps, start=start)
+
+    def batch_loss(self, model: Any, x: Any, x_adv: Any, y: Any) -> tuple[Any, Any, Any]:
+        t = tf()
+        if self.method == "fgsm-at":
+            z = model(t.concat([x, x_adv], 0), training=True)
+            labels = t.concat([y, y], 0)
+            return t.reduce_mean(_ce(z, labels)), z, labels
+        if self.method == "trades":
+            z_nat = model(x, training=True)
+            z_adv = model(x_adv, training=True)
+            loss = t.reduce_mean(_ce(z_nat, y)) + self.beta * t.reduce_mean(_kl(z_nat, z_adv))
+            return loss, z_adv, y
+        z = model(x_adv, training=True)
+        return t.reduce_mean(_ce(z, y)), z, y
+
+
+def adversarial_loss(cfg: DefenseConfig) -> AdversarialLoss:
+    """The recipe of ``cfg.method`` (not ``distill``: that is :class:`fit.CrossEntropy` at T)."""
+    ratio = {"fgsm-at": 1.0, "fast-at": cfg.fast_step}.get(
+        cfg.method, cfg.pgd_step / max(cfg.eps, 1e-12)
+    )
+    return AdversarialLoss(
+        method=cfg.method,
+        eps=cfg.eps,
+        step_ratio=ratio,
+        steps=cfg.steps,
+        beta=cfg.beta,
+        ramp=cfg.eps_ramp,
+    )
+
+
+def pgd_check(eps: float, steps: int) -> Any:
+    """The held-out check's attack: PGD (1 restart, step 2.5 eps / steps) on cross-entropy; at
+    eps 0 the images themselves."""
     t = tf()
-    f = _model_fn(model)
-    method = cfg.method
-
-    @t.function(reduce_retracing=True, autograph=False)
-    def step(x: Any, y: Any, eps: Any, lr: Any) -> Any:
-        opt.learning_rate.assign(lr)
-        if method == "fgsm-at":
-            x_adv = pgd_graph(f, x, y, eps, eps, 1, start="none")
-        elif method == "fast-at":
-            x_adv = pgd_graph(f, x, y, eps, cfg.fast_step * eps, 1, start="uniform")
-        elif method == "pgd-at":
-            x_adv = pgd_graph(f, x, y, eps, cfg.pgd_step * eps / max(cfg.eps, 1e-12), cfg.steps)
-        else:  # trades
-            x_adv = pgd_graph(
-                f, x, y, eps, cfg.pgd_step * eps / max(cfg.eps, 1e-12), cfg.steps, start="trades"
-            )
-        with t.GradientTape() as tape:
-            if method == "fgsm-at":
-                z = model(t.concat([x, x_adv], 0), training=True)
-                loss = t.reduce_mean(_ce(z, t.concat([y, y], 0)))
-            elif method == "trades":
-                z_nat = model(x, training=True)
-                z_adv = model(x_adv, training=True)
-                loss = t.reduce_mean(_ce(z_nat, y)) + cfg.beta * t.reduce_mean(_kl(z_nat, z_adv))
-            else:
-                loss = t.reduce_mean(_ce(model(x_adv, training=True), y))
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss
-
-    return step
-
-
-def _make_check(model: Any, eps: float, steps: int, scale: float = 1.0) -> Any:
-    """Held-out check: (clean correct, PGD correct) counts for a batch."""
-    t = tf()
-    f = _model_fn(model, scale)
     step = 2.5 * eps / steps
 
-    @t.function(reduce_retracing=True, autograph=False)
-    def run(x: Any, y: Any) -> tuple[Any, Any]:
-        clean = t.argmax(f(x), axis=1, output_type=t.int64) == y
-        if eps > 0:
-            x_adv = pgd_graph(f, x, y, t.constant(eps), t.constant(step), steps)
-            robust = t.argmax(f(x_adv), axis=1, output_type=t.int64) == y
-        else:
-            robust = clean
-        return t.reduce_sum(t.cast(clean, t.int32)), t.reduce_sum(t.cast(robust, t.int32))
+    def attack(f: Any, x: Any, y: Any) -> Any:
+        if eps <= 0:
+            return x
+        return pgd_graph(f, x, y, t.constant(eps), t.constant(step), steps)
 
-    return run
+    return attack
 
 
 def held_out_accuracy(
@@ -254,17 +289,15 @@ def held_out_accuracy(
     scale: float = 1.0,
     batch_size: int = 500,
 ) -> tuple[float, float]:
-    """Clean and PGD (1 restart) accuracy of a logits model; used for the per-epoch check."""
-    run = _make_check(model, float(eps), int(steps), scale)
-    return _count(run, x, np.asarray(y, np.int64), batch_size)
+    """Clean and PGD (1 restart) accuracy of a logits model; the per-epoch check's figures."""
+    check = fit.Evaluator(
+        model, attack=pgd_check(float(eps), int(steps)), scale=scale, batch_size=batch_size
+    )
+    ev = check(x, np.asarray(y, np.int64))
+    return ev.accuracy, ev.robust_accuracy
 
 
-def one_cycle(step: int, total: int, peak: float) -> float:
-    """Linear up to ``peak`` over the first 40% of steps, then linearly down to 0."""
-    up = max(1, int(0.4 * total))
-    if step < up:
-        return peak * (step + 1) / up
-    return peak * max(0.0, (total - step) / max(1, total - up))
+# --------------------------------------------------------------------------- training
 
 
 def _split(cfg: DefenseConfig, mnist: Any) -> tuple[np.ndarray, ...]:
@@ -304,94 +337,27 @@ def _new_model(cfg: DefenseConfig, base: Classifier | None) -> Any:
     return model
 
 
-def _fit(
-    cfg: DefenseConfig,
-    model: Any,
-    step_fn: Any,
-    x: np.ndarray,
-    y: Any,
-    check_fn: Any,
-    *,
-    stage: str,
-    stage_index: int,
-    stages: int,
-    keep_best: bool,
-    progress: ProgressCallback | None,
-    cancel: CancelToken | None,
-) -> tuple[list[dict[str, float]], int]:
-    """Epoch loop shared by every defense: shuffling, schedule, progress, checks, best weights."""
-    throttle = Throttle(progress)
-    rng = np.random.default_rng(cfg.seed + stage_index)
-    bs = cfg.batch_size
-    per_epoch = len(x) // bs
-    total = per_epoch * cfg.epochs
-    grand_total = total * stages
-    history: list[dict[str, float]] = []
-    best_score, best_epoch, best_weights = -1.0, 0, None
-    ramp = int(cfg.eps_ramp * total)
-    t0 = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        order = rng.permutation(len(x))
-        losses = []
-        for b in range(per_epoch):
-            check(cancel)
-            i = epoch * per_epoch + b
-            idx = np.sort(order[b * bs : (b + 1) * bs])
-            eps = cfg.eps * min(1.0, (i + 1) / ramp) if ramp else cfg.eps
-            lr = one_cycle(i, total, cfg.lr)
-            loss = float(step_fn(x[idx], y[idx], np.float32(eps), np.float32(lr)))
-            losses.append(loss)
-            throttle(
-                Progress(
-                    total * stage_index + i + 1,
-                    grand_total,
-                    f"{stage}: epoch {epoch + 1}/{cfg.epochs}",
-                    {
-                        "epoch": epoch + 1,
-                        "loss": loss,
-                        "epoch_progress": stage_index * cfg.epochs + epoch + (b + 1) / per_epoch,
-                    },
-                )
-            )
-        check(cancel)
-        clean, robust = check_fn()
-        record = {
-            "epoch": epoch + 1,
-            "stage": stage,
-            "loss": float(np.mean(losses)) if losses else math.nan,
-            "clean_accuracy": clean,
-            "robust_accuracy": robust,
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(record)
-        if keep_best and robust >= best_score:
-            best_score, best_epoch, best_weights = robust, epoch + 1, model.get_weights()
-        if progress is not None:
-            progress(
-                Progress(
-                    total * stage_index + (epoch + 1) * per_epoch,
-                    grand_total,
-                    f"{stage}: epoch {epoch + 1}/{cfg.epochs}: clean {clean:.1%}, PGD {robust:.1%}",
-                    {
-                        **record,
-                        "epoch_end": True,
-                        # The keys the Training tab's live plots read (TrainingPlots).
-                        "epoch_progress": float(stage_index * cfg.epochs + epoch + 1),
-                        "val_count": float(stage_index * cfg.epochs + epoch + 1),
-                        "val_accuracy": clean,
-                    },
-                )
-            )
-    if keep_best and best_weights is not None:
-        model.set_weights(best_weights)
-        return history, best_epoch
-    return history, cfg.epochs
+def _plan(cfg: DefenseConfig) -> fit.Plan:
+    """Adam on defended training's one-cycle; whole batches only (one input shape: the inner
+    attack's graph is traced once)."""
+    schedule = fit.Schedule("onecycle", cfg.lr, **fit.DEFENDED_ONE_CYCLE)
+    return fit.Plan(cfg.epochs, cfg.batch_size, schedule, "adam", cfg.seed, drop_last=True)
 
 
-def _optimizer(cfg: DefenseConfig, model: Any) -> Any:
-    opt = keras().optimizers.Adam(learning_rate=cfg.lr)
-    opt.build(model.trainable_variables)
-    return opt
+def _holdout(
+    cfg: DefenseConfig, hx: np.ndarray, hy: np.ndarray, *, scale: float = 1.0
+) -> fit.Holdout:
+    """Clean and PGD accuracy on the held-out images each epoch, and on what Stop leaves; fast
+    adversarial training keeps the best epoch's weights (catastrophic overfitting)."""
+    return fit.Holdout(
+        hx,
+        hy,
+        attack=pgd_check(cfg.eps, cfg.check_steps),
+        scale=scale,
+        keep_best=cfg.method == "fast-at",
+        check_when_stopped=True,
+        batch_size=500,
+    )
 
 
 def train_defended(
@@ -405,6 +371,7 @@ def train_defended(
     """Train a defended classifier (``config.method``); ``base`` warm-starts from its weights.
 
     Only the training split is used: the last ``holdout`` images are the held-out check set.
+    Stop keeps the model so far (fast-AT: the best checked epoch), marked ``cancelled``.
     """
     cfg = config.validate()
     if cfg.method == "distill":
@@ -413,62 +380,91 @@ def train_defended(
     t0 = time.perf_counter()
     x, y, hx, hy = _split(cfg, mnist)
     model = _new_model(cfg, base)
-    opt = _optimizer(cfg, model)
-    step_fn = _make_train_step(cfg, model, opt)
-    check_fn = _make_check(model, cfg.eps, cfg.check_steps)
-
-    def held_out() -> tuple[float, float]:
-        return _count(check_fn, hx, hy)
-
-    history, best = _fit(
-        cfg,
+    fitted = fit.fit(
         model,
-        step_fn,
         x,
         y,
-        held_out,
-        stage=cfg.method,
-        stage_index=0,
-        stages=1,
-        keep_best=cfg.method == "fast-at",
+        adversarial_loss(cfg),
+        _plan(cfg),
+        holdout=_holdout(cfg, hx, hy),
+        test=(mnist.x_test, mnist.y_test),
+        stage=fit.Stage(cfg.method, epochs_in_message=True),
         progress=progress,
         cancel=cancel,
     )
-    meta = _meta(cfg, base, history, best, mnist)
-    return DefenseResult(
-        Classifier(model, meta), history, time.perf_counter() - t0, asdict(cfg), best
-    )
+    return _result(cfg, model, [fitted], mnist, t0, base=base)
 
 
-def _count(run: Any, hx: np.ndarray, hy: np.ndarray, batch_size: int = 500) -> tuple[float, float]:
-    clean = robust = 0
-    for i in range(0, len(hx), batch_size):
-        c, r = run(hx[i : i + batch_size], hy[i : i + batch_size])
-        clean += int(c)
-        robust += int(r)
-    return clean / len(hx), robust / len(hx)
+def _history(fits: list[fit.FitResult]) -> list[dict[str, Any]]:
+    """The stored per-epoch records (a list of dicts; ``seconds`` since the stage began)."""
+    return [
+        {
+            "epoch": int(r.epoch) if r.complete else r.epoch,
+            "stage": r.stage,
+            "loss": r.loss,
+            "clean_accuracy": r.clean_accuracy,
+            "robust_accuracy": r.robust_accuracy,
+            "seconds": r.elapsed,
+        }
+        for fitted in fits
+        for r in fitted.records
+    ]
 
 
-def _meta(cfg: DefenseConfig, base: Classifier | None, history: list, best: int, mnist: Any):
+def _result(
+    cfg: DefenseConfig,
+    model: Any,
+    fits: list[fit.FitResult],
+    mnist: Any,
+    t0: float,
+    *,
+    base: Classifier | None = None,
+    stage: str | None = None,
+) -> DefenseResult:
+    """The classifier with its metadata; ``stage`` names a distillation stopped at its teacher."""
+    last = fits[-1]
+    test = last.test or fit.Evaluator(model)(mnist.x_test, mnist.y_test)
+    history = _history(fits)
+    cancelled = any(f.cancelled for f in fits) or stage is not None
+    seconds = time.perf_counter() - t0
     name = (
         f"{cfg.method}-eps{cfg.eps:g}"
         if cfg.method != "distill"
-        else (f"distill-T{cfg.temperature:g}")
+        else f"distill-T{cfg.temperature:g}"
     )
     meta: dict[str, Any] = {
-        "name": name,
+        "name": name if stage is None else f"{name}-{stage}",
         "architecture": cfg.arch,
         "defense": cfg.method,
         "defense_config": asdict(cfg),
         "history": history,
-        "best_epoch": best,
+        "best_epoch": last.best_epoch,
         "dataset_sha256": getattr(mnist, "sha256", None),
+        "seed": cfg.seed,
+        "num_weights": models.count_params(model),
+        "test_accuracy": float(test.accuracy),
+        "confusion_matrix": fit.confusion_matrix(mnist.y_test, test.predictions).tolist(),
+        "seconds": float(seconds),
+        "train_seconds": float(sum(f.train_seconds for f in fits)),
+        "epochs_completed": float(sum(f.epochs_completed for f in fits)),
+        "cancelled": bool(cancelled),
+        "trained_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     if cfg.method == "distill":
         meta["temperature"] = cfg.temperature
+        if stage is not None:
+            meta["distill_stage"] = stage
     if base is not None:
         meta["base_model"] = base.name
-    return meta
+    return DefenseResult(
+        Classifier(model, meta),
+        history,
+        seconds,
+        asdict(cfg),
+        last.best_epoch,
+        cancelled=cancelled,
+        test_accuracy=float(test.accuracy),
+    )
 
 
 # --------------------------------------------------------------------------- distillation
@@ -486,7 +482,8 @@ def distill(
     The student is deployed at T = 1: its logits are T times larger than a normal network's, so
     its softmax saturates and an attacker differentiating probabilities sees zero gradients.
     The metadata keeps T, so an adaptive attack can divide the logits by it (Carlini & Wagner
-    2016) and the held-out check does exactly that.
+    2016) and the held-out check does exactly that. Stopped before the student begins, the
+    teacher is kept (trained at T too, so it masks gradients the same way), named and marked.
     """
     cfg = config.validate()
     t = tf()
@@ -494,44 +491,21 @@ def distill(
     t0 = time.perf_counter()
     x, y, hx, hy = _split(cfg, mnist)
     temp = float(cfg.temperature)
+    recipe = fit.CrossEntropy(temperature=temp)
+    plan = _plan(cfg)
+    holdout = _holdout(cfg, hx, hy, scale=temp)
+    test = (mnist.x_test, mnist.y_test)
 
-    def make_step(model: Any, opt: Any, soft: bool) -> Any:
-        @t.function(reduce_retracing=True, autograph=False)
-        def step(xb: Any, target: Any, eps: Any, lr: Any) -> Any:
-            opt.learning_rate.assign(lr)
-            with t.GradientTape() as tape:
-                z = model(xb, training=True) / temp
-                if soft:
-                    loss = t.reduce_mean(
-                        t.nn.softmax_cross_entropy_with_logits(labels=target, logits=z)
-                    )
-                else:
-                    loss = t.reduce_mean(_ce(z, target))
-            grads = tape.gradient(loss, model.trainable_variables)
-            opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return loss
+    def stage(name: str, index: int) -> fit.Stage:
+        return fit.Stage(f"distill {name}", index, 2, epochs_in_message=True)
 
-        return step
-
-    history: list[dict[str, float]] = []
     teacher = build_defense_model(cfg.arch, seed=cfg.seed, **cfg.model_options)
-    t_check = _make_check(teacher, cfg.eps, cfg.check_steps, scale=temp)
-    h, _ = _fit(
-        cfg,
-        teacher,
-        make_step(teacher, _optimizer(cfg, teacher), False),
-        x,
-        y,
-        lambda: _count(t_check, hx, hy),
-        stage="distill teacher",
-        stage_index=0,
-        stages=2,
-        keep_best=False,
-        progress=progress,
-        cancel=cancel,
-    )
-    history += h
-    check(cancel)
+    taught = fit.fit(
+        teacher, x, y, recipe, plan, holdout=holdout, test=test, stage=stage("teacher", 0),
+        progress=progress, cancel=cancel,
+    )  # fmt: skip
+    if taught.cancelled or (cancel is not None and cancel.cancelled):
+        return _result(cfg, teacher, [taught], mnist, t0, stage="teacher")
     soft = np.concatenate(
         [
             np.asarray(t.nn.softmax(teacher(x[i : i + 1000], training=False) / temp))
@@ -539,23 +513,8 @@ def distill(
         ]
     ).astype(np.float32)
     student = build_defense_model(cfg.arch, seed=cfg.seed + 1, **cfg.model_options)
-    s_check = _make_check(student, cfg.eps, cfg.check_steps, scale=temp)
-    h, best = _fit(
-        cfg,
-        student,
-        make_step(student, _optimizer(cfg, student), True),
-        x,
-        soft,
-        lambda: _count(s_check, hx, hy),
-        stage="distill student",
-        stage_index=1,
-        stages=2,
-        keep_best=False,
-        progress=progress,
-        cancel=cancel,
-    )
-    history += h
-    meta = _meta(cfg, None, history, best, mnist)
-    return DefenseResult(
-        Classifier(student, meta), history, time.perf_counter() - t0, asdict(cfg), best
-    )
+    learnt = fit.fit(
+        student, x, soft, recipe, plan, holdout=holdout, test=test, stage=stage("student", 1),
+        progress=progress, cancel=cancel,
+    )  # fmt: skip
+    return _result(cfg, student, [taught, learnt], mnist, t0)

@@ -123,11 +123,13 @@ class DefenseSetup(QWidget):
         self.model_list.clear()
         self._models = list(models)
         for m in self._models:
-            it = QListWidgetItem(m.name)
+            stopped = bool(m.meta.get("cancelled"))
+            it = QListWidgetItem(f"{m.name} [stopped]" if stopped else m.name)
             it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             it.setCheckState(was.get(id(m), Qt.CheckState.Checked))
             defense = m.meta.get("defense")
-            it.setToolTip(f"defense: {defense}" if defense else "no defense")
+            tip = f"defense: {defense}" if defense else "no defense"
+            it.setToolTip(tip + ("; training was stopped: the model so far" if stopped else ""))
             self.model_list.addItem(it)
         self.model_list.blockSignals(False)
         self.changed.emit()

@@ -1,10 +1,14 @@
-"""Train a defended model from the Defense tab, with live held-out clean and PGD accuracy."""
+"""Train a defended model from the Defense tab, with live held-out clean and PGD accuracy.
+
+Like the Training tab, every model that comes out (a stopped one too: the best so far, marked
+stopped) is stored in the model store inside the job, before the GUI hears of it, and joins the
+shared model list.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -19,7 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from advgui.core.errors import AdvguiError
+from advgui.core.fit import EpochRecord
 from advgui.core.progress import Progress
+from advgui.core.store import ModelStore
 from advgui.qt.widgets.training_plots import TrainingPlots
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
@@ -33,16 +40,20 @@ METHOD_TIPS = {
 
 
 class DefenseTrainPanel(QWidget):
-    """Emits :attr:`trained` with the new Classifier; :attr:`mnist_getter` supplies the data."""
+    """Emits :attr:`trained` with the new Classifier (finished or stopped, already stored);
+    :attr:`mnist_getter` supplies the data."""
 
     trained = Signal(object)  # Classifier
     running = Signal(bool)
 
-    def __init__(self, mnist_getter: Any, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, mnist_getter: Any, parent: QWidget | None = None, *, store: ModelStore | None = None
+    ) -> None:
         super().__init__(parent)
         from advgui.core.defenses.adversarial import ARCHS, DEFAULT_EPOCHS, DEFENSES
 
         self.mnist_getter = mnist_getter
+        self.store = store or ModelStore()
         self.slot = JobSlot(
             "defense-train",
             self,
@@ -52,7 +63,8 @@ class DefenseTrainPanel(QWidget):
             on_cancel=self._on_cancel,
             on_finish=self._on_finish,
         )
-        self.history: list[dict[str, Any]] = []
+        #: The held-out checks of the run shown (one per epoch; a last one after Stop).
+        self.history: list[EpochRecord] = []
         self.method_combo = QComboBox()
         for m in DEFENSES:
             self.method_combo.addItem(m)
@@ -82,18 +94,10 @@ class DefenseTrainPanel(QWidget):
         self.progress_bar.setRange(0, 1000)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        # The Training tab's live plots: adversarial loss per batch, held-out clean accuracy
-        # per epoch ("validation"), plus the held-out PGD accuracy per epoch.
-        self.plots = TrainingPlots()
-        acc = self.plots.acc_plot
-        acc.plotItem.legend.removeItem(self.plots.curves["accuracy"])
-        acc.plotItem.legend.removeItem(self.plots.curves["val_accuracy"])
-        acc.plotItem.legend.addItem(self.plots.curves["val_accuracy"], "held-out clean")
-        self.robust_curve = acc.plot(
-            [], [], name="held-out PGD", pen=pg.mkPen("#2ca02c", width=2), symbol="o",
-            symbolSize=6, symbolBrush="#2ca02c",
-        )  # fmt: skip
-        self.plots.loss_plot.setTitle("Loss (on adversarial examples)")
+        # The Training tab's live plots, defended: adversarial loss per batch, held-out clean
+        # and PGD accuracy per epoch.
+        self.plots = TrainingPlots(defended=True)
+        self.robust_curve = self.plots.curves["robust_accuracy"]
         self.plots.setMinimumHeight(180)
 
         form = QFormLayout()
@@ -128,7 +132,6 @@ class DefenseTrainPanel(QWidget):
 
     def start(self) -> None:
         from advgui.core.defenses import train_defended
-        from advgui.core.errors import AdvguiError
 
         if self.slot.is_running():
             return
@@ -143,11 +146,16 @@ class DefenseTrainPanel(QWidget):
             return
         self.history = []
         self.plots.clear()
-        self._update_curves()
         self.status.setText(f"training {cfg.method} at eps {cfg.eps:g}...")
+        store = self.store
 
-        def work(progress: Any, cancel: Any) -> Any:
-            return train_defended(cfg, mnist, progress=progress, cancel=cancel)
+        def work(progress: Any, cancel: Any) -> tuple[Any, str | None]:
+            result = train_defended(cfg, mnist, progress=progress, cancel=cancel)
+            try:  # stored the moment training ends, before the GUI even hears of it
+                store.add(result.classifier)
+            except AdvguiError as err:
+                return result, str(err)
+            return result, None
 
         self.train_button.setEnabled(False)
         self.stop_button.setEnabled(True)
@@ -160,28 +168,40 @@ class DefenseTrainPanel(QWidget):
 
     def stop(self) -> None:
         if self.slot.cancel():
-            self.status.setText("stopping after the current step...")
+            self.stop_button.setEnabled(False)
+            self.status.setText("stopping after the current batch; the model so far is kept...")
 
     def _on_progress(self, update: Progress) -> None:
         self.progress_bar.setValue(int(1000 * update.fraction))
-        self.plots.add_update(update.info)
-        if update.info.get("epoch_end"):
-            self.history.append(dict(update.info))
-            self._update_curves()
+        self.plots.add(update.record)
+        if isinstance(update.record, EpochRecord):
+            self.history.append(update.record)
             self.status.setText(update.message)
 
-    def _update_curves(self) -> None:
-        xs = [h["epoch_progress"] for h in self.history]
-        self.robust_curve.setData(xs, [h["robust_accuracy"] for h in self.history])
-
-    def _on_result(self, result: Any) -> None:
-        last = result.history[result.best_epoch - 1] if result.history else {}
-        self.status.setText(
-            f"{result.classifier.name}: held-out clean {last.get('clean_accuracy', 0):.1%}, "
-            f"PGD {last.get('robust_accuracy', 0):.1%} (epoch {result.best_epoch} kept, "
-            f"{result.seconds:.0f} s); added to the models"
-        )
-        self.trained.emit(result.classifier)
+    def _on_result(self, payload: tuple[Any, str | None]) -> None:
+        result, store_error = payload
+        clf = result.classifier
+        kept = result.kept_record()
+        figures = ""
+        if kept:
+            figures = (
+                f": held-out clean {kept['clean_accuracy']:.1%}, "
+                f"PGD {kept['robust_accuracy']:.1%} (epoch {result.best_epoch} kept)"
+            )
+        text = f"{clf.name}{figures}, test {result.test_accuracy:.1%}, {result.seconds:.0f} s"
+        if result.cancelled:
+            done = clf.meta.get("epochs_completed", 0.0)
+            text = f"Stopped after {done:.2f} epochs; the model so far is kept. {text}"
+            added = "added to the models, marked stopped"
+        else:
+            added = "added to the models"
+        if store_error:
+            self.status.setText(
+                f"{text}; {added}; not kept in the model store: {store_error} (use Save as)"
+            )
+        else:
+            self.status.setText(f"{text}; {added} and kept in the model store")
+        self.trained.emit(clf)
 
     def _on_error(self, info: ErrorInfo) -> None:
         self.status.setText(f"training failed: {info.message}")
@@ -190,8 +210,8 @@ class DefenseTrainPanel(QWidget):
 
             show_error(self, "Defended training failed", info)
 
-    def _on_cancel(self) -> None:
-        self.status.setText("training stopped; no model was added")
+    def _on_cancel(self) -> None:  # only before training began: after, Stop keeps the model
+        self.status.setText("training cancelled before it began; no model was added")
 
     def _on_finish(self) -> None:
         self.train_button.setEnabled(True)

@@ -1,0 +1,141 @@
+"""``advgui defend``: train a defended model (adversarial training or distillation).
+
+``advgui train --defense METHOD ...`` is an alias: :mod:`advgui.commands.train` adds the same
+options (:func:`add_defense_arguments`) and hands the run to :func:`cmd_defend`, so both
+spellings are one implementation and give the same model for the same seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from advgui.commands.common import (
+    add_output_options,
+    check_model_outputs,
+    finish,
+    finite_float,
+    positive_int,
+    progress_bar,
+)
+from advgui.core.progress import Progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from advgui.core.defenses.adversarial import ARCHS, DEFENSES
+
+    d = sub.add_parser(
+        "defend",
+        help="train a defended model (adversarial training or distillation)",
+        description="Train a defended classifier. `advgui train --defense METHOD ...` is an "
+        "alias of this command (the same options and implementation).",
+    )
+    add_defense_arguments(d, ARCHS, DEFENSES, required=True)
+    d.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
+    add_output_options(d, json_help="write per-epoch figures as JSON")
+    d.add_argument("--no-store", action="store_true", help="do not add it to the model store")
+    d.set_defaults(func=cmd_defend)
+
+
+def add_defense_arguments(
+    p: argparse.ArgumentParser, archs: Any, defenses: Any, *, required: bool = False
+) -> None:
+    """The options of defended training (shared with ``advgui train --defense``)."""
+    p.add_argument(
+        "--defense",
+        choices=defenses,
+        required=required,
+        help="defense to train" if required else "train this defense: alias of advgui defend",
+    )
+    p.add_argument("--eps", type=finite_float, help="attack budget trained against (default 0.3)")
+    if required:  # advgui train has its own --epochs, --lr, --batch-size, --seed, --n-train
+        p.add_argument(
+            "--epochs",
+            type=positive_int,
+            help="passes over the training images (default 6 for pgd-at and trades, else 10)",
+        )
+        p.add_argument("--lr", type=finite_float, help="peak learning rate (Adam, one-cycle)")
+        p.add_argument("--batch-size", type=positive_int)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--n-train", type=positive_int, help="training images to use")
+    p.add_argument(
+        "--defense-arch",
+        choices=archs,
+        help="architecture of the defended model (default cnn-s2-wide: fast on a CPU)",
+    )
+    p.add_argument("--steps", type=positive_int, help="inner PGD/TRADES steps (default 10)")
+    p.add_argument("--beta", type=finite_float, help="TRADES beta (default 6)")
+    p.add_argument("--temperature", type=finite_float, help="distillation T (default 100)")
+
+
+def defense_config(args: argparse.Namespace) -> Any:
+    from advgui.core.defenses import DefenseConfig
+
+    overrides = {
+        name: value
+        for name, value in (
+            ("eps", args.eps),
+            ("epochs", getattr(args, "epochs", None)),
+            ("lr", getattr(args, "lr", None)),
+            ("batch_size", getattr(args, "batch_size", None)),
+            ("n_train", getattr(args, "n_train", None)),
+            ("arch", args.defense_arch),
+            ("steps", args.steps),
+            ("beta", args.beta),
+            ("temperature", args.temperature),
+        )
+        if value is not None
+    }
+    seed = getattr(args, "seed", 0) or 0
+    return DefenseConfig.for_method(args.defense, seed=seed, **overrides)
+
+
+def cmd_defend(args: argparse.Namespace) -> int:
+    """Train, save (and keep in the store), report: ``defend`` and ``train --defense``."""
+    from advgui.core import data, models
+    from advgui.core.defenses import train_defended
+
+    out = check_model_outputs(args)
+    config = defense_config(args).validate()
+    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    bar = progress_bar(args, unit="batch")
+
+    def progress(update: Progress) -> None:
+        info = update.info  # only the figures a person watches on a terminal
+        brief = {k: info[k] for k in ("epoch", "loss") if k in info}
+        if info.get("epoch_end"):
+            brief["clean"] = info["clean_accuracy"]
+            brief["pgd"] = info["robust_accuracy"]
+        bar(Progress(update.done, update.total, update.message, brief))
+
+    try:
+        result = train_defended(config, mnist, progress=progress)
+    finally:
+        bar.close()
+    clf = result.classifier
+    test_acc = result.test_accuracy
+    models.save_model(clf, out)
+    stored = None
+    if not args.no_store:
+        from advgui.core.store import ModelStore
+
+        stored = ModelStore().add(clf)
+    kept = result.kept_record()
+    payload = {
+        "test_accuracy": test_acc,
+        "seconds": result.seconds,
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+        "config": result.config,
+        "model": str(out),
+    }
+    text = (
+        f"{config.method}: test accuracy {100 * test_acc:.2f}%, held-out PGD-{config.check_steps} "
+        f"accuracy at eps {config.eps:g}: {100 * (kept.get('robust_accuracy') or 0):.1f}% "
+        f"(epoch {result.best_epoch} kept, {result.seconds:.0f} s); saved {out}"
+    )
+    if stored is not None:
+        payload["stored"] = str(stored)
+        text += f"\nkept in the model store: {stored}"
+    finish(args, payload, text)
+    return 0
