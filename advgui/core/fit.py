@@ -474,7 +474,9 @@ def fit(
 
     def emit(update: BatchProgress, *, force: bool = False) -> None:
         report(
-            Progress(done_before + step, grand_total, message(update.epoch), update.info(), update),
+            Progress(
+                done_before + step, grand_total, message(update.epoch), update.info(), record=update
+            ),
             force=force,
         )
 
@@ -534,7 +536,7 @@ def fit(
             text += f": clean {rec.clean_accuracy:.1%}, PGD {rec.robust_accuracy:.1%}"
         elif rec.clean_accuracy is not None:
             text += f": validation {rec.clean_accuracy:.1%}"
-        report(Progress(done_before + step, grand_total, text, info, rec), force=True)
+        report(Progress(done_before + step, grand_total, text, info, record=rec), force=True)
 
     for epoch in range(plan.epochs):
         order = rng.permutation(n)
