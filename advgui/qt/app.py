@@ -58,6 +58,7 @@ def run_app(*, data_path: str | None = None) -> int:
         if os.environ.get("ADVGUI_STARTUP_TIMING"):
             print(f"startup: window shown after {shown:.3f} s", flush=True)
         if os.environ.get("ADVGUI_QUIT_AFTER_SHOW"):
+            window.confirm_close = False  # a scripted quit: nobody is there to answer
             window.close()
 
     QTimer.singleShot(0, report_startup)

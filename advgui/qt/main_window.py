@@ -283,14 +283,12 @@ class MainWindow(QMainWindow):
             "attack-export": "an export",
             "attack": "an attack",
             "report": "a report",
-            "load-mnist": "loading MNIST",
         }
         found = []
-        for job in Job.live:
-            if job.is_running():
-                word = names.get(job.name, "a background job")
-                if word not in found:
-                    found.append(word)
+        for job in Job.live:  # the user's work; loading data or the store needs no question
+            word = names.get(job.name)
+            if word is not None and job.is_running() and word not in found:
+                found.append(word)
         return found
 
     def ask_to_quit(self, running: list[str]) -> bool:
