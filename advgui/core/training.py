@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from advgui.core import models
-from advgui.core.data import Mnist
+from advgui.core.data import Mnist, dataset_meta
 from advgui.core.errors import ParameterError
 from advgui.core.params import check_number
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle
@@ -383,7 +383,7 @@ def train(
             "params": cfg.to_dict(),
             "seed": cfg.seed,
             "num_weights": models.count_params(net),
-            "dataset_sha256": mnist.sha256,
+            **dataset_meta(mnist),  # "dataset" and "dataset_sha256"
             "history": history,
             "test_accuracy": float(test_acc),
             # Rows: actual digit, columns: predicted (100 counts; the lab report shows it).

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from advgui.core import models
+from advgui.core.data import dataset_meta
 from advgui.core.errors import ParameterError
 from advgui.core.models import Classifier
 from advgui.core.params import check_number
@@ -462,7 +463,7 @@ def _meta(cfg: DefenseConfig, base: Classifier | None, history: list, best: int,
         "defense_config": asdict(cfg),
         "history": history,
         "best_epoch": best,
-        "dataset_sha256": getattr(mnist, "sha256", None),
+        **dataset_meta(mnist),  # "dataset" and "dataset_sha256"
     }
     if cfg.method == "distill":
         meta["temperature"] = cfg.temperature
