@@ -13,8 +13,12 @@ from typing import Any
 from advgui.commands.common import (
     add_output_options,
     check_outputs,
+    dataset_spec,
+    eps_help,
     finish,
     finite_float,
+    load_data,
+    model_store,
     positive_int,
     progress_bar,
 )
@@ -51,7 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="A",
         help=f"attack (repeatable; default fgsm and pgd): {', '.join(eval_attacks())}",
     )
-    e.add_argument("--eps", default="0,0.1,0.2,0.3", help="epsilon grid, e.g. 0,0.1,0.2,0.3")
+    from advgui.core.data import eps_defaults_text
+
+    e.add_argument(
+        "--eps",
+        help=f"epsilon grid, e.g. 0,0.1,0.2,0.3 (default {eps_defaults_text('eps_grid')})",
+    )
     e.add_argument("--n", type=positive_int, default=1000, help="test images (default 1000)")
     e.add_argument("--restarts", type=positive_int, default=1, help="PGD random restarts")
     e.add_argument("--steps", type=positive_int, default=40, help="PGD/BIM steps (default 40)")
@@ -85,7 +94,7 @@ def add_defense_arguments(
 ) -> None:
     """The options of defended training (shared with ``advgui train --defense``)."""
     p.add_argument("--defense", choices=defenses, required=required, help="defense to train")
-    p.add_argument("--eps", type=finite_float, help="attack budget trained against (default 0.3)")
+    p.add_argument("--eps", type=finite_float, help=eps_help("attack budget trained against"))
     if required:  # advgui train has its own --epochs, --lr, --batch-size, --seed, --n-train
         p.add_argument(
             "--epochs",
@@ -109,10 +118,11 @@ def add_defense_arguments(
 def defense_config(args: argparse.Namespace) -> Any:
     from advgui.core.defenses import DefenseConfig
 
+    eps = args.eps if args.eps is not None else dataset_spec(args).default_eps
     overrides = {
         name: value
         for name, value in (
-            ("eps", args.eps),
+            ("eps", eps),
             ("epochs", getattr(args, "epochs", None)),
             ("lr", getattr(args, "lr", None)),
             ("batch_size", getattr(args, "batch_size", None)),
@@ -130,7 +140,7 @@ def defense_config(args: argparse.Namespace) -> Any:
 
 def train_defense(args: argparse.Namespace) -> int:
     """Train, save (and keep in the store), report: the body of ``defend``/``train --defense``."""
-    from advgui.core import data, models
+    from advgui.core import models
     from advgui.core.defenses import train_defended
 
     out = Path(args.out)
@@ -138,7 +148,8 @@ def train_defense(args: argparse.Namespace) -> int:
         raise ParameterError(f"--out {out}: model files must end in .keras", field="out")
     check_outputs([("--out", out), ("--json", args.json)])
     config = defense_config(args).validate()
-    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    spec = dataset_spec(args)
+    mnist = load_data(args)
     bar = progress_bar(args, unit="batch")
 
     def progress(update: Progress) -> None:
@@ -159,9 +170,7 @@ def train_defense(args: argparse.Namespace) -> int:
     models.save_model(clf, out)
     stored = None
     if not args.no_store:
-        from advgui.core.store import ModelStore
-
-        stored = ModelStore().add(clf)
+        stored = model_store(args).add(clf)
     last = result.history[-1] if result.history else {}
     payload = {
         "test_accuracy": test_acc,
@@ -170,6 +179,8 @@ def train_defense(args: argparse.Namespace) -> int:
         "history": result.history,
         "config": result.config,
         "model": str(out),
+        "dataset": spec.name,
+        "dataset_sha256": spec.sha256,
     }
     text = (
         f"{config.method}: test accuracy {100 * test_acc:.2f}%, held-out PGD-{config.check_steps} "
@@ -191,9 +202,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from advgui.core import data, evaluation, models
     from advgui.core.defenses import parse_transform
 
+    spec = dataset_spec(args)
+    grid = spec.eps_grid if args.eps is None else evaluation.parse_eps_grid(args.eps)
     cfg = evaluation.EvalConfig(
         attacks=tuple(args.attack or ("fgsm", "pgd")),
-        eps=evaluation.parse_eps_grid(args.eps),
+        eps=grid,
         n=args.n,
         restarts=args.restarts,
         pgd_steps=args.steps,
@@ -208,13 +221,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         inputs=[("--model", m) for m in args.model],
     )
     clfs = [models.load_model(m) for m in args.model]
-    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    for clf in clfs:  # before the dataset is even loaded: a refusal costs nothing
+        data.check_dataset(clf, spec)
+    mnist = load_data(args)
     transforms = ["none", *[t for t in args.transform if t != "none"]]
     bar = progress_bar(args, unit="step")
     try:
         result = evaluation.evaluate(clfs, mnist, cfg, transforms=transforms, progress=bar)
     finally:
         bar.close()
+    result = {"dataset": spec.name, "dataset_sha256": spec.sha256, **result}
     if args.csv:
         evaluation.save_csv(result, args.csv)
     if args.plot:
