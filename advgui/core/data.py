@@ -811,17 +811,20 @@ def load_raw(
 
 def _not_found(spec: DatasetSpec, attempts: list[str]) -> str:
     choose = "" if spec is MNIST else f"--dataset {spec.name} "
-    offline = (
-        f"`apt install {spec.apt_package}` (works offline from a Debian mirror), or "
+    ways = [f"{choose}--data PATH", f"{spec.env}=PATH", f"`advgui data import {choose}PATH`"]
+    if spec is MNIST:  # the window imports MNIST only, until its dataset chooser lands
+        ways.append("File > Import dataset...")
+    package = (
+        f"`apt install {spec.apt_package}` (from the distribution's own archive), or "
         if spec.apt_package
         else ""
     )
     return (
         f"{spec.title} not found. Tried: "
         + " | ".join(attempts or ["no source enabled"])
-        + f". Fix: {offline}point advgui at a folder holding the four {spec.title} IDX files "
-        f"(train-images-idx3-ubyte[.gz] ...) or a {spec.cache_name}.npz, with {choose}--data "
-        f"PATH, {spec.env}=PATH, `advgui data import {choose}PATH` or File > Import dataset..."
+        + f". Fix: {package}point advgui at a folder holding the four {spec.title} IDX files "
+        f"(train-images-idx3-ubyte[.gz] ...) or a {spec.cache_name}.npz, with "
+        f"{', '.join(ways[:-1])} or {ways[-1]}"
     )
 
 
