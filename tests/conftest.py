@@ -1,5 +1,5 @@
-"""Shared fixtures: the real MNIST (resolved as the app does), an isolated user folder, thread
-checks."""
+"""Shared fixtures: the real MNIST and Fashion-MNIST (resolved as the app does), an isolated
+user folder, thread checks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,16 @@ class SuiteData:
 DATASETS = {
     "mnist": SuiteData(
         "MNIST", "ADVGUI_DATA", paths.mnist_cache_dir(), data.FILES, data.load_raw, data.write_cache
+    ),
+    # $ADVGUI_FASHION_DATA (CI: ../shared/data/fashion-mnist), else the app's cache, the
+    # Debian package's folder and the mirrors.
+    "fashion": SuiteData(
+        "Fashion-MNIST",
+        data.FASHION_MNIST.env,
+        data.FASHION_MNIST.cache_dir(),
+        data.FASHION_MNIST.files,
+        partial(data.load_raw, dataset=data.FASHION_MNIST),
+        partial(data.write_cache, spec=data.FASHION_MNIST),
     ),
 }
 
@@ -169,6 +180,18 @@ def _npm_tarball(raw_folder: Path, corrupt: str | None) -> bytes:
 @pytest.fixture(scope="session")
 def mnist(mnist_path):
     return data.load_mnist(mnist_path)
+
+
+@pytest.fixture(scope="session")
+def fashion_path(pytestconfig) -> Path:
+    """A folder with the four real Fashion-MNIST IDX files (``.gz`` in ../shared)."""
+    return _dataset_path("fashion", pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def fashion(fashion_path):
+    """The real Fashion-MNIST, loaded as the app loads it."""
+    return data.load_dataset("fashion-mnist", fashion_path)
 
 
 @pytest.fixture(autouse=True)

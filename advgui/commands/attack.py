@@ -16,12 +16,16 @@ from advgui.commands.common import (
     add_image_options,
     add_output_options,
     check_outputs,
+    dataset_spec,
     finish,
     finite_float,
+    load_data,
     load_user_images,
+    model_store,
     note,
     positive_int,
     progress_bar,
+    with_names,
 )
 from advgui.core.errors import ModelFileError, ParameterError
 from advgui.core.progress import Progress
@@ -109,7 +113,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_image_options(source)
     p.add_argument("--batch-size", type=positive_int, default=128, dest="batch_size",
                    help="--n/--images: images per chunk (default 128)")  # fmt: skip
-    p.add_argument("--target", type=int, metavar="T", help="goal digit 0-9 (targeted)")
+    p.add_argument(
+        "--target", type=int, metavar="T", help="goal class 0-9 (targeted; Fashion-MNIST: "
+        "0 T-shirt/top ... 9 Ankle boot, see advgui --dataset fashion-mnist data info)"
+    )  # fmt: skip
     options = p.add_argument_group(
         "attack parameters", "each attack's own, from its spec; given only when set, so each "
         "attack keeps its defaults (advgui attack --method M --help-params lists M's)"
@@ -125,6 +132,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "on|off" if param.type == "bool" else "|".join([name.upper(), *param.words])
             )
         kwargs["help"] = f"{param.help or param.title} ({', '.join(methods)})"
+        if name == "eps":  # the one default that depends on the dataset
+            from advgui.core.data import eps_defaults_text
+
+            kwargs["help"] += f"; L-inf default {eps_defaults_text()}"
         options.add_argument(flag, **{k: v for k, v in kwargs.items() if v is not None})
     p.add_argument(
         "--help-params",
@@ -147,9 +158,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_attack)
 
 
-def load_classifier(spec: str) -> Any:
-    """A model from a ``.keras`` path, or by name from the model store."""
-    clf = _find_classifier(spec)
+def load_classifier(spec: str, args: argparse.Namespace | None = None) -> Any:
+    """A model from a ``.keras`` path, or by name from the model store of the command's
+    dataset; with ``args``, refused (one line) when it was trained on another dataset."""
+    clf = _find_classifier(spec, args)
+    if args is not None:
+        from advgui.core.data import check_dataset
+
+        check_dataset(clf, dataset_spec(args))
     if clf.meta.get("outputs") != "logits":  # say how the attacks get their logits
         print(
             f"model {clf.name}: outputs {clf.meta['outputs']}; {clf.meta['outputs_how']}",
@@ -158,17 +174,27 @@ def load_classifier(spec: str) -> Any:
     return clf
 
 
-def _find_classifier(spec: str) -> Any:
-    from advgui.core import models
+def _find_classifier(spec: str, args: argparse.Namespace | None = None) -> Any:
+    from advgui.core import data, models, paths
+    from advgui.core.store import ModelStore
 
     path = Path(spec).expanduser()
     if path.is_file():
         return models.load_model(path)
-    from advgui.core.store import ModelStore
-
-    for entry in ModelStore().entries():
+    store = model_store(args) if args is not None else ModelStore()
+    for entry in store.entries():
         if spec in (entry.name, entry.path.stem, entry.path.name):
             return models.load_model(entry.path)
+    current = dataset_spec(args) if args is not None else data.MNIST
+    for other in data.DATASETS.values():  # stored under another dataset: say which
+        if other is current:
+            continue
+        for entry in ModelStore(paths.store_dir(other.name)).entries():
+            if spec in (entry.name, entry.path.stem, entry.path.name):
+                raise ModelFileError(
+                    f"{spec}: stored with the {other.title} models, not {current.title}'s; "
+                    f"use --dataset {other.name}"
+                )
     raise ModelFileError(f"{spec}: no such model file, and no stored model of that name")
 
 
@@ -216,8 +242,20 @@ def cmd_attack(args: argparse.Namespace) -> int:
             "give --model M (a .keras file or a stored model's name)", field="model"
         )
     params = attack_params(args, cls)
-    if args.target is not None and not 0 <= args.target <= 9:
-        raise ParameterError(f"--target must be 0-9, got {args.target}", field="target")
+    spec = dataset_spec(args)
+    eps_param = cls.param("eps")
+    if (
+        "eps" not in params
+        and eps_param is not None
+        and eps_param.default != spec.default_eps
+        and eps_param.default == data_default_eps()
+        and params.get("norm", "linf") == "linf"
+    ):  # MNIST's L-inf budget is not the other datasets'
+        params["eps"] = spec.default_eps
+    if args.target is not None and not 0 <= args.target < spec.num_classes:
+        raise ParameterError(
+            f"--target must be 0-{spec.num_classes - 1}, got {args.target}", field="target"
+        )
     if args.target is None and not cls.supports_untargeted:
         raise ParameterError(f"{args.method} needs a target digit: give --target T", field="target")
     if args.target is not None and not cls.supports_targeted:
@@ -235,6 +273,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return cmd_attack_one(args, attack)
 
 
+def data_default_eps() -> float:
+    """MNIST's L-inf budget: the default the attacks' specs carry."""
+    from advgui.core.data import MNIST
+
+    return MNIST.default_eps
+
+
 def _png_outputs(out: Path | None) -> list[tuple[str, Path | None]]:
     from advgui.core import export
 
@@ -246,16 +291,17 @@ def _png_outputs(out: Path | None) -> list[tuple[str, Path | None]]:
 
 def cmd_attack_one(args: argparse.Namespace, attack: Any) -> int:
     """One image (``--index`` or ``--image``): PNG + sidecar (``--out``) and the record."""
-    from advgui.core import data, export
+    from advgui.core import export
 
+    spec = dataset_spec(args)
     out = Path(args.out) if args.out else None
     check_outputs([*_png_outputs(out), ("--json", args.json)], inputs=[("--image", args.image)])
-    clf = load_classifier(args.model)  # a refused model file costs no dataset load
+    clf = load_classifier(args.model, args)  # a refused model file costs no dataset load
     if args.image is not None:
-        x, _, _ = load_user_images(args.image, None)
+        x, _, _ = load_user_images(args.image, None, style=spec.image_style)
         labels = None
     else:
-        mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+        mnist = load_data(args)
         if not 0 <= args.index < len(mnist.y_test):
             raise ParameterError(
                 f"--index must be 0-{len(mnist.y_test) - 1}, got {args.index}", field="index"
@@ -277,17 +323,20 @@ def cmd_attack_one(args: argparse.Namespace, attack: Any) -> int:
     record["index"] = args.index
     record["model"] = clf.name
     record["model_outputs"] = clf.meta.get("outputs")
+    record["dataset"] = spec.name
     if args.image is not None:
         record["source_file"] = str(args.image)
         where = str(args.image)
     else:
-        where = f"test image {args.index} (label {record['source_label']})"
+        where = f"test image {args.index} (label {spec.label(record['source_label'])})"
     record["reference_label"] = (
         record["source_label"] if record["source_label"] >= 0 else record["pred_before"]
     )
     if out is not None:
         extra = {"source_file": str(args.image)} if args.image is not None else None
-        written = export.export_image(res, 0, clf, out, index=args.index, extra=extra)
+        written = export.export_image(
+            res, 0, clf, out, index=args.index, extra=extra, class_names=spec.class_names
+        )
         record["png"] = str(export.export_paths(out)[0])
         record["png_pred"] = written["png_pred"]
         record["png_goal_confidence"] = written["png_goal_confidence"]
@@ -298,18 +347,18 @@ def cmd_attack_one(args: argparse.Namespace, attack: Any) -> int:
         record["lam"] = res.details.lam[0]
     if res.details.stall_note:
         record["note"] = res.details.stall_note
-    goal = "" if record["goal"] is None else f" goal {record['goal']}"
+    goal = "" if record["goal"] is None else f" goal {spec.label(record['goal'])}"
     text = (
         f"{args.method} on {where}{goal}: "
-        f"{record['pred_before']} -> {record['pred_after']} "
+        f"{spec.label(record['pred_before'])} -> {spec.label(record['pred_after'])} "
         f"({100 * record['goal_confidence']:.1f}%), "
         f"{'success' if record['success'] else 'failed'}, L2 {record['l2']:.3f}, "
         f"Linf {record['linf']:.3f}, {record['seconds']:.2f} s; PNG classified "
-        f"{record['png_pred']}" + (f", saved {record['png']}" if record["png"] else "")
+        f"{spec.label(record['png_pred'])}" + (f", saved {record['png']}" if record["png"] else "")
     )
     if record.get("note"):
         text += f"\nnote: {record['note']}"
-    finish(args, record, text)
+    finish(args, with_names(record, spec), text)
     return 0
 
 
@@ -320,6 +369,7 @@ def cmd_attack_images(args: argparse.Namespace, attack: Any) -> int:
 
     if not args.out:
         raise ParameterError("--images needs --out DIR: the folder for the results", field="out")
+    spec = dataset_spec(args)
     out, src = Path(args.out), Path(args.images)
     if out.exists() and out.resolve() == src.resolve():
         raise ParameterError(
@@ -331,7 +381,11 @@ def cmd_attack_images(args: argparse.Namespace, attack: Any) -> int:
     bar = progress_bar(args, unit="img")
     try:
         x, files, skipped = load_user_images(
-            None, args.images, progress=bar, skipped=lambda line: note(args, line)
+            None,
+            args.images,
+            progress=bar,
+            skipped=lambda line: note(args, line),
+            style=spec.image_style,
         )
     finally:
         bar.close()
@@ -345,7 +399,7 @@ def cmd_attack_images(args: argparse.Namespace, attack: Any) -> int:
         folders=[("--out", out)],
         inputs=[(f"--images file {f.name}", f) for f in files],
     )
-    clf = load_classifier(args.model)
+    clf = load_classifier(args.model, args)
     bar = progress_bar(args, unit="img")
     try:
         res = run_batch(
@@ -359,30 +413,33 @@ def cmd_attack_images(args: argparse.Namespace, attack: Any) -> int:
         )
     finally:
         bar.close()
-    records = export.export_batch(res, clf, out, sources=files)
+    records = export.export_batch(res, clf, out, sources=files, class_names=spec.class_names)
     summary = res.summary()
     for key in ("robust_accuracy", "clean_accuracy"):  # need true labels, which are unknown
         summary.pop(key, None)
     summary.update(
         model=clf.name,
+        dataset=spec.name,
         target=args.target,
+        target_name=spec.class_name(args.target),
         folder=str(src),
         out=str(out),
         png_success_rate=sum(r["png_success"] for r in records) / len(records),
         skipped=skipped,
         images=[
-            {k: r.get(k) for k in ("source_file", "png", "reference_label", "goal",
-                                   "pred_before", "pred_after", "png_pred", "success",
-                                   "png_success", "l2", "linf")}
+            with_names({k: r.get(k) for k in ("source_file", "png", "reference_label", "goal",
+                                              "pred_before", "pred_after", "png_pred",
+                                              "success", "png_success", "l2", "linf")}, spec)
             for r in records
         ],
     )  # fmt: skip
     lines = []
     for r in records:
         lines.append(
-            f"{Path(r['source_file']).name}: {r['pred_before']} -> {r['pred_after']}, "
+            f"{Path(r['source_file']).name}: {spec.label(r['pred_before'])} -> "
+            f"{spec.label(r['pred_after'])}, "
             f"{'success' if r['success'] else 'failed'}, L2 {r['l2']:.3f}, "
-            f"PNG classified {r['png_pred']}, saved {r['png']}"
+            f"PNG classified {spec.label(r['png_pred'])}, saved {r['png']}"
         )
     lines.append(
         f"{args.method} on {len(records)} images from {src}"
@@ -401,14 +458,15 @@ def _files(n: int) -> str:
 
 def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
     """``--n N``: attack the first N test images in chunks; summary to stdout and --json."""
-    from advgui.core import data
     from advgui.core.attacks.batch import run_batch
+    from advgui.core.data import MNIST
 
     if args.out:
         raise ParameterError("--out writes one image; not available with --n", field="out")
     check_outputs([("--json", args.json)])
-    clf = load_classifier(args.model)
-    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    spec = dataset_spec(args)
+    clf = load_classifier(args.model, args)
+    mnist = load_data(args)
     if args.n > len(mnist.y_test):
         raise ParameterError(f"--n must be at most {len(mnist.y_test)}, got {args.n}", field="n")
     bar = progress_bar(args, unit="img")
@@ -427,9 +485,13 @@ def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
     summary = res.summary()
     summary["model"] = clf.name
     summary["model_outputs"] = clf.meta.get("outputs")
+    summary["dataset"] = spec.name
     summary["target"] = args.target
+    summary["target_name"] = spec.class_name(args.target)
+    goal = "" if args.target is None else f" (goal {spec.label(args.target)})"
+    which = "" if spec is MNIST else f"{spec.title} "
     text = (
-        f"{args.method} on {summary['n']} test images: success rate "
+        f"{args.method} on {summary['n']} {which}test images{goal}: success rate "
         f"{100 * summary['success_rate']:.1f}%, robust accuracy "
         f"{100 * summary['robust_accuracy']:.1f}% (clean {100 * summary['clean_accuracy']:.1f}%), "
         f"median L2 {summary['median_l2']:.3f}, median Linf {summary['median_linf']:.3f}, "

@@ -1,4 +1,5 @@
-"""Helpers shared by the subcommands: progress, output options and paths, JSON, numbers.
+"""Helpers shared by the subcommands: the dataset, progress, output options and paths, JSON,
+numbers.
 
 Every command keeps stdout for its final result (so it can be piped) and stderr for progress
 and notes; ``--json -`` puts the record on stdout instead, and then nothing else goes there.
@@ -134,6 +135,63 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+# ---------------------------------------------------------------------------- dataset
+
+#: Record keys holding a class index; :func:`with_names` adds ``<key>_name`` beside each.
+LABEL_KEYS = (
+    "source_label",
+    "goal",
+    "target",
+    "pred_before",
+    "pred_after",
+    "png_pred",
+    "reference_label",
+    "class",
+)
+
+
+def dataset_spec(args: argparse.Namespace) -> Any:
+    """The spec of the dataset the command works on (``--dataset``, default MNIST)."""
+    from advgui.core import data
+
+    return data.get_spec(getattr(args, "dataset", None))
+
+
+def load_data(args: argparse.Namespace) -> Any:
+    """The command's dataset from ``--data`` or the offline sources (never the network: that
+    is ``advgui data fetch``'s job)."""
+    from advgui.core import data
+
+    return data.load_dataset(
+        dataset_spec(args), getattr(args, "data", None), use_download=False, use_npm=False
+    )
+
+
+def model_store(args: argparse.Namespace) -> Any:
+    """The model store of the command's dataset (each dataset keeps its own)."""
+    from advgui.core import paths
+    from advgui.core.store import ModelStore
+
+    return ModelStore(paths.store_dir(dataset_spec(args).name))
+
+
+def with_names(record: dict[str, Any], spec: Any) -> dict[str, Any]:
+    """``record`` with ``<key>_name`` (the class name) after every class index it holds:
+    JSON records carry both, whatever the dataset."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        out[key] = value
+        if key in LABEL_KEYS and isinstance(value, int) and not isinstance(value, bool):
+            out[f"{key}_name"] = spec.class_name(value) if value >= 0 else None
+    return out
+
+
+def eps_help(what: str = "attack budget") -> str:
+    from advgui.core import data
+
+    return f"{what} (default {data.eps_defaults_text()})"
 
 
 # ---------------------------------------------------------------------------- options
@@ -301,8 +359,10 @@ MAX_FOLDER_FILES = 10_000
 def add_image_options(group: argparse._ActionsContainer) -> None:
     """``--image FILE`` and ``--images DIR`` (the user's own pictures)."""
     group.add_argument(
-        "--image", metavar="FILE", help="a PNG/JPG of a digit (any size; converted like the "
-        "GUI import: grayscale, inverted if dark on light, centred by mass in 20x20 of 28x28)"
+        "--image", metavar="FILE", help="a PNG/JPG (any size; converted like the GUI import: "
+        "grayscale, inverted if dark on light; MNIST: the digit centred by mass in 20x20 of "
+        "28x28; Fashion-MNIST: the whole picture fitted into 28x28 and centred, no digit-style "
+        "centring)"
     )  # fmt: skip
     group.add_argument(
         "--images", metavar="DIR", help="every image file in folder DIR (not its subfolders; "
@@ -340,8 +400,10 @@ def load_user_images(
     *,
     progress: Callable[[Progress], None] | None = None,
     skipped: Callable[[str], None] | None = None,
+    style: str = "digit",
 ) -> tuple[Any, list[Path], list[dict[str, str]]]:
-    """Read ``--image`` or every image of ``--images`` as MNIST-style digits.
+    """Read ``--image`` or every image of ``--images`` as the dataset's images (``style``:
+    MNIST-style digits or Fashion-MNIST-style objects, see :mod:`advgui.core.images`).
 
     Returns the (N, 28, 28, 1) array, the files it came from and the skipped files with the
     reason. A bad ``--image`` is an error; in a folder, files that are not usable images are
@@ -352,13 +414,13 @@ def load_user_images(
     from advgui.core.images import load_image
 
     if image is not None:
-        return load_image(image)[None], [Path(image)], []
+        return load_image(image, style=style)[None], [Path(image)], []
     assert folder is not None
     files = image_files(folder)
     digits, used, left = [], [], []
     for i, path in enumerate(files):
         try:
-            digits.append(load_image(path))
+            digits.append(load_image(path, style=style))
             used.append(path)
         except ImageFileError as err:
             reason = str(err).removeprefix(f"{path}: ")

@@ -13,8 +13,12 @@ from typing import Any
 from advgui.commands.common import (
     add_output_options,
     check_model_outputs,
+    dataset_spec,
+    eps_help,
     finish,
     finite_float,
+    load_data,
+    model_store,
     positive_int,
     progress_bar,
 )
@@ -47,7 +51,7 @@ def add_defense_arguments(
         required=required,
         help="defense to train" if required else "train this defense: alias of advgui defend",
     )
-    p.add_argument("--eps", type=finite_float, help="attack budget trained against (default 0.3)")
+    p.add_argument("--eps", type=finite_float, help=eps_help("attack budget trained against"))
     if required:  # advgui train has its own --epochs, --lr, --batch-size, --seed, --n-train
         p.add_argument(
             "--epochs",
@@ -71,10 +75,11 @@ def add_defense_arguments(
 def defense_config(args: argparse.Namespace) -> Any:
     from advgui.core.defenses import DefenseConfig
 
+    eps = args.eps if args.eps is not None else dataset_spec(args).default_eps
     overrides = {
         name: value
         for name, value in (
-            ("eps", args.eps),
+            ("eps", eps),
             ("epochs", getattr(args, "epochs", None)),
             ("lr", getattr(args, "lr", None)),
             ("batch_size", getattr(args, "batch_size", None)),
@@ -92,12 +97,13 @@ def defense_config(args: argparse.Namespace) -> Any:
 
 def cmd_defend(args: argparse.Namespace) -> int:
     """Train, save (and keep in the store), report: ``defend`` and ``train --defense``."""
-    from advgui.core import data, models
+    from advgui.core import models
     from advgui.core.defenses import train_defended
 
     out = check_model_outputs(args)
     config = defense_config(args).validate()
-    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    spec = dataset_spec(args)
+    mnist = load_data(args)
     bar = progress_bar(args, unit="batch")
 
     def progress(update: Progress) -> None:
@@ -117,9 +123,7 @@ def cmd_defend(args: argparse.Namespace) -> int:
     models.save_model(clf, out)
     stored = None
     if not args.no_store:
-        from advgui.core.store import ModelStore
-
-        stored = ModelStore().add(clf)
+        stored = model_store(args).add(clf)
     kept = result.kept_record()
     payload = {
         "test_accuracy": test_acc,
@@ -128,6 +132,8 @@ def cmd_defend(args: argparse.Namespace) -> int:
         "history": result.history,
         "config": result.config,
         "model": str(out),
+        "dataset": spec.name,
+        "dataset_sha256": spec.sha256,
     }
     text = (
         f"{config.method}: test accuracy {100 * test_acc:.2f}%, held-out PGD-{config.check_steps} "

@@ -11,8 +11,10 @@ from typing import Any
 from advgui.commands.common import (
     add_output_options,
     check_outputs,
+    dataset_spec,
     finish,
     finite_float,
+    load_data,
     positive_int,
     progress_bar,
 )
@@ -46,7 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="A",
         help=f"attack (repeatable; default fgsm and pgd): {', '.join(eval_attacks())}",
     )
-    e.add_argument("--eps", default="0,0.1,0.2,0.3", help="epsilon grid, e.g. 0,0.1,0.2,0.3")
+    from advgui.core.data import eps_defaults_text
+
+    e.add_argument(
+        "--eps",
+        help=f"epsilon grid, e.g. 0,0.1,0.2,0.3 (default {eps_defaults_text('eps_grid')})",
+    )
     e.add_argument("--n", type=positive_int, default=1000, help="test images (default 1000)")
     e.add_argument("--restarts", type=positive_int, default=1, help="PGD random restarts")
     e.add_argument("--steps", type=positive_int, default=40, help="PGD/BIM steps (default 40)")
@@ -68,9 +75,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from advgui.core import data, evaluation, models
     from advgui.core.defenses import parse_transform
 
+    spec = dataset_spec(args)
+    grid = spec.eps_grid if args.eps is None else evaluation.parse_eps_grid(args.eps)
     cfg = evaluation.EvalConfig(
         attacks=tuple(args.attack or ("fgsm", "pgd")),
-        eps=evaluation.parse_eps_grid(args.eps),
+        eps=grid,
         n=args.n,
         restarts=args.restarts,
         pgd_steps=args.steps,
@@ -85,13 +94,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         inputs=[("--model", m) for m in args.model],
     )
     clfs = [models.load_model(m) for m in args.model]
-    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    for clf in clfs:  # before the dataset is even loaded: a refusal costs nothing
+        data.check_dataset(clf, spec)
+    mnist = load_data(args)
     transforms = ["none", *[t for t in args.transform if t != "none"]]
     bar = progress_bar(args, unit="step")
     try:
         result = evaluation.evaluate(clfs, mnist, cfg, transforms=transforms, progress=bar)
     finally:
         bar.close()
+    result = {"dataset": spec.name, "dataset_sha256": spec.sha256, **result}
     if args.csv:
         evaluation.save_csv(result, args.csv)
     if args.plot:

@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="write a lab report (HTML, optionally PDF) of the stored work",
-        description="Write every stored model, attack run and defense comparison (optionally "
-        "only those since a date) into one self-contained HTML file, images inline.",
+        description="Write every stored model, attack run and defense comparison of the "
+        "dataset (--dataset; each keeps its own stores), optionally only those since a date, "
+        "into one self-contained HTML file, images inline.",
     )
     p.add_argument("--out", required=True, metavar="REPORT.html", help="the HTML report")
     p.add_argument("--pdf", metavar="REPORT.pdf", help="also write the report as PDF")
@@ -60,7 +61,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         check_output(pdf, "--pdf", (".pdf",))
     bar = ProgressBar()
     try:
-        rep = report.build_report(since=args.since, progress=bar)
+        rep = report.build_report(
+            since=args.since, progress=bar, dataset=getattr(args, "dataset", None)
+        )
     finally:
         bar.close()
     for warning in rep.warnings:

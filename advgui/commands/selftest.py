@@ -57,9 +57,12 @@ def bundled_mnist_dir(root: Path | None = None) -> Path | None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "selftest",
-        help="check this installation offline: load MNIST, train briefly, attack, export a PNG",
-        description="Run the whole pipeline once on real MNIST (the bundled copy in a packaged "
-        "app, else --data, $ADVGUI_DATA or the cache; never the network) and check each result.",
+        help="check this installation offline: load the dataset, train briefly, attack, "
+        "export a PNG",
+        description="Run the whole pipeline once on the real dataset (MNIST: the bundled copy "
+        "in a packaged app, else --data, $ADVGUI_DATA or the cache; Fashion-MNIST: --data, "
+        "$ADVGUI_FASHION_DATA, the cache or the Debian package's folder; never the network) and "
+        "check each result.",
     )
     p.add_argument(
         "--out",
@@ -75,10 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else _default_out()
+    dataset = getattr(args, "dataset", None) or "mnist"
+    out = Path(args.out) if args.out else _default_out(dataset)
     report = run_selftest(
         out,
         data=args.data,
+        dataset=dataset,
         arch=args.arch,
         batches=args.batches,
         batch_size=args.batch_size,
@@ -88,10 +93,10 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
-def _default_out() -> Path:
+def _default_out(dataset: str = "mnist") -> Path:
     from advgui.core import paths
 
-    return paths.results_dir() / "selftest"
+    return paths.results_dir(dataset) / "selftest"
 
 
 def _say(text: str) -> None:
@@ -107,14 +112,18 @@ def run_selftest(
     batch_size: int = 64,
     eps: float = 0.2,
     n_attack: int = 200,
+    dataset: str = "mnist",
 ) -> dict[str, Any]:
-    """Run every step, print one line each, write ``out/selftest.json``; return the report.
+    """Run every step on ``dataset``, print one line each, write ``out/selftest.json``; return
+    the report.
 
     A user error (no dataset, unwritable ``out``) raises :class:`AdvguiError`; a step whose
     outcome is wrong is reported as failed (``passed`` false), after writing the report.
     """
+    from advgui.core.data import get_spec
     from advgui.core.params import check_number as check_param
 
+    spec = get_spec(dataset)
     eps = check_param("eps", eps, lo=0.01, hi=1.0)
     out = Path(out).expanduser()
     try:
@@ -128,6 +137,7 @@ def run_selftest(
         "executable": sys.executable,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "dataset": spec.name,
         "steps": {},
         "passed": False,
     }
@@ -137,7 +147,7 @@ def run_selftest(
         f"Python {report['python']} on {platform.system()} {platform.machine()}"
     )
     try:
-        mnist = _step_data(report, data)
+        mnist = _step_data(report, data, spec)
         clf = _step_train(report, mnist, arch=arch, batches=batches, batch_size=batch_size)
         result = _step_attack(report, clf, mnist, eps=eps, n=n_attack)
         _step_export(report, clf, result, out)
@@ -152,23 +162,25 @@ def run_selftest(
     return report
 
 
-def _step_data(report: dict[str, Any], data: str | None) -> Any:
-    from advgui.core.data import load_mnist
+def _step_data(report: dict[str, Any], data: str | None, spec: Any = None) -> Any:
+    from advgui.core.data import MNIST, load_dataset
 
+    spec = spec or MNIST
     t0 = time.perf_counter()
-    bundled = bundled_mnist_dir()
+    bundled = bundled_mnist_dir() if spec is MNIST else None  # the bundle holds MNIST only
     if data is not None:
-        mnist, origin = load_mnist(data), f"--data {data}"
+        mnist, origin = load_dataset(spec, data), f"--data {data}"
     elif bundled is not None:
-        mnist, origin = load_mnist(bundled), f"bundle {bundled}"
+        mnist, origin = load_dataset(spec, bundled), f"bundle {bundled}"
     else:  # offline on purpose: a self-test must not depend on the network
-        mnist = load_mnist(None, use_download=False, use_npm=False)
+        mnist = load_dataset(spec, None, use_download=False, use_npm=False)
         origin = mnist.source
     counts = (len(mnist.y_train), len(mnist.y_test))
     if counts != (60000, 10000):
-        raise SelftestFailed(f"MNIST has {counts[0]} training and {counts[1]} test images")
+        raise SelftestFailed(f"{spec.title} has {counts[0]} training and {counts[1]} test images")
     seconds = time.perf_counter() - t0
     report["steps"]["data"] = {
+        "dataset": spec.name,
         "source": origin,
         "train": counts[0],
         "test": counts[1],
@@ -176,7 +188,7 @@ def _step_data(report: dict[str, Any], data: str | None) -> Any:
         "seconds": round(seconds, 3),
     }
     _say(
-        f"  data: {counts[0]} train / {counts[1]} test images, checksums verified, "
+        f"  data: {spec.title}, {counts[0]} train / {counts[1]} test images, checksums verified, "
         f"from {origin} ({seconds:.1f} s)"
     )
     return mnist
@@ -290,7 +302,8 @@ def _step_export(report: dict[str, Any], clf: Any, result: Any, out: Path) -> No
     hits = np.flatnonzero(result.success)
     i = int(hits[0]) if len(hits) else 0
     png = out / "selftest_fgsm.png"
-    record = export_image(result, i, clf, png, index=i)
+    spec = trained_on(clf)
+    record = export_image(result, i, clf, png, index=i, class_names=spec.class_names)
     # Read back independently of the exporter: the exact 8-bit pixels and the recorded label.
     with open_image(png) as img:
         mode, size = img.mode, img.size
@@ -312,14 +325,24 @@ def _step_export(report: dict[str, Any], clf: Any, result: Any, out: Path) -> No
         "png": str(png),
         "files": files,
         "label": int(result.labels[i]),
+        "label_name": spec.class_name(int(result.labels[i])),
         "png_pred": pred,
+        "png_pred_name": spec.class_name(pred),
         "seconds": round(seconds, 3),
     }
     _say(
         f"  export: {png.name} (28x28, 8-bit) read back with Pillow, pixels exact; "
-        f"digit {int(result.labels[i])} now classified {pred}, as its sidecar records "
+        f"{'digit' if spec.digits else 'class'} {spec.label(int(result.labels[i]))} now "
+        f"classified {spec.label(pred)}, as its sidecar records "
         f"({', '.join(files)})"
     )
+
+
+def trained_on(clf: Any) -> Any:
+    """The spec of the dataset ``clf`` was trained on (MNIST when it records none)."""
+    from advgui.core.data import MNIST, model_dataset
+
+    return model_dataset(clf.meta) or MNIST
 
 
 def frozen_data_default() -> None:

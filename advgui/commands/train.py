@@ -1,4 +1,5 @@
-"""``advgui train``: train an MLP or CNN on MNIST headless, save it, print the test accuracy."""
+"""``advgui train``: train an MLP or CNN on the dataset (``--dataset``, default MNIST) headless,
+save it, print the test accuracy."""
 
 from __future__ import annotations
 
@@ -8,22 +9,25 @@ import math
 from advgui.commands.common import (
     add_output_options,
     check_model_outputs,
+    dataset_spec,
     finish,
     finite_float,
+    load_data,
+    model_store,
     positive_int,
     progress_bar,
 )
-from advgui.core import data, models, training
+from advgui.core import models, training
 from advgui.core.progress import Progress
-from advgui.core.store import ModelStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train a classifier on MNIST and save it as a .keras file",
-        description="Train a classifier on MNIST. Unset options take the architecture's "
-        "defaults. The model is also kept in the model store unless --no-store.",
+        help="train a classifier on the dataset and save it as a .keras file",
+        description="Train a classifier on the dataset (--dataset, default mnist). Unset "
+        "options take the architecture's defaults. The model records its dataset and is also "
+        "kept in that dataset's model store unless --no-store.",
     )
     p.add_argument("--arch", choices=models.ARCHITECTURES, default="cnn")
     p.add_argument("--epochs", type=positive_int, help="passes over the training images")
@@ -70,7 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = training.TrainConfig.for_arch(
         args.arch, schedule=args.schedule, seed=args.seed, **overrides
     ).validate()
-    mnist = data.load_mnist(args.data, use_download=False, use_npm=False)
+    spec = dataset_spec(args)
+    mnist = load_data(args)
     bar = progress_bar(args, unit="batch")
 
     def progress(update: Progress) -> None:
@@ -89,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.close()
     clf = result.classifier
     if not args.no_store:
-        stored = ModelStore().add(clf)
+        stored = model_store(args).add(clf)
         clf.meta.pop("stored", None)
     models.save_model(clf, out)
     payload = {
@@ -102,8 +107,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         "config": config.to_dict(),
         "num_weights": clf.meta["num_weights"],
         "model": str(out),
+        "dataset": spec.name,
+        "dataset_sha256": spec.sha256,
+        "classes": list(spec.class_names),
     }
-    text = f"test accuracy: {100 * result.test_accuracy:.2f}% ({result.seconds:.1f} s); saved {out}"
+    on = "" if spec.digits else f" on {spec.title}"
+    text = (
+        f"test accuracy{on}: {100 * result.test_accuracy:.2f}% ({result.seconds:.1f} s); "
+        f"saved {out}"
+    )
     if not args.no_store:
         payload["stored"] = str(stored)
         text += f"\nkept in the model store: {stored}"

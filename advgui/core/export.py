@@ -41,6 +41,8 @@ CSV_FIELDS = (
     "linf",
     "steps",
 )
+#: Class-index fields that get a ``<field>_name`` beside them when class names are given.
+NAMED_FIELDS = ("source_label", "goal", "pred_before", "pred_after", "png_pred", "reference_label")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -92,7 +94,7 @@ def _clean(value: Any) -> Any:
 
 def _model_info(clf: Any) -> dict[str, Any]:
     meta = getattr(clf, "meta", {}) or {}
-    keys = ("name", "architecture", "path", "test_accuracy", "created")
+    keys = ("name", "architecture", "path", "test_accuracy", "created", "dataset")
     return {"name": getattr(clf, "name", "model"), **{k: meta[k] for k in keys if k in meta}}
 
 
@@ -104,11 +106,13 @@ def export_image(
     *,
     index: int | None = None,
     extra: dict[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write input ``i`` of ``result`` as ``path`` (PNG), ``<stem>_x10.png`` and ``<stem>.json``.
 
     The PNG is read back from disk and classified; the sidecar holds the attack's record plus
-    ``png``, ``png_pred``, ``png_probs``, ``png_goal_confidence`` and ``png_success``.
+    ``png``, ``png_pred``, ``png_probs``, ``png_goal_confidence`` and ``png_success``, and,
+    given the dataset's ``class_names``, ``<field>_name`` beside every class index.
     Returns the sidecar's content.
     """
     path, large, sidecar = export_paths(path)
@@ -143,6 +147,14 @@ def export_image(
         record["cost_history"] = [float(c) for c in np.asarray(result.cost_history)[:, i]]
     if extra:
         record.update(extra)
+    if class_names is not None:
+        record["classes"] = list(class_names)
+        for key in NAMED_FIELDS:
+            value = record.get(key)
+            if isinstance(value, (int, np.integer)) and 0 <= int(value) < len(class_names):
+                record[f"{key}_name"] = class_names[int(value)]
+            elif key in record:
+                record[f"{key}_name"] = None
     record = _clean(record)
     atomic_write_text(sidecar, json.dumps(record, indent=1) + "\n")
     return record
@@ -182,12 +194,14 @@ def export_batch(
     indices: Sequence[int] | None = None,
     prefix: str | None = None,
     sources: Sequence[Path | str] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Export every input of ``result`` into ``folder`` plus one ``index.csv``.
 
     ``indices`` are the test-set indices of the inputs (named in files and the CSV), if known;
     ``sources`` the files a user's own images came from (named in the file names, in each
-    sidecar as ``source_file`` and in a ``source_file`` CSV column).
+    sidecar as ``source_file`` and in a ``source_file`` CSV column); ``class_names`` add the
+    classes' names to the sidecars and ``<field>_name`` columns to the CSV.
     """
     folder = Path(folder)
     n = len(result)
@@ -205,8 +219,16 @@ def export_batch(
     for i in range(n):
         idx = None if indices is None else int(indices[i])
         extra = None if sources is None else {"source_file": str(sources[i])}
-        records.append(export_image(result, i, clf, folder / names[i], index=idx, extra=extra))
-    fields = CSV_FIELDS if sources is None else (*CSV_FIELDS, "source_file")
+        records.append(
+            export_image(
+                result, i, clf, folder / names[i], index=idx, extra=extra, class_names=class_names
+            )
+        )
+    fields = CSV_FIELDS
+    if class_names is not None:
+        fields = (*fields, *(f"{k}_name" for k in NAMED_FIELDS if k != "reference_label"))
+    if sources is not None:
+        fields = (*fields, "source_file")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()

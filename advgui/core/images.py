@@ -1,9 +1,18 @@
-"""Turn a user's picture or drawing into an MNIST-like digit.
+"""Turn a user's picture or drawing into an image like the dataset's own.
 
-A network trained on MNIST only recognises digits prepared the way MNIST's were: white ink on
-black, the digit's bounding box scaled to fit 20x20 (keeping its aspect ratio), then placed in
-a 28x28 field so that its centre of mass is at the centre. Skipping any step (a dark digit on
-white paper, a digit filling the frame) makes a clean image look "adversarial" to the model.
+A network only recognises pictures prepared the way its training images were, so each dataset
+has its style (``style`` below; a dataset's spec names it):
+
+- ``"digit"`` (MNIST): white ink on black, the digit's bounding box scaled to fit 20x20
+  (keeping its aspect ratio), then placed in a 28x28 field so that its centre of mass is at the
+  centre. Skipping any step (a dark digit on white paper, a digit filling the frame) makes a
+  clean image look "adversarial" to the model.
+- ``"object"`` (Fashion-MNIST): no digit-style centring. Zalando made its images from product
+  photos on white: trimmed to the product, the longer side resized to 28, centred, negated. So
+  the picture is inverted when its background is light, its background level taken as black,
+  trimmed to what differs from the background, fitted whole into 28x28 (longer side 28, aspect
+  ratio kept) and centred by its box on black; the object's own grey levels (shades, prints)
+  are kept, not thresholded.
 
 Image files are hostile input. Pillow knows formats whose decoders run other programs
 (EPS and PS through Ghostscript) or that are complex parsers the app never needs (PDF, WMF,
@@ -29,6 +38,11 @@ from advgui.core.errors import ImageFileError
 INK_THRESHOLD = 0.2
 BOX = 20
 SIZE = 28
+#: How a picture becomes one of the dataset's images (see the module's docstring).
+STYLES = ("digit", "object")
+#: "object" style: what differs from the background by less than this is trimmed away
+#: (Zalando's trimming used 5% of the range around the corners' colour).
+TRIM_THRESHOLD = 0.05
 #: Larger pictures are refused from their header, before decoding: a digit needs no more than
 #: a phone photo's 16 megapixels (4096 x 4096), and a forged header (a "decompression bomb")
 #: or a huge blank canvas would otherwise make the app decode hundreds of MB.
@@ -145,17 +159,30 @@ def image_size(path: Path | str) -> tuple[int, int]:
         return img.size
 
 
-def load_image(path: Path | str) -> np.ndarray:
-    """Read a picture (any size, colour, bit depth) as an MNIST-style (28, 28, 1) float32 digit."""
+def load_image(path: Path | str, *, style: str = "digit") -> np.ndarray:
+    """Read a picture (any size, colour, bit depth) as a (28, 28, 1) float32 image prepared in
+    ``style``: an MNIST-style digit (``"digit"``) or a Fashion-MNIST-style object (``"object"``)."""
+    prepare = _preparer(style)
     with open_image(path) as img:
         if img.format == "JPEG":  # libjpeg decodes at 1/2..1/8 scale: big photos cost less
             img.draft(img.mode, (WORK_SIDE, WORK_SIDE))
         img.load()
         gray = to_gray(img)
     try:
-        return prepare_digit(gray)
+        return prepare(gray)
     except ImageFileError as err:
         raise ImageFileError(f"{Path(path)}: {err}") from None
+
+
+def prepare_image(gray: np.ndarray, style: str = "digit") -> np.ndarray:
+    """A gray image (values in [0, 1], any size) as a (28, 28, 1) image in ``style``."""
+    return _preparer(style)(gray)
+
+
+def _preparer(style: str) -> Any:
+    if style not in STYLES:
+        raise ValueError(f"unknown image style {style!r}; expected one of {STYLES}")
+    return prepare_digit if style == "digit" else prepare_object
 
 
 def _reduce(img: Any) -> Any:
@@ -208,12 +235,9 @@ def to_gray(img: Any) -> np.ndarray:
     return np.asarray(_reduce(img.convert("L")), dtype=np.float32) / 255.0
 
 
-def prepare_digit(gray: np.ndarray) -> np.ndarray:
-    """MNIST-style centring of a gray image (values in [0, 1], any size): invert if the
-    background is light, crop to the ink's bounding box, fit into 20x20 keeping the aspect
-    ratio, and place in 28x28 with the centre of mass at the centre."""
-    from PIL import Image
-
+def _light_on_dark(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image as light content on a dark background (inverted when the border is light),
+    and the background's grey level (the border's median)."""
     arr = np.asarray(gray, dtype=np.float32)
     if arr.ndim == 3:
         arr = arr[..., 0]
@@ -221,10 +245,46 @@ def prepare_digit(gray: np.ndarray) -> np.ndarray:
         raise ImageFileError("not a 2-D image")
     arr = np.clip(arr, 0.0, 1.0)
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    if np.median(border) > 0.5:  # dark ink on light paper: MNIST is the opposite
+    if np.median(border) > 0.5:  # dark on light paper: both datasets are the opposite
         arr = 1.0 - arr
         border = 1.0 - border
-    arr = np.clip(arr - np.median(border), 0.0, None)  # paper's own grey is not ink
+    return arr, float(np.median(border))
+
+
+def prepare_object(gray: np.ndarray) -> np.ndarray:
+    """Fashion-MNIST-style preparation of a gray image (values in [0, 1], any size): invert if
+    the background is light, map the background's level to black (and the brightest possible
+    value to white), trim to what differs from the background, resize the longer side to 28
+    keeping the aspect ratio, and centre the box on a black 28x28 field. No thresholding and no
+    centre of mass: a garment's shades and its position in its own box are part of the image."""
+    from PIL import Image
+
+    arr, background = _light_on_dark(gray)
+    arr = np.clip((arr - background) / max(1.0 - background, 1e-3), 0.0, 1.0)
+    if float(arr.max()) < TRIM_THRESHOLD:
+        raise ImageFileError("no object found (the image is blank)")
+    rows = np.flatnonzero(arr.max(axis=1) > TRIM_THRESHOLD)
+    cols = np.flatnonzero(arr.max(axis=0) > TRIM_THRESHOLD)
+    crop = arr[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    scale = SIZE / max(h, w)
+    new_w, new_h = max(1, min(SIZE, round(w * scale))), max(1, min(SIZE, round(h * scale)))
+    img = Image.fromarray(np.round(crop * 255.0).astype(np.uint8))
+    small = np.asarray(img.resize((new_w, new_h), Image.Resampling.LANCZOS), np.float32) / 255.0
+    out = np.zeros((SIZE, SIZE), np.float32)
+    top, left = (SIZE - new_h) // 2, (SIZE - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = np.clip(small, 0.0, 1.0)
+    return out.reshape(SIZE, SIZE, 1)
+
+
+def prepare_digit(gray: np.ndarray) -> np.ndarray:
+    """MNIST-style centring of a gray image (values in [0, 1], any size): invert if the
+    background is light, crop to the ink's bounding box, fit into 20x20 keeping the aspect
+    ratio, and place in 28x28 with the centre of mass at the centre."""
+    from PIL import Image
+
+    arr, background = _light_on_dark(gray)
+    arr = np.clip(arr - background, 0.0, None)  # paper's own grey is not ink
     peak = float(arr.max())
     if peak < 0.05:
         raise ImageFileError("no digit found (the image is blank)")

@@ -18,14 +18,15 @@ import math
 import re
 import zipfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from advgui import __version__
-from advgui.core import evaluation, history
-from advgui.core.data import DATASET_SHA256
+from advgui.core import evaluation, history, paths
+from advgui.core.data import MNIST, DatasetSpec, get_spec, model_dataset, spec_for_sha256
 from advgui.core.errors import DataError, ParameterError
 from advgui.core.fileio import atomic_write_text
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, check
@@ -96,14 +97,20 @@ def build_report(
     results_root: Path | str | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    dataset: str | DatasetSpec | None = None,
 ) -> Report:
     """Gather the stored work (made on or after ``since``, local time) and render it.
 
-    Reads only files (no TensorFlow, no Qt): model metadata, result JSON and arrays.
+    ``dataset`` (default MNIST) chooses the stores (each dataset keeps its own) and how classes
+    are named. Reads only files (no TensorFlow, no Qt): model metadata, result JSON and arrays.
     """
+    spec = get_spec(dataset)
     warnings: list[str] = []
     cutoff = None if since is None else _dt.datetime.combine(since, _dt.time.min).astimezone()
-    model_store, result_store = ModelStore(models_root), ResultStore(results_root)
+    model_store = ModelStore(models_root if models_root is not None else paths.store_dir(spec.name))
+    result_store = ResultStore(
+        results_root if results_root is not None else paths.results_dir(spec.name)
+    )
     models = model_store.entries(warnings)
     results = result_store.entries(warnings=warnings)
     models = [m for m in models if _keep(_when(m.meta.get("trained_at"), m.path), cutoff)]
@@ -122,7 +129,11 @@ def build_report(
     total = len(models) + len(attacks) + len(comparisons)
     done = 0
     sections: dict[str, list[str]] = {k: [] for k in groups}
-    renderers = {"model": _model_section, "attack": _attack_section, "comparison": _cmp_section}
+    renderers = {
+        "model": partial(_model_section, spec=spec),
+        "attack": partial(_attack_section, spec=spec),
+        "comparison": _cmp_section,
+    }
     names = {"model": report.models, "attack": report.attacks, "comparison": report.comparisons}
     for kind, found in groups.items():
         for i, entry in enumerate(found, 1):
@@ -141,7 +152,7 @@ def build_report(
             names[kind].append(name)
             done += 1
     report.warnings = warnings
-    report.html = _page(report, sections, since, (model_store.root, result_store.root))
+    report.html = _page(report, sections, since, (model_store.root, result_store.root), spec)
     if progress is not None:
         progress(Progress(total, total, "report ready"))
     return report
@@ -155,7 +166,11 @@ def write_html(report: Report, path: Path | str) -> None:
 
 
 def _page(
-    report: Report, sections: dict[str, list[str]], since: _dt.date | None, roots: tuple[Path, Path]
+    report: Report,
+    sections: dict[str, list[str]],
+    since: _dt.date | None,
+    roots: tuple[Path, Path],
+    spec: DatasetSpec = MNIST,
 ) -> str:
     now = _dt.datetime.now().astimezone()
     try:
@@ -174,6 +189,7 @@ def _page(
         _row("generated", now.isoformat(timespec="seconds")),
         _row("advgui", __version__),
         _row("contents", f"{report.summary()} ({scope})"),
+        _row("dataset", f"{spec.title} ({spec.name})"),
         _row("model store", str(roots[0])),
         _row("results", str(roots[1])),
         "</table>",
@@ -200,14 +216,16 @@ def _page(
 # --------------------------------------------------------------------------- models
 
 
-def _model_section(entry: StoreEntry) -> str:
+def _model_section(entry: StoreEntry, spec: DatasetSpec = MNIST) -> str:
     m = entry.meta
     sha = m.get("dataset_sha256")
+    known = spec_for_sha256(sha)
     sha_text = (
         None
         if sha is None
-        else f"{_text(sha)}" + (" (the standard MNIST)" if sha == DATASET_SHA256 else "")
+        else f"{_text(sha)}" + (f" (the standard {known.title})" if known is not None else "")
     )
+    spec = model_dataset(m) or spec  # its classes, whichever store it sits in
     facts = [
         ("file", entry.path.name),
         ("architecture", m.get("architecture")),
@@ -228,8 +246,11 @@ def _model_section(entry: StoreEntry) -> str:
     out.append("<p><b>Training curves</b></p>")
     charts = _history_charts(m.get("history"))
     out.append(f"<p>{' '.join(_img(c, 330) for c in charts)}</p>" if charts else _not_recorded())
-    out.append("<p><b>Confusion matrix</b> (test set; rows: actual digit, columns: predicted)</p>")
-    out.append(_confusion(m.get("confusion_matrix")))
+    what = "digit" if spec.digits else "class"
+    out.append(
+        f"<p><b>Confusion matrix</b> (test set; rows: actual {what}, columns: predicted)</p>"
+    )
+    out.append(_confusion(m.get("confusion_matrix"), spec))
     return "\n".join(out)
 
 
@@ -267,7 +288,7 @@ def _history_charts(hist: Any) -> list[bytes]:
     return charts
 
 
-def _confusion(value: Any) -> str:
+def _confusion(value: Any, spec: DatasetSpec = MNIST) -> str:
     try:
         cm = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -288,7 +309,7 @@ def _confusion(value: Any) -> str:
             else:
                 color = _mix((255, 255, 255), (230, 90, 90), min(1.0, share * 10))
             cells.append(f"<td class='num' style='background-color:{color}'>{cm[i, j]}</td>")
-        rows.append(f"<tr><th class='num'>{i}</th>{''.join(cells)}</tr>")
+        rows.append(f"<tr><th class='num'>{_e(spec.label(i))}</th>{''.join(cells)}</tr>")
     rows.append("</table>")
     return "".join(rows)
 
@@ -296,7 +317,7 @@ def _confusion(value: Any) -> str:
 # --------------------------------------------------------------------------- attacks
 
 
-def _attack_section(entry: ResultEntry) -> str:
+def _attack_section(entry: ResultEntry, spec: DatasetSpec = MNIST) -> str:
     _check_arrays(entry.path / ARRAYS_NPZ)
     res, payload = history.load_attack(entry)
     n = len(res)
@@ -326,7 +347,7 @@ def _attack_section(entry: ResultEntry) -> str:
     inputs = payload["inputs"]
     lam = res.details.lam
     for i in range(min(n, MAX_IMAGES)):
-        out.append(_attack_image(res, i, indices, inputs, png_pred, lam))
+        out.append(_attack_image(res, i, indices, inputs, png_pred, lam, spec))
     if n > MAX_IMAGES:
         out.append(
             f"<p class='muted'>The first {MAX_IMAGES} of {n} images are shown; the "
@@ -343,26 +364,35 @@ def _attack_section(entry: ResultEntry) -> str:
 
 
 def _attack_image(
-    res: Any, i: int, indices: Any, inputs: np.ndarray, png_pred: Any, lam: Any
+    res: Any,
+    i: int,
+    indices: Any,
+    inputs: np.ndarray,
+    png_pred: Any,
+    lam: Any,
+    spec: DatasetSpec = MNIST,
 ) -> str:
     rec = res.record(i)
     x, adv = _finite(res.x[i]), _finite(res.x_adv[i])
     where = "random start (noise)" if not np.array_equal(res.x[i], inputs[i]) else "original"
     if isinstance(indices, list) and i < len(indices):
         where += f", test image {_text(indices[i])}"
-    label = "unknown" if rec["source_label"] < 0 else rec["source_label"]
+    name = spec.label
+    label = "unknown" if rec["source_label"] < 0 else name(rec["source_label"])
     if png_pred is not None:
-        png = str(int(png_pred[i]))
+        png = name(int(png_pred[i]))
     elif np.array_equal(adv, np.round(np.clip(adv, 0, 1) * 255) / 255):
-        png = f"{rec['pred_after']} (the image is exactly 8-bit: its PNG holds the same pixels)"
+        png = (
+            f"{name(rec['pred_after'])} (the image is exactly 8-bit: its PNG holds the same pixels)"
+        )
     else:
         png = None
     before, after = rec["pred_before"], rec["pred_after"]
     facts = [
         ("label", label),
-        ("goal", "any other class" if rec["goal"] is None else rec["goal"]),
-        ("predicted before", f"{before} ({_pct(rec['probs_before'][before])})"),
-        ("predicted after", f"{after} ({_pct(rec['probs_after'][after])})"),
+        ("goal", "any other class" if rec["goal"] is None else name(rec["goal"])),
+        ("predicted before", f"{name(before)} ({_pct(rec['probs_before'][before])})"),
+        ("predicted after", f"{name(after)} ({_pct(rec['probs_after'][after])})"),
         ("exported PNG predicted", png),
         ("success", rec["success"]),
         ("L0 / L2 / Linf", f"{rec['l0']} / {_num(rec['l2'])} / {_num(rec['linf'])}"),
@@ -378,7 +408,7 @@ def _attack_image(
         f"</tr></table>"
     )
     probs = ["<table border='1' cellspacing='0' cellpadding='2'><tr><th>class</th>"]
-    probs += [f"<th class='num'>{d}</th>" for d in range(10)]
+    probs += [f"<th class='num'>{_e(spec.label(d))}</th>" for d in range(10)]
     for name, p in (("before", rec["probs_before"]), ("after", rec["probs_after"])):
         top = int(np.argmax(p))
         cells = "".join(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from advgui.core import fit, models
-from advgui.core.data import Mnist
+from advgui.core.data import Mnist, dataset_meta
 from advgui.core.errors import ParameterError
 from advgui.core.fit import OPTIMIZERS, SCHEDULES, confusion_matrix
 from advgui.core.params import check_number
@@ -206,7 +206,7 @@ def train(
             "params": cfg.to_dict(),
             "seed": cfg.seed,
             "num_weights": models.count_params(net),
-            "dataset_sha256": mnist.sha256,
+            **dataset_meta(mnist),  # "dataset" and "dataset_sha256"
             "history": history,
             "test_accuracy": float(test_acc),
             # Rows: actual digit, columns: predicted (100 counts; the lab report shows it).

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from advgui.core import fit, models
+from advgui.core.data import dataset_meta
 from advgui.core.errors import ParameterError
 from advgui.core.models import Classifier
 from advgui.core.params import check_number
@@ -439,7 +440,7 @@ def _result(
         "defense_config": asdict(cfg),
         "history": history,
         "best_epoch": last.best_epoch,
-        "dataset_sha256": getattr(mnist, "sha256", None),
+        **dataset_meta(mnist),  # "dataset" and "dataset_sha256"
         "seed": cfg.seed,
         "num_weights": models.count_params(model),
         "test_accuracy": float(test.accuracy),
