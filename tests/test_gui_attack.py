@@ -126,6 +126,7 @@ def test_stop_a_long_run(tab, qtbot):
     assert job.outcome == "cancelled"
     assert "Stopped" in tab.status.text() and tab.result is None
     assert tab.run_button.isEnabled() and not tab.stop_button.isEnabled()
+    assert tab.progress.text().startswith("stopped at") and tab.progress.value() < 1000
 
 
 def test_drawing_import_and_clear_errors(tab, qtbot, tmp_path):

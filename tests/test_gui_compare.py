@@ -88,6 +88,7 @@ def test_stop_keeps_window_responsive_and_job_joined(qtbot, widget, trained_cnn,
     assert job.outcome == "cancelled"
     assert "Stopped" in widget.status.text()
     assert not widget.is_running() and widget.run_button.isEnabled()
+    assert widget.progress.text().startswith("stopped at") and widget.progress.value() < 1000
 
 
 def test_bad_parameters_and_missing_inputs_give_messages(qtbot, widget, trained_cnn, images):

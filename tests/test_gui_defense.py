@@ -104,6 +104,7 @@ def test_stop_a_running_comparison(tab, qtbot):
     assert tab.job.outcome == "cancelled"
     assert "stopped" in tab.status.text()
     assert tab.run_button.isEnabled() and tab.result is None
+    assert tab.progress_bar.text().startswith("stopped at") and tab.progress_bar.value() < 1000
 
 
 def test_bad_input_is_reported_not_run(tab):
@@ -176,3 +177,4 @@ def test_stopped_defended_training_is_kept_marked_and_stored(tab, qtbot):
     assert clf.meta["history"][-1]["epoch"] == pytest.approx(clf.meta["epochs_completed"])
     assert list(ys) == [h["robust_accuracy"] for h in clf.meta["history"]]
     assert p.train_button.isEnabled() and not p.stop_button.isEnabled()
+    assert p.progress_bar.text().startswith("stopped at") and p.progress_bar.value() < 1000

@@ -28,6 +28,7 @@ from advgui.core.results import ResultEntry
 from advgui.core.sessions import AttackSession, RunOutput, results_folder
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
+from advgui.qt.widgets import progress_bar
 from advgui.qt.widgets.attack_compare import AttackCompareWidget
 from advgui.qt.widgets.attack_controls import FIELD_NAMES, AttackControls
 from advgui.qt.widgets.attack_result import AttackResultPanel
@@ -206,7 +207,7 @@ class AttackTab(QWidget):
             self.controls.mark(err.field, str(err))
             return None
         self.panel.show_running()
-        self.progress.setValue(0)
+        progress_bar.started(self.progress)
         self.status.setText(run.message)
         job = self.attack_slot.start(run.work)
         self._update_buttons()
@@ -217,6 +218,8 @@ class AttackTab(QWidget):
             self.status.setText("Stopping...")
 
     def _on_progress(self, update: Progress) -> None:
+        if self.attack_slot.is_stopping():
+            return
         self.progress.setValue(int(1000 * update.fraction))
         cost = update.info.get("cost")
         self.status.setText(update.message + ("" if cost is None else f"  cost {cost:.4g}"))
@@ -234,6 +237,7 @@ class AttackTab(QWidget):
 
     def _on_cancelled(self) -> None:
         self.session.abandon()
+        progress_bar.stopped(self.progress)
         self.status.setText("Stopped: nothing was changed.")
         self.adversarial_view.set_image(None, "stopped")
 
@@ -242,7 +246,7 @@ class AttackTab(QWidget):
         self._show_error(title, info)
 
     def _display(self) -> None:
-        self.progress.setValue(1000)
+        progress_bar.done(self.progress)
         self.panel.set_count(len(self.session.shown.result))
         self.show_result(0)
 

@@ -32,6 +32,7 @@ from advgui.core.progress import Partial, Progress
 from advgui.core.results import ResultEntry, ResultStore
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
+from advgui.qt.widgets import progress_bar
 from advgui.qt.widgets.defense_plot import DefensePlot
 from advgui.qt.widgets.defense_setup import DefenseSetup
 from advgui.qt.widgets.defense_table import DefenseTable
@@ -183,6 +184,7 @@ class DefenseTab(QWidget):
                 return result, None, str(err)
 
         self.run_button.setEnabled(False)
+        progress_bar.started(self.progress_bar)
         self.stop_button.setEnabled(True)
         self.status.setText(f"comparing {len(models)} model(s) x {len(transforms)} input(s)...")
         self.slot.start(work)
@@ -198,6 +200,8 @@ class DefenseTab(QWidget):
             widget.setStyleSheet("border: 2px solid #b00020;" if name == field else "")
 
     def _on_progress(self, update: Progress) -> None:
+        if self.slot.is_stopping():
+            return
         self.progress_bar.setValue(int(1000 * update.fraction))
         self.status.setText(update.message)
 
@@ -211,6 +215,7 @@ class DefenseTab(QWidget):
     def _on_result(self, result: dict[str, Any]) -> None:
         self._show(result)
         self.result = result
+        progress_bar.done(self.progress_bar)
         self.status.setText(f"done in {result['seconds']:.0f} s on {result['n']} test images")
         for b in (self.export_csv_button, self.export_json_button, self.export_png_button):
             b.setEnabled(True)
@@ -247,6 +252,7 @@ class DefenseTab(QWidget):
             show_error(self, "Comparison failed", info)
 
     def _on_cancel(self) -> None:
+        progress_bar.stopped(self.progress_bar)
         self.status.setText("stopped: the curves and table show what finished before Stop")
 
     def _on_finish(self) -> None:

@@ -33,6 +33,7 @@ from advgui.core.errors import AdvguiError, ParameterError
 from advgui.core.progress import Progress
 from advgui.core.store import ModelStore
 from advgui.qt.state import AppState
+from advgui.qt.widgets import progress_bar
 from advgui.qt.widgets.model_list import ModelList
 from advgui.qt.widgets.training_confusion import ConfusionMatrixView
 from advgui.qt.widgets.training_plots import TrainingPlots
@@ -67,7 +68,7 @@ class TrainingTab(QWidget):
             on_progress=self._on_progress,
             on_result=self._on_trained,
             on_error=self._on_error,
-            on_cancel=lambda: self.say("Training cancelled before it began."),
+            on_cancel=self._on_cancelled,
             on_finish=self._on_finished,
         )
         self.eval_slot = JobSlot("predict-test", self, on_error=self._say_error)
@@ -295,7 +296,7 @@ class TrainingTab(QWidget):
         self._plotted = None
         self._stopping = False
         self._set_running(True)
-        self.progress_bar.setValue(0)
+        progress_bar.started(self.progress_bar)
         self.phase_label.setText("Preparing (TensorFlow, data)...")
         self.speed_label.setText("")
         self.metrics_label.setText("")
@@ -310,11 +311,13 @@ class TrainingTab(QWidget):
             self._stopping = True
             self.stop_button.setEnabled(False)
             self.phase_label.setText("Stopping: testing and keeping the model so far...")
+            self.speed_label.setText("")  # no ETA for a run that is ending
 
     @Slot(object)
     def _on_progress(self, update: Progress) -> None:
         info = update.info
-        self.progress_bar.setValue(int(1000 * update.fraction))
+        if not self._stopping:  # testing after Stop must not fill the bar
+            self.progress_bar.setValue(int(1000 * update.fraction))
         self.plots.add(update.record)  # a batch update or a validation check (or neither)
         if update.message != "training":
             if update.message == "testing":
@@ -348,7 +351,11 @@ class TrainingTab(QWidget):
             f"{verb}: test accuracy {100 * result.test_accuracy:.2f}% "
             f"after {clf.meta['epochs_completed']:.2f} epochs ({result.seconds:.1f} s)"
         )
-        self.progress_bar.setValue(1000)
+        if result.cancelled:
+            progress_bar.stopped(self.progress_bar)
+            self.speed_label.setText("")
+        else:
+            progress_bar.done(self.progress_bar)
         if store_error:
             self.say(f"Not kept in the model store: {store_error}; use Save as.", error=True)
         else:
@@ -366,6 +373,12 @@ class TrainingTab(QWidget):
             from advgui.qt.dialogs import show_error
 
             show_error(self, "Training failed", info)
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        progress_bar.stopped(self.progress_bar)
+        self.speed_label.setText("")
+        self.say("Training cancelled before it began.")
 
     @Slot()
     def _on_finished(self) -> None:

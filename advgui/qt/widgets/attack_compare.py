@@ -41,6 +41,7 @@ from advgui.core.attacks.base import ATTACKS, Attack, AttackResult, make_attack
 from advgui.core.errors import ParameterError
 from advgui.core.progress import Partial, Progress
 from advgui.qt.state import AppState
+from advgui.qt.widgets import progress_bar
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
 #: Display order of the attacks everyone knows; any other registered attack follows by name.
@@ -369,7 +370,7 @@ class AttackCompareWidget(QWidget):
             return done
 
         self.clear_results()
-        self.progress.setValue(0)
+        progress_bar.started(self.progress)
         self.status.setText(f"Running {', '.join(a.name for a in attacks)}...")
         job = self.slot.start(work)
         self._update_buttons()
@@ -386,6 +387,8 @@ class AttackCompareWidget(QWidget):
         self.slot.join()
 
     def _on_progress(self, update: Progress) -> None:
+        if self.slot.is_stopping():
+            return
         self.progress.setValue(int(1000 * update.fraction))
         self.status.setText(update.message)
 
@@ -397,13 +400,14 @@ class AttackCompareWidget(QWidget):
         for res in results.values():
             if res.method not in self.results:
                 self._add_result(res)
-        self.progress.setValue(1000)
+        progress_bar.done(self.progress)
         self.status.setText(f"Done: {len(self.results)} attack(s) compared.")
 
     def _on_error(self, info: ErrorInfo) -> None:
         self._fail(f"Attack failed: {info.message}")
 
     def _on_cancelled(self) -> None:
+        progress_bar.stopped(self.progress)
         self.status.setText(f"Stopped; {len(self.results)} attack(s) finished before Stop.")
 
     def _on_finished(self) -> None:

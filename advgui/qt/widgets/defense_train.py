@@ -27,6 +27,7 @@ from advgui.core.errors import AdvguiError
 from advgui.core.fit import EpochRecord
 from advgui.core.progress import Progress
 from advgui.core.store import ModelStore
+from advgui.qt.widgets import progress_bar
 from advgui.qt.widgets.training_plots import TrainingPlots
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
@@ -146,6 +147,7 @@ class DefenseTrainPanel(QWidget):
             return
         self.history = []
         self.plots.clear()
+        progress_bar.started(self.progress_bar)
         self.status.setText(f"training {cfg.method} at eps {cfg.eps:g}...")
         store = self.store
 
@@ -172,7 +174,8 @@ class DefenseTrainPanel(QWidget):
             self.status.setText("stopping after the current batch; the model so far is kept...")
 
     def _on_progress(self, update: Progress) -> None:
-        self.progress_bar.setValue(int(1000 * update.fraction))
+        if not self.slot.is_stopping():
+            self.progress_bar.setValue(int(1000 * update.fraction))
         self.plots.add(update.record)
         if isinstance(update.record, EpochRecord):
             self.history.append(update.record)
@@ -193,8 +196,10 @@ class DefenseTrainPanel(QWidget):
             done = clf.meta.get("epochs_completed", 0.0)
             text = f"Stopped after {done:.2f} epochs; the model so far is kept. {text}"
             added = "added to the models, marked stopped"
+            progress_bar.stopped(self.progress_bar)
         else:
             added = "added to the models"
+            progress_bar.done(self.progress_bar)
         if store_error:
             self.status.setText(
                 f"{text}; {added}; not kept in the model store: {store_error} (use Save as)"
@@ -211,6 +216,7 @@ class DefenseTrainPanel(QWidget):
             show_error(self, "Defended training failed", info)
 
     def _on_cancel(self) -> None:  # only before training began: after, Stop keeps the model
+        progress_bar.stopped(self.progress_bar)
         self.status.setText("training cancelled before it began; no model was added")
 
     def _on_finish(self) -> None:

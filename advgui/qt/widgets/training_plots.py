@@ -187,8 +187,11 @@ class TrainingPlots(QWidget):
             self.loss_plot.setYRange(0.0, self._loss_top, padding=0)
 
     def _fit_accuracy_range(self) -> None:
-        ys = [y for key in ("accuracy", "val_accuracy", "robust_accuracy")
-              if key in self.series for y in self.series[key].y]  # fmt: skip
+        """Every accuracy curve in view: the held-out PGD curve (0 to 0.85) sits far below
+        the clean ones (0.9 and up), so the range is taken over all curves the plot holds."""
+        ys = [y for curve in self.acc_plot.getPlotItem().listDataItems()
+              for y in (curve.getData()[1] if curve.getData()[1] is not None else [])
+              if math.isfinite(y)]  # fmt: skip
         if ys:
             low = max(0.0, min(min(ys), 0.9) - 0.02)
             self.acc_plot.setYRange(low, 1.0, padding=0)
