@@ -276,3 +276,47 @@ def test_compare_tab_attacks_the_selected_images(tab, qtbot, mnist, trained_cnn)
     assert tab.compare.table.rowCount() == 0
     assert tab._batch()[2][0] == 10
     np.testing.assert_array_equal(tab.compare.x, tab._batch()[0])
+
+
+def test_a_new_input_or_run_clears_the_old_result_and_the_prediction_shows_at_once(
+    tab, qtbot, mnist, trained_cnn
+):
+    """Issue 17.4 and 17.5: nothing of a result stays beside an input or run it is not of;
+    the "before" bars show the model's prediction as soon as image and model are chosen."""
+    from PySide6.QtCore import QPoint
+
+    tab.gallery.select_index(7)
+    expected = trained_cnn.predict_proba(mnist.x_test[7:8])[0]
+    np.testing.assert_allclose(tab.bars.before, expected, rtol=1e-4, atol=1e-6)
+    assert not tab.bars.after.any() and tab.adversarial_view.image is None
+    assert f"predicts {int(expected.argmax())}" in tab.summary.text()
+    tab.method_combo.setCurrentText("fgsm")
+    tab.goal_combo.setCurrentIndex(0)
+    _wait(qtbot, tab.run_attack())
+    assert tab.adversarial_view.image is not None and tab.bars.after.any()
+    assert tab.export_button.isEnabled()
+
+    # A drawing: the FGSM image, change, bars and summary go; its own prediction comes.
+    tab.canvas.clear()
+    tab.canvas.stroke([QPoint(140, 40), QPoint(140, 240)])
+    tab.use_canvas()
+    assert tab.result is None and tab.adversarial_view.image is None
+    assert tab.delta_view.image is None and not tab.bars.after.any()
+    assert "Success" not in tab.summary.text() and "Failed" not in tab.summary.text()
+    drawn = trained_cnn.predict_proba(tab.source_x[None])[0]
+    np.testing.assert_allclose(tab.bars.before, drawn, rtol=1e-4, atol=1e-6)
+    assert not tab.export_button.isEnabled()
+
+    # A new run: the previous run's summary does not stay while it runs.
+    tab.gallery.select_index(7)
+    _wait(qtbot, tab.run_attack())
+    assert "Success" in tab.summary.text() or "Failed" in tab.summary.text()
+    tab.method_combo.setCurrentText("pgd")
+    tab.steps_spin.setValue(5000)
+    job = tab.run_attack()
+    assert "Running pgd" in tab.summary.text() and not tab.bars.after.any()
+    assert tab.adversarial_view.image is None
+    tab.stop_button.click()
+    _wait(qtbot, job)
+    # Stopped: the FGSM result from before is shown again, as it was.
+    assert tab.result.method == "fgsm" and tab.bars.after.any()

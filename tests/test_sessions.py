@@ -163,3 +163,21 @@ def test_a_stopped_run_changes_nothing(session, trained_cnn):
     session.prepare("fgsm", {}, None)  # while a run is pending, reopening waits for it
     with pytest.raises(AdvguiError, match="Stop the running attack first"):
         session.reopen(entry)
+
+
+def test_a_new_input_drops_the_old_result_and_is_predicted_at_once(session, trained_cnn, mnist):
+    """Issue 17.4/17.5: the shown result belongs to its input; the prediction to the input."""
+    session.choose_test_image(3)
+    assert session.prediction() is None  # no model yet
+    assert "Choose a model" in session.source_view().summary
+    session.model = trained_cnn
+    probs = session.prediction()
+    np.testing.assert_allclose(probs, trained_cnn.predict_proba(mnist.x_test[3:4])[0], rtol=1e-5)
+    view = session.source_view()
+    assert view.probs_before is probs and f"predicts {int(probs.argmax())}" in view.summary
+    session.finish(session.prepare("fgsm", {}, None).work(lambda u: None, CancelToken()))
+    session.choose_test_image(3)  # the same image again: its result stays
+    assert session.shown is not None
+    session.set_source(np.zeros((28, 28)))  # a drawing: the old result is not of it
+    assert session.shown is None and not session.can_export()
+    assert session.prediction() is not probs

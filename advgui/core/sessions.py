@@ -121,6 +121,17 @@ class ResultView:
     summary: str
 
 
+@dataclass(frozen=True)
+class SourceView:
+    """The chosen image before any attack: what the model makes of it (None without a model),
+    shown as soon as an image and a model are chosen."""
+
+    original: np.ndarray
+    original_caption: str
+    probs_before: np.ndarray | None
+    summary: str
+
+
 class AttackSession:
     """The Attack tab's state and decisions (see the module docstring)."""
 
@@ -133,12 +144,45 @@ class AttackSession:
         self.shown: Shown | None = None
         #: The sidecar records of the last export (what was written and read back).
         self.last_export: list[dict[str, Any]] = []
+        self._prediction: tuple[Any, Source, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ source
 
     def set_source(self, x: np.ndarray, label: int = -1, index: int | None = None) -> Source:
+        """A new input; the shown result goes unless it was made from this very image (a
+        drawing's or another image's old result must not sit beside it)."""
         self.source = Source(np.asarray(x, np.float32).reshape(28, 28, 1), int(label), index)
+        shown = self.shown
+        if shown is not None and not np.array_equal(shown.inputs[0], self.source.x):
+            self.shown = None
         return self.source
+
+    def prediction(self) -> np.ndarray | None:
+        """The chosen model's class probabilities for the chosen image (cached), None until
+        both are chosen."""
+        if self.model is None or self.source is None:
+            return None
+        cached = self._prediction
+        if cached is None or cached[0] is not self.model or cached[1] is not self.source:
+            probs = np.asarray(self.model.predict_proba(self.source.x[None]))[0]
+            self._prediction = cached = (self.model, self.source, probs)
+        return cached[2]
+
+    def source_view(self) -> SourceView | None:
+        """How the chosen image looks before an attack (its "before" bars); None without one."""
+        src = self.source
+        if src is None:
+            return None
+        probs = self.prediction()
+        if probs is None:
+            return SourceView(src.x, src.caption, None, "Choose a model to see its prediction.")
+        pred = int(np.argmax(probs))
+        return SourceView(
+            src.x,
+            f"{src.caption}\npredicted {pred}",
+            probs,
+            f"{self.model.name} predicts {pred} at {100 * probs[pred]:.1f}%; run an attack.",
+        )
 
     def choose_test_image(self, i: int) -> Source:
         if self.mnist is None:

@@ -146,17 +146,33 @@ class AttackTab(QWidget):
             self.gallery.select_index(0)
 
     def _on_models(self, *_: Any) -> None:
+        changed = self.session.model is not self.state.current_model
         self.session.model = self.state.current_model
+        if changed and self.session.shown is None and not self.attack_slot.is_running():
+            self._show_source()
         self._update_buttons()
         self._sync_compare()
 
     def _on_source(self, x: np.ndarray, label: int, index: int | None) -> None:
         source = self.session.set_source(x, label, index)
         self.error_label.setText("")
-        self.original_view.set_image(source.x, source.caption)
+        if self.session.shown is None and not self.attack_slot.is_running():
+            self._show_source()
+        else:
+            self.original_view.set_image(source.x, source.caption)
         self.batch_spin.setEnabled(source.index is not None)
         self._update_buttons()
         self._sync_compare()
+
+    def _show_source(self) -> None:
+        """The chosen image with the model's prediction, nothing of an older result."""
+        try:
+            view = self.session.source_view()
+        except AdvguiError as err:  # a model that cannot run on this image
+            self.error_label.setText(str(err))
+            view = None
+        self.panel.show_source(view)
+        self._update_buttons()
 
     def _say(self, text: str, error: bool) -> None:
         (self.error_label if error else self.status).setText(text)
@@ -206,7 +222,7 @@ class AttackTab(QWidget):
         except ParameterError as err:
             self.controls.mark(err.field, str(err))
             return None
-        self.panel.show_running()
+        self.panel.show_running(run.message, self.session.prediction())
         progress_bar.started(self.progress)
         self.status.setText(run.message)
         job = self.attack_slot.start(run.work)
@@ -239,7 +255,11 @@ class AttackTab(QWidget):
         self.session.abandon()
         progress_bar.stopped(self.progress)
         self.status.setText("Stopped: nothing was changed.")
-        self.adversarial_view.set_image(None, "stopped")
+        if self.session.shown is not None:  # the result from before the run, as it was
+            self.show_result(self.panel.current())
+        else:
+            self._show_source()
+            self.adversarial_view.set_image(None, "stopped")
 
     def _failed(self, title: str, info: ErrorInfo) -> None:
         self.session.abandon()

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxL
 
 from advgui.core import history
 from advgui.core.results import ResultStore
-from advgui.core.sessions import ResultView
+from advgui.core.sessions import ResultView, SourceView
 from advgui.qt.widgets.attack_views import CostCurve, DigitView, PerturbationView, ProbabilityBars
 from advgui.qt.widgets.history import HistoryBox
 
@@ -80,11 +80,27 @@ class AttackResultPanel(QWidget):
         self.cost.set_curve(view.curve)
         self.summary.setText(view.summary)
 
-    def show_running(self) -> None:
+    def show_source(self, view: SourceView | None) -> None:
+        """A new input and no result for it: only what belongs to it (the model's "before"
+        prediction); the previous result's image, change, bars and numbers go."""
+        if view is None:
+            self.original_view.set_image(None, "no image")
+        else:
+            self.original_view.set_image(view.original, view.original_caption)
+        self.adversarial_view.set_image(None, "not attacked yet")
+        self.delta_view.set_delta(None)
+        self.bars.set_probs(None if view is None else view.probs_before, None)
+        self.cost.set_curve(None)
+        self.summary.setText("" if view is None else view.summary)
+        self.set_count(0)
+
+    def show_running(self, message: str = "running...", before: np.ndarray | None = None) -> None:
+        """A new run: nothing of the previous result stays (its summary neither)."""
         self.cost.set_curve(None)
         self.adversarial_view.set_image(None, "running...")
         self.delta_view.set_delta(None)
-        self.bars.set_probs(None, None)
+        self.bars.set_probs(before, None)
+        self.summary.setText(f'<span style="color:#7a7a7a">{message}</span>')
 
     def show_live(self, curve: Any, image: np.ndarray | None, delta: np.ndarray | None) -> None:
         """A partial result while the attack runs: its cost so far, its image now."""
