@@ -320,3 +320,27 @@ def test_a_new_input_or_run_clears_the_old_result_and_the_prediction_shows_at_on
     _wait(qtbot, job)
     # Stopped: the FGSM result from before is shown again, as it was.
     assert tab.result.method == "fgsm" and tab.bars.after.any()
+
+
+def test_cost_plot_says_what_each_method_plots_or_hides(tab, qtbot):
+    """Issue 17.6: PGD's rising loss and the deck's falling cost are named as such; FGSM
+    (no cost per step) hides the plot rather than keep an earlier run's axes."""
+    tab.gallery.select_index(2)
+    tab.goal_combo.setCurrentIndex(0)
+    tab.method_combo.setCurrentText("pgd")
+    tab.steps_spin.setValue(20)
+    _wait(qtbot, tab.run_attack())
+    assert not tab.cost.isHidden() and len(tab.cost.values) == 20
+    assert tab.cost.getAxis("left").labelText == "cross-entropy of the true class"
+    assert "maximised" in tab.cost.plotItem.titleLabel.text
+    tab.method_combo.setCurrentText("fgsm")
+    job = tab.run_attack()
+    assert tab.cost.isHidden()  # from the start of the run: FGSM records no cost
+    _wait(qtbot, job)
+    assert tab.cost.isHidden() and tab.cost.values.size == 0
+    tab.method_combo.setCurrentText("targeted")
+    tab.goal_combo.setCurrentIndex(tab.goal_combo.findData(3))
+    tab.steps_spin.setValue(30)
+    _wait(qtbot, tab.run_attack())
+    assert not tab.cost.isHidden() and "minimised" in tab.cost.plotItem.titleLabel.text
+    assert tab.cost.getAxis("left").labelText.startswith("cross-entropy + lambda")

@@ -97,6 +97,7 @@ def test_run_is_kept_shown_listed_and_reopened(session, trained_cnn, mnist, tmp_
     np.testing.assert_allclose(view.delta, res.x_adv[1] - res.x[1])
     assert ("Success" if res.success[1] else "Failed") in view.summary
     assert f"L2 {res.l2[1]:.3f}" in view.summary and view.curve is None  # FGSM: one step
+    assert view.curve_axis is None  # so the tab hides the cost plot
     assert session.view(3) is None
     assert session.export_name(1) == "fgsm_idx11.png"
 
@@ -138,6 +139,7 @@ def test_deck_attack_sends_typed_partials_and_the_noise_start_is_shown(session, 
     session.finish(output)
     view = session.view(0)
     assert view.curve.shape == (40,) and "lambda 0.05" in view.summary
+    assert view.curve_axis == ("cost minimised", "cross-entropy + lambda L2^2")  # issue 17.6
     # The deck's noise attack starts from noise: that is the original the view shows.
     run = session.prepare("noise", {"steps": 30}, 5)
     session.finish(run.work(lambda u: None, CancelToken()))

@@ -89,6 +89,11 @@ class PendingRun:
     def message(self) -> str:
         return f"Running {self.attack.name} on {len(self.batch.x)} image(s)..."
 
+    @property
+    def cost_axis(self) -> tuple[str, str] | None:
+        """What this run's live cost curve plots (None: it draws none)."""
+        return type(self.attack).cost_axis(self.attack.params, self.goal is not None)
+
     def work(self, progress: ProgressCallback, cancel: CancelToken) -> RunOutput:
         """Run the attack and keep the result in the history the moment it finishes."""
         b, clf = self.batch, self.model
@@ -119,6 +124,8 @@ class ResultView:
     probs_after: np.ndarray
     curve: np.ndarray | None
     summary: str
+    #: What the curve is (title, y axis), None when the attack records no cost.
+    curve_axis: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -300,6 +307,8 @@ class AttackSession:
             f"{rec['seconds']:.2f} s{lam_text}"
         )
         curve = None if res.cost_history is None else np.asarray(res.cost_history)[:, k]
+        cls = attack_classes().get(res.method)
+        axis = None if cls is None else cls.cost_axis(dict(res.params), res.goals is not None)
         return ResultView(
             original=res.x[k],
             original_caption=f"{where}\npredicted {rec['pred_before']}",
@@ -311,6 +320,7 @@ class AttackSession:
             probs_after=res.probs_after[k],
             curve=curve,
             summary=summary,
+            curve_axis=axis if curve is not None else None,
         )
 
     def live_delta(self, partial: Partial) -> tuple[np.ndarray, np.ndarray] | None:

@@ -222,7 +222,7 @@ class AttackTab(QWidget):
         except ParameterError as err:
             self.controls.mark(err.field, str(err))
             return None
-        self.panel.show_running(run.message, self.session.prediction())
+        self.panel.show_running(run.message, self.session.prediction(), run.cost_axis)
         progress_bar.started(self.progress)
         self.status.setText(run.message)
         job = self.attack_slot.start(run.work)

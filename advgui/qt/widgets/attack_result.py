@@ -77,6 +77,7 @@ class AttackResultPanel(QWidget):
         self.adversarial_view.set_image(view.adversarial, view.adversarial_caption)
         self.delta_view.set_delta(view.delta, view.delta_caption)
         self.bars.set_probs(view.probs_before, view.probs_after)
+        self.cost.set_axis(view.curve_axis)
         self.cost.set_curve(view.curve)
         self.summary.setText(view.summary)
 
@@ -91,12 +92,20 @@ class AttackResultPanel(QWidget):
         self.delta_view.set_delta(None)
         self.bars.set_probs(None if view is None else view.probs_before, None)
         self.cost.set_curve(None)
+        self.cost.set_axis(None)
         self.summary.setText("" if view is None else view.summary)
         self.set_count(0)
 
-    def show_running(self, message: str = "running...", before: np.ndarray | None = None) -> None:
-        """A new run: nothing of the previous result stays (its summary neither)."""
+    def show_running(
+        self,
+        message: str = "running...",
+        before: np.ndarray | None = None,
+        cost_axis: tuple[str, str] | None = None,
+    ) -> None:
+        """A new run: nothing of the previous result stays (its summary neither); the cost
+        plot shows only if this attack records a cost, named as it is."""
         self.cost.set_curve(None)
+        self.cost.set_axis(cost_axis)
         self.adversarial_view.set_image(None, "running...")
         self.delta_view.set_delta(None)
         self.bars.set_probs(before, None)
