@@ -94,6 +94,9 @@ def test_full_run_shows_predictions_and_confusion(qtbot, tab, state, mnist):
     acc = clf.meta["test_accuracy"]
     assert acc > 0.85 and not clf.meta["cancelled"]
     assert f"{100 * acc:.2f}%" in tab.phase_label.text()
+    # Which model the results show is said, and is this run (issue 17.7).
+    assert tab.showing_label.text().startswith(f"Showing the run just done: {clf.name} (MLP")
+    assert clf.name in tab.phase_label.text() and "last run" in tab.phase_label.text()
     cm = tab.confusion.matrix
     assert cm.sum() == 10000 and np.trace(cm) == round(acc * 10000)
     grid = tab.grid
@@ -115,12 +118,15 @@ def test_full_run_shows_predictions_and_confusion(qtbot, tab, state, mnist):
     # Selecting another model shows its per-epoch history; coming back shows this one's.
     other = models.Classifier(
         model=clf.model,
-        meta={**clf.meta, "history": {"epoch": [1.0, 2.0], "loss": [0.5, 0.3]}},
-    )
+        meta={**clf.meta, "name": "other-model",
+              "history": {"epoch": [1.0, 2.0], "loss": [0.5, 0.3]}},
+    )  # fmt: skip
     state.add_model(other)
     assert tab.plots.series["loss"].y == [0.5, 0.3]
+    assert tab.showing_label.text().startswith("Showing the model selected in the list: other")
     state.set_current_model(clf)
     assert tab.plots.series["loss"].y == clf.meta["history"]["loss"]
+    assert tab.showing_label.text().startswith("Showing the run just done")
 
 
 def test_refuses_to_start_without_dataset(qtbot):

@@ -82,6 +82,7 @@ class TrainingTab(QWidget):
         #: id(classifier) -> (classifier, test-set predictions), filled by training or a job.
         self._predictions: dict[int, tuple[Any, np.ndarray]] = {}
         self._plotted: Any = None  # the model whose curves the plots show (live ones kept)
+        self._last_run: Any = None  # the model this tab's last training run made
 
         self._build_form()
         self.plots = TrainingPlots()
@@ -116,8 +117,18 @@ class TrainingTab(QWidget):
         results.addWidget(conf_box)
         results.setStretchFactor(0, 3)
         results.setStretchFactor(1, 2)
+        # One rule, visible: the plots, grid and matrix show the run just done or the model
+        # selected in the list, and this line says which (the form is the next run's).
+        self.showing_label = QLabel("No model yet: train one or load one.")
+        self.showing_label.setWordWrap(True)
+        self.showing_label.setStyleSheet("font-weight: bold; padding: 2px;")
+        plots_box = QWidget()
+        plots_lay = QVBoxLayout(plots_box)
+        plots_lay.setContentsMargins(0, 0, 0, 0)
+        plots_lay.addWidget(self.showing_label)
+        plots_lay.addWidget(self.plots, 1)
         right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self.plots)
+        right.addWidget(plots_box)
         right.addWidget(results)
         right.setStretchFactor(0, 1)
         right.setStretchFactor(1, 1)
@@ -184,7 +195,7 @@ class TrainingTab(QWidget):
             "n_val": "validation images held out from the end of the training set",
             "seed": "same seed, same data order and initial weights: same result",
         }
-        self.form_box = QGroupBox("Network and training")
+        self.form_box = QGroupBox("Next run: network and training")
         form = QFormLayout(self.form_box)
         labels = {
             "arch": "Architecture",
@@ -293,6 +304,7 @@ class TrainingTab(QWidget):
             return result, None
 
         self.plots.clear(epochs=cfg.epochs)
+        self.showing_label.setText(f"Showing the run in progress: {cfg.arch.upper()}")
         self._plotted = None
         self._stopping = False
         self._set_running(True)
@@ -344,11 +356,13 @@ class TrainingTab(QWidget):
         clf = result.classifier
         self._predictions[id(clf)] = (clf, result.test_predictions)
         self._plotted = clf
+        self._last_run = clf
         self.state.add_model(clf)
+        self.showing_label.setText(showing_text(clf, just_trained=True))
         self._show_predictions(result.test_predictions)
         verb = "Stopped" if result.cancelled else "Done"
         self.phase_label.setText(
-            f"{verb}: test accuracy {100 * result.test_accuracy:.2f}% "
+            f"{verb} ({clf.name}, the last run): test accuracy {100 * result.test_accuracy:.2f}% "
             f"after {clf.meta['epochs_completed']:.2f} epochs ({result.seconds:.1f} s)"
         )
         if result.cancelled:
@@ -393,9 +407,11 @@ class TrainingTab(QWidget):
         if clf is None:
             self.grid.clear()
             self.confusion.set_matrix(None)
+            self.showing_label.setText("No model selected.")
             return
         if self.is_training():
             return
+        self.showing_label.setText(showing_text(clf, just_trained=clf is self._last_run))
         if clf is not self._plotted:
             self.plots.set_history(clf.meta.get("history") or {})
             self._plotted = clf
@@ -466,6 +482,22 @@ class TrainingTab(QWidget):
         self.model_list.shutdown()
         for slot in slots:
             slot.join(60000)
+
+
+def showing_text(clf: Any, *, just_trained: bool) -> str:
+    """Which model the curves, grid and matrix show, and what it is."""
+    meta = clf.meta
+    facts = [str(meta.get("architecture") or "").upper() or "model"]
+    done = meta.get("epochs_completed")
+    if isinstance(done, (int, float)):
+        facts.append(f"{done:g} epoch(s)")
+    acc = meta.get("test_accuracy")
+    if isinstance(acc, (int, float)):
+        facts.append(f"test {100 * acc:.2f}%")
+    if meta.get("cancelled"):
+        facts.append("stopped")
+    which = "the run just done" if just_trained else "the model selected in the list"
+    return f"Showing {which}: {clf.name} ({', '.join(facts)})"
 
 
 def _int_spin(lo: float, hi: float) -> QSpinBox:
