@@ -344,3 +344,28 @@ def test_cost_plot_says_what_each_method_plots_or_hides(tab, qtbot):
     _wait(qtbot, tab.run_attack())
     assert not tab.cost.isHidden() and "minimised" in tab.cost.plotItem.titleLabel.text
     assert tab.cost.getAxis("left").labelText.startswith("cross-entropy + lambda")
+
+
+def test_run_stop_export_have_shortcuts_named_in_tooltips(tab, qtbot):
+    """Issue 17.19: Ctrl+Return runs, Ctrl+. stops, Ctrl+E exports; the tooltips say so."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    assert "(Ctrl+Return)" in tab.run_button.toolTip()
+    assert "(Ctrl+.)" in tab.stop_button.toolTip()
+    assert "(Ctrl+E)" in tab.export_button.toolTip()
+    assert "(Ctrl+Shift+E)" in tab.export_batch_button.toolTip()
+    tab.activateWindow()
+    qtbot.waitUntil(tab.isActiveWindow, timeout=5000)
+    tab.gallery.select_index(5)
+    tab.method_combo.setCurrentText("pgd")
+    tab.goal_combo.setCurrentIndex(0)
+    tab.steps_spin.setValue(100_000)
+    tab.results_tabs.setCurrentWidget(tab.compare)  # its own Run (other keys) on screen too
+    QTest.keyClick(tab, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: tab.job is not None, timeout=2000)  # a shortcut clicks animated
+    job = tab.job
+    assert job is not None and tab.attack_slot.is_running() and not tab.compare.is_running()
+    QTest.keyClick(tab, Qt.Key.Key_Period, Qt.KeyboardModifier.ControlModifier)
+    _wait(qtbot, job, timeout=10000)
+    assert job.outcome == "cancelled"

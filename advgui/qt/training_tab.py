@@ -33,7 +33,7 @@ from advgui.core.errors import AdvguiError, ParameterError
 from advgui.core.progress import Progress
 from advgui.core.store import ModelStore
 from advgui.qt.state import AppState
-from advgui.qt.widgets import progress_bar
+from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.widgets.model_list import ModelList
 from advgui.qt.widgets.training_confusion import ConfusionMatrixView
 from advgui.qt.widgets.training_plots import TrainingPlots
@@ -214,7 +214,10 @@ class TrainingTab(QWidget):
 
         self.start_button = QPushButton("Start training")
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop between two batches; the model so far is kept")
+        buttons.bind(self.start_button, buttons.RUN, "Train a network with these settings")
+        buttons.bind(
+            self.stop_button, buttons.STOP, "Stop between two batches; the model so far is kept"
+        )
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.phase_label = QLabel("Ready.")
@@ -271,8 +274,7 @@ class TrainingTab(QWidget):
         return self.train_slot.is_running()
 
     def _set_running(self, running: bool) -> None:
-        self.start_button.setEnabled(not running)
-        self.stop_button.setEnabled(running)
+        buttons.set_running(self.start_button, self.stop_button, running)
         self.form_box.setEnabled(not running)
 
     @Slot()
@@ -321,7 +323,7 @@ class TrainingTab(QWidget):
     def stop(self) -> None:
         if self.train_slot.cancel():
             self._stopping = True
-            self.stop_button.setEnabled(False)
+            buttons.disable(self.stop_button)
             self.phase_label.setText("Stopping: testing and keeping the model so far...")
             self.speed_label.setText("")  # no ETA for a run that is ending
 

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxL
 from advgui.core import history
 from advgui.core.results import ResultStore
 from advgui.core.sessions import ResultView, SourceView
+from advgui.qt.widgets import buttons
 from advgui.qt.widgets.attack_views import CostCurve, DigitView, PerturbationView, ProbabilityBars
 from advgui.qt.widgets.history import HistoryBox
 
@@ -57,6 +58,8 @@ class AttackResultPanel(QWidget):
         row.addStretch(1)
         self.export_button = QPushButton("Export image...")
         self.export_batch_button = QPushButton("Export batch...")
+        buttons.bind(self.export_button, buttons.EXPORT, "Export this image as verified PNG")
+        buttons.bind(self.export_batch_button, buttons.EXPORT_ALL, "Export every image")
         row.addWidget(self.export_button)
         row.addWidget(self.export_batch_button)
         layout.addLayout(row)
