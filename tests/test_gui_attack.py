@@ -179,6 +179,13 @@ def test_without_a_model_run_explains(qtbot, mnist):
     assert widget.run_attack() is None
     assert "No model" in widget.error_label.text()
     assert "softmax saturates" in widget.stall_note.text()
+    # The placeholder fits its combo (it was clipped: "no model: train one or Load m").
+    widget.resize(1280, 760)
+    widget.show()
+    combo = widget.model_combo
+    qtbot.waitUntil(combo.isVisible)
+    assert combo.fontMetrics().horizontalAdvance(combo.currentText()) < combo.width() - 20
+    assert "Load model" in combo.toolTip()
 
 
 def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, trained_cnn):

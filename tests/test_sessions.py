@@ -96,7 +96,9 @@ def test_run_is_kept_shown_listed_and_reopened(session, trained_cnn, mnist, tmp_
     np.testing.assert_array_equal(view.adversarial, res.x_adv[1])
     np.testing.assert_allclose(view.delta, res.x_adv[1] - res.x[1])
     assert ("Success" if res.success[1] else "Failed") in view.summary
-    assert f"L2 {res.l2[1]:.3f}" in view.summary and view.curve is None  # FGSM: one step
+    text = view.summary.replace("&nbsp;", " ")  # a figure never wraps inside itself
+    assert f"L2 {res.l2[1]:.3f}" in text and view.curve is None  # FGSM: one step
+    assert "1 step," in text  # not "1 steps" (issue 17.17)
     assert view.curve_axis is None  # so the tab hides the cost plot
     assert session.view(3) is None
     assert session.export_name(1) == "fgsm_idx11.png"
@@ -138,7 +140,8 @@ def test_deck_attack_sends_typed_partials_and_the_noise_start_is_shown(session, 
     assert session.live_delta(Partial(curve=partials[-1].curve)) is None  # no image in it
     session.finish(output)
     view = session.view(0)
-    assert view.curve.shape == (40,) and "lambda 0.05" in view.summary
+    assert view.curve.shape == (40,) and "lambda&nbsp;0.05" in view.summary
+    assert "40&nbsp;steps" in view.summary
     assert view.curve_axis == ("cost minimised", "cross-entropy + lambda L2^2")  # issue 17.6
     # The deck's noise attack starts from noise: that is the original the view shows.
     run = session.prepare("noise", {"steps": 30}, 5)

@@ -299,12 +299,17 @@ class AttackSession:
         conf = rec["goal_confidence"]
         goal = "" if rec["goal"] is None else f" goal {rec['goal']}"
         lam = res.details.lam
-        lam_text = f", lambda {lam[k]:.4g}" if isinstance(lam, list) else ""
-        summary = (
-            f"<b>{'Success' if rec['success'] else 'Failed'}</b>: {rec['pred_before']} -> "
-            f"{rec['pred_after']}{goal} at {100 * conf:.1f}%; L0 {rec['l0']}, "
-            f"L2 {rec['l2']:.3f}, Linf {rec['linf']:.3f}; {rec['steps']} steps, "
-            f"{rec['seconds']:.2f} s{lam_text}"
+        lam_text = [f"lambda {lam[k]:.4g}"] if isinstance(lam, list) else []
+        steps = f"{rec['steps']} step" + ("" if rec["steps"] == 1 else "s")
+        figures = [
+            f"{rec['pred_before']} -> {rec['pred_after']}{goal} at {100 * conf:.1f}%",
+            f"L0 {rec['l0']}", f"L2 {rec['l2']:.3f}", f"Linf {rec['linf']:.3f}",
+            steps, f"{rec['seconds']:.2f} s", *lam_text,
+        ]  # fmt: skip
+        # Rich text: a number never wraps away from its unit ("3.56 / s"), only between
+        # figures.
+        summary = f"<b>{'Success' if rec['success'] else 'Failed'}</b>: " + ", ".join(
+            [figures[0], *(f.replace(" ", "&nbsp;") for f in figures[1:])]
         )
         curve = None if res.cost_history is None else np.asarray(res.cost_history)[:, k]
         cls = attack_classes().get(res.method)

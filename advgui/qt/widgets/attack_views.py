@@ -94,9 +94,14 @@ class PerturbationView(DigitView):
         self.picture.setPixmap(_pixmap(_rgb_qimage(rgb)))
         amp = 1.0 / self.scale if self.scale > 0 else 1.0
         self.scale_label.setText(
-            f"-{self.scale:.3f}   0   +{self.scale:.3f}  (x{amp:.1f})"
+            f"-{self.scale:.3f}   0   +{self.scale:.3f}" if self.scale > 0 else "no change"
+        )
+        # What the amplification means, where the user can find it: not a bare "(x2.8)".
+        self.scale_label.setToolTip(
+            f"colours span the largest change, {self.scale:.3f}: the change is shown "
+            f"{amp:.1f} times stronger than it is"
             if self.scale > 0
-            else "no change"
+            else ""
         )
         self.caption.setText(caption)
 
