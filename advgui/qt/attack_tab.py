@@ -172,6 +172,9 @@ class AttackTab(QWidget):
             self.error_label.setText(str(err))
             view = None
         self.panel.show_source(view)
+        if not self.attack_slot.is_running():  # the last run's "Done" and bar are not of it
+            progress_bar.started(self.progress)
+            self.status.setText("Choose an attack, then Run.")
         self._update_buttons()
 
     def _say(self, text: str, error: bool) -> None:

@@ -73,8 +73,12 @@ class TrainingPlots(QWidget):
         held_out = "held-out clean" if defended else "validation"
         self.curves = {
             "loss": self.loss_plot.plot(pen=TRAIN_PEN, name="training"),
-            "val_loss": self.loss_plot.plot(
-                pen=VAL_PEN, name="validation", symbol="o", symbolSize=6, symbolBrush="#d62728"
+            "val_loss": self.loss_plot.plot(  # defended: no held-out loss, no legend entry
+                pen=VAL_PEN,
+                name=None if defended else "validation",
+                symbol="o",
+                symbolSize=6,
+                symbolBrush="#d62728",
             ),
             "accuracy": self.acc_plot.plot(pen=TRAIN_PEN, name=None if defended else "training"),
             "val_accuracy": self.acc_plot.plot(
