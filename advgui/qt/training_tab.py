@@ -367,9 +367,9 @@ class TrainingTab(QWidget):
             f"{verb} ({clf.name}, the last run): test accuracy {100 * result.test_accuracy:.2f}% "
             f"after {clf.meta['epochs_completed']:.2f} epochs ({result.seconds:.1f} s)"
         )
+        self.speed_label.setText("")  # an ETA is for a run still going
         if result.cancelled:
             progress_bar.stopped(self.progress_bar)
-            self.speed_label.setText("")
         else:
             progress_bar.done(self.progress_bar)
         if store_error:
