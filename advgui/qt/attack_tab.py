@@ -174,7 +174,8 @@ class AttackTab(QWidget):
         self.panel.show_source(view)
         if not self.attack_slot.is_running():  # the last run's "Done" and bar are not of it
             progress_bar.started(self.progress)
-            self.status.setText("Choose an attack, then Run.")
+            if self.status.text().startswith(("Done", "Stopped")):  # not a warning
+                self.status.setText("Choose an attack, then Run.")
         self._update_buttons()
 
     def _say(self, text: str, error: bool) -> None:
@@ -256,13 +257,13 @@ class AttackTab(QWidget):
 
     def _on_cancelled(self) -> None:
         self.session.abandon()
-        progress_bar.stopped(self.progress)
-        self.status.setText("Stopped: nothing was changed.")
         if self.session.shown is not None:  # the result from before the run, as it was
             self.show_result(self.panel.current())
         else:
             self._show_source()
             self.adversarial_view.set_image(None, "stopped")
+        progress_bar.stopped(self.progress)  # after the views: they reset bar and status
+        self.status.setText("Stopped: nothing was changed.")
 
     def _failed(self, title: str, info: ErrorInfo) -> None:
         self.session.abandon()
