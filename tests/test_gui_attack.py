@@ -126,6 +126,7 @@ def test_stop_a_long_run(tab, qtbot):
     assert job.outcome == "cancelled"
     assert "Stopped" in tab.status.text() and tab.result is None
     assert tab.run_button.isEnabled() and not tab.stop_button.isEnabled()
+    assert tab.progress.text().startswith("stopped at") and tab.progress.value() < 1000
 
 
 def test_drawing_import_and_clear_errors(tab, qtbot, tmp_path):
@@ -178,6 +179,13 @@ def test_without_a_model_run_explains(qtbot, mnist):
     assert widget.run_attack() is None
     assert "No model" in widget.error_label.text()
     assert "softmax saturates" in widget.stall_note.text()
+    # The placeholder fits its combo (it was clipped: "no model: train one or Load m").
+    widget.resize(1280, 760)
+    widget.show()
+    combo = widget.model_combo
+    qtbot.waitUntil(combo.isVisible)
+    assert combo.fontMetrics().horizontalAdvance(combo.currentText()) < combo.width() - 20
+    assert "Load model" in combo.toolTip()
 
 
 def test_form_follows_each_attacks_own_parameters(qtbot, monkeypatch, mnist, trained_cnn):
@@ -275,3 +283,96 @@ def test_compare_tab_attacks_the_selected_images(tab, qtbot, mnist, trained_cnn)
     assert tab.compare.table.rowCount() == 0
     assert tab._batch()[2][0] == 10
     np.testing.assert_array_equal(tab.compare.x, tab._batch()[0])
+
+
+def test_a_new_input_or_run_clears_the_old_result_and_the_prediction_shows_at_once(
+    tab, qtbot, mnist, trained_cnn
+):
+    """Issue 17.4 and 17.5: nothing of a result stays beside an input or run it is not of;
+    the "before" bars show the model's prediction as soon as image and model are chosen."""
+    from PySide6.QtCore import QPoint
+
+    tab.gallery.select_index(7)
+    expected = trained_cnn.predict_proba(mnist.x_test[7:8])[0]
+    np.testing.assert_allclose(tab.bars.before, expected, rtol=1e-4, atol=1e-6)
+    assert not tab.bars.after.any() and tab.adversarial_view.image is None
+    assert f"predicts {int(expected.argmax())}" in tab.summary.text()
+    tab.method_combo.setCurrentText("fgsm")
+    tab.goal_combo.setCurrentIndex(0)
+    _wait(qtbot, tab.run_attack())
+    assert tab.adversarial_view.image is not None and tab.bars.after.any()
+    assert tab.export_button.isEnabled()
+
+    # A drawing: the FGSM image, change, bars and summary go; its own prediction comes.
+    tab.canvas.clear()
+    tab.canvas.stroke([QPoint(140, 40), QPoint(140, 240)])
+    tab.use_canvas()
+    assert tab.result is None and tab.adversarial_view.image is None
+    assert tab.delta_view.image is None and not tab.bars.after.any()
+    assert "Success" not in tab.summary.text() and "Failed" not in tab.summary.text()
+    drawn = trained_cnn.predict_proba(tab.source_x[None])[0]
+    np.testing.assert_allclose(tab.bars.before, drawn, rtol=1e-4, atol=1e-6)
+    assert not tab.export_button.isEnabled()
+
+    # A new run: the previous run's summary does not stay while it runs.
+    tab.gallery.select_index(7)
+    _wait(qtbot, tab.run_attack())
+    assert "Success" in tab.summary.text() or "Failed" in tab.summary.text()
+    tab.method_combo.setCurrentText("pgd")
+    tab.steps_spin.setValue(5000)
+    job = tab.run_attack()
+    assert "Running pgd" in tab.summary.text() and not tab.bars.after.any()
+    assert tab.adversarial_view.image is None
+    tab.stop_button.click()
+    _wait(qtbot, job)
+    # Stopped: the FGSM result from before is shown again, as it was.
+    assert tab.result.method == "fgsm" and tab.bars.after.any()
+
+
+def test_cost_plot_says_what_each_method_plots_or_hides(tab, qtbot):
+    """Issue 17.6: PGD's rising loss and the deck's falling cost are named as such; FGSM
+    (no cost per step) hides the plot rather than keep an earlier run's axes."""
+    tab.gallery.select_index(2)
+    tab.goal_combo.setCurrentIndex(0)
+    tab.method_combo.setCurrentText("pgd")
+    tab.steps_spin.setValue(20)
+    _wait(qtbot, tab.run_attack())
+    assert not tab.cost.isHidden() and len(tab.cost.values) == 20
+    assert tab.cost.getAxis("left").labelText == "cross-entropy of the true class"
+    assert "maximised" in tab.cost.plotItem.titleLabel.text
+    tab.method_combo.setCurrentText("fgsm")
+    job = tab.run_attack()
+    assert tab.cost.isHidden()  # from the start of the run: FGSM records no cost
+    _wait(qtbot, job)
+    assert tab.cost.isHidden() and tab.cost.values.size == 0
+    tab.method_combo.setCurrentText("targeted")
+    tab.goal_combo.setCurrentIndex(tab.goal_combo.findData(3))
+    tab.steps_spin.setValue(30)
+    _wait(qtbot, tab.run_attack())
+    assert not tab.cost.isHidden() and "minimised" in tab.cost.plotItem.titleLabel.text
+    assert tab.cost.getAxis("left").labelText.startswith("cross-entropy + lambda")
+
+
+def test_run_stop_export_have_shortcuts_named_in_tooltips(tab, qtbot):
+    """Issue 17.19: Ctrl+Return runs, Ctrl+. stops, Ctrl+E exports; the tooltips say so."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    assert "(Ctrl+Return)" in tab.run_button.toolTip()
+    assert "(Ctrl+.)" in tab.stop_button.toolTip()
+    assert "(Ctrl+E)" in tab.export_button.toolTip()
+    assert "(Ctrl+Shift+E)" in tab.export_batch_button.toolTip()
+    tab.activateWindow()
+    qtbot.waitUntil(tab.isActiveWindow, timeout=5000)
+    tab.gallery.select_index(5)
+    tab.method_combo.setCurrentText("pgd")
+    tab.goal_combo.setCurrentIndex(0)
+    tab.steps_spin.setValue(100_000)
+    tab.results_tabs.setCurrentWidget(tab.compare)  # its own Run (other keys) on screen too
+    QTest.keyClick(tab, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: tab.job is not None, timeout=2000)  # a shortcut clicks animated
+    job = tab.job
+    assert job is not None and tab.attack_slot.is_running() and not tab.compare.is_running()
+    QTest.keyClick(tab, Qt.Key.Key_Period, Qt.KeyboardModifier.ControlModifier)
+    _wait(qtbot, job, timeout=10000)
+    assert job.outcome == "cancelled"

@@ -88,6 +88,7 @@ def test_stop_keeps_window_responsive_and_job_joined(qtbot, widget, trained_cnn,
     assert job.outcome == "cancelled"
     assert "Stopped" in widget.status.text()
     assert not widget.is_running() and widget.run_button.isEnabled()
+    assert widget.progress.text().startswith("stopped at") and widget.progress.value() < 1000
 
 
 def test_bad_parameters_and_missing_inputs_give_messages(qtbot, widget, trained_cnn, images):
@@ -119,3 +120,28 @@ def test_new_inputs_during_a_run_drop_the_old_run(qtbot, widget, trained_cnn, im
     assert widget.results == {} and widget.table.rowCount() == 0
     assert "1 image(s) ready" in widget.status.text()
     assert widget.run_button.isEnabled() and not widget.is_running()
+
+
+def test_focus_stays_on_the_buttons_through_a_run(qtbot, widget, trained_cnn, images):
+    """Issue 17.16: when a comparison ends, focus returns to Run, not to a form field with
+    its text selected."""
+    from PySide6.QtCore import Qt
+
+    x, y = images
+    widget.set_inputs(trained_cnn, x, y)
+    widget.set_methods(["fgsm", "cw"], {"cw": "steps=20"})
+    widget.show()
+    widget.activateWindow()
+    qtbot.waitUntil(widget.isActiveWindow, timeout=5000)
+    widget.run_button.setFocus(Qt.FocusReason.OtherFocusReason)
+    assert widget.run_button.hasFocus()
+    from PySide6.QtWidgets import QApplication
+
+    moves = []
+    QApplication.instance().focusChanged.connect(lambda old, new: moves.append(new))
+    with qtbot.waitSignal(widget.runningChanged, timeout=120000, check_params_cb=lambda r: not r):
+        widget.run()
+        assert widget.stop_button.hasFocus()  # Run went grey: focus went to Stop beside it
+    assert widget.run_button.hasFocus(), widget.focusWidget()
+    assert moves == [widget.stop_button, widget.run_button]  # never anywhere else
+    assert "(Ctrl+Shift+Return)" in widget.run_button.toolTip()

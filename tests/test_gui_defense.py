@@ -104,6 +104,7 @@ def test_stop_a_running_comparison(tab, qtbot):
     assert tab.job.outcome == "cancelled"
     assert "stopped" in tab.status.text()
     assert tab.run_button.isEnabled() and tab.result is None
+    assert tab.progress_bar.text().startswith("stopped at") and tab.progress_bar.value() < 1000
 
 
 def test_bad_input_is_reported_not_run(tab):
@@ -176,3 +177,22 @@ def test_stopped_defended_training_is_kept_marked_and_stored(tab, qtbot):
     assert clf.meta["history"][-1]["epoch"] == pytest.approx(clf.meta["epochs_completed"])
     assert list(ys) == [h["robust_accuracy"] for h in clf.meta["history"]]
     assert p.train_button.isEnabled() and not p.stop_button.isEnabled()
+    assert p.progress_bar.text().startswith("stopped at") and p.progress_bar.value() < 1000
+
+
+def test_defended_training_has_its_own_page_with_full_size_plots(tab, qtbot):
+    """Issue 17.9: defended training is a page of its own, its plots beside the settings;
+    its Run and Stop keys are the same as elsewhere (one page shown at a time)."""
+    tab.resize(1280, 760)
+    tab.show()
+    pages = tab.pages
+    assert [pages.tabText(i) for i in range(pages.count())] == [
+        "Compare defenses",
+        "Train a defended model",
+    ]
+    pages.setCurrentWidget(tab.train_panel)
+    qtbot.wait(50)
+    p = tab.train_panel
+    assert p.plots.isVisible() and not tab.run_button.isVisible()
+    assert p.plots.width() > 600 and p.plots.height() > 400
+    assert "(Ctrl+Return)" in p.train_button.toolTip() and "(Ctrl+.)" in p.stop_button.toolTip()

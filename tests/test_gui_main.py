@@ -61,3 +61,30 @@ def test_tensorflow_not_imported_to_show_window(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_small_or_scaled_screen_keeps_every_control_reachable(window, qtbot):
+    """Issue 17.12: 1920x1080 at 2x scaling leaves 960x540; the window stays that small and
+    each tab scrolls to any control instead of reaching past the screen."""
+    from PySide6.QtWidgets import QScrollArea
+
+    window.resize(960, 540)
+    qtbot.wait(50)
+    assert window.width() <= 960 and window.height() <= 540
+    for i in range(window.tabs.count()):
+        window.tabs.setCurrentIndex(i)
+        area = window.tabs.widget(i)
+        assert isinstance(area, QScrollArea) and area.widgetResizable()
+        qtbot.wait(20)
+        tab = area.widget()
+        # Too big for the window: the tab keeps its own size and the area scrolls to it.
+        if tab.minimumSizeHint().width() > area.viewport().width():
+            assert area.horizontalScrollBar().maximum() > 0
+        if tab.minimumSizeHint().height() > area.viewport().height():
+            assert area.verticalScrollBar().maximum() > 0
+    stop = window.attack_tab.stop_button
+    window.tabs.setCurrentIndex(1)
+    window.tabs.widget(1).ensureWidgetVisible(stop)
+    qtbot.wait(20)
+    corner = stop.mapTo(window, stop.rect().bottomRight())
+    assert window.rect().contains(corner)  # scrolled into reach

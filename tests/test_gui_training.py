@@ -61,6 +61,10 @@ def test_start_see_progress_stop_and_model_kept(qtbot, tab, state):
     assert tab.model_list.list.count() == 1
     assert "stopped" in tab.model_list.list.item(0).text()
     assert "Stopped" in tab.phase_label.text()
+    # The bar stays where Stop caught it and says so; no stale ETA (issue 17.8).
+    assert tab.progress_bar.format().startswith("stopped at")
+    assert tab.progress_bar.value() < 1000 and "ETA" not in tab.speed_label.text()
+    assert tab.progress_bar.text() == f"stopped at {tab.progress_bar.value() // 10}%"
     # It is in the store already, and the grid and confusion matrix show it.
     stored = ModelStore().entries()
     assert [e.meta["name"] for e in stored] == [clf.name]
@@ -90,6 +94,9 @@ def test_full_run_shows_predictions_and_confusion(qtbot, tab, state, mnist):
     acc = clf.meta["test_accuracy"]
     assert acc > 0.85 and not clf.meta["cancelled"]
     assert f"{100 * acc:.2f}%" in tab.phase_label.text()
+    # Which model the results show is said, and is this run (issue 17.7).
+    assert tab.showing_label.text().startswith(f"Showing the run just done: {clf.name} (MLP")
+    assert clf.name in tab.phase_label.text() and "last run" in tab.phase_label.text()
     cm = tab.confusion.matrix
     assert cm.sum() == 10000 and np.trace(cm) == round(acc * 10000)
     grid = tab.grid
@@ -111,12 +118,15 @@ def test_full_run_shows_predictions_and_confusion(qtbot, tab, state, mnist):
     # Selecting another model shows its per-epoch history; coming back shows this one's.
     other = models.Classifier(
         model=clf.model,
-        meta={**clf.meta, "history": {"epoch": [1.0, 2.0], "loss": [0.5, 0.3]}},
-    )
+        meta={**clf.meta, "name": "other-model",
+              "history": {"epoch": [1.0, 2.0], "loss": [0.5, 0.3]}},
+    )  # fmt: skip
     state.add_model(other)
     assert tab.plots.series["loss"].y == [0.5, 0.3]
+    assert tab.showing_label.text().startswith("Showing the model selected in the list: other")
     state.set_current_model(clf)
     assert tab.plots.series["loss"].y == clf.meta["history"]["loss"]
+    assert tab.showing_label.text().startswith("Showing the run just done")
 
 
 def test_refuses_to_start_without_dataset(qtbot):
@@ -279,3 +289,29 @@ def test_cached_grid_axes_repaint_when_the_range_changes(qtbot):
     for got, want in frames:
         assert got.shape == want.shape and np.array_equal(got, want)
     assert not np.array_equal(frames[0][0], frames[1][0])  # the y axis did change
+
+
+def test_defended_accuracy_range_holds_the_pgd_curve(qtbot):
+    """Issue 17.1: the held-out PGD curve (far below the clean one) must be in view."""
+    from advgui.core.fit import BatchProgress, EpochRecord
+    from advgui.qt.widgets.training_plots import TrainingPlots
+
+    plots = TrainingPlots(defended=True)
+    qtbot.addWidget(plots)
+    plots.clear()
+    box = plots.acc_plot.getViewBox()
+    for i in range(10):
+        plots.add(BatchProgress(0, i, epoch_progress=i / 10, loss=0.6, accuracy=0.4))
+    for epoch, clean, robust in [(1, 0.95, 0.02), (2, 0.97, 0.4), (3, 0.99, 0.85)]:
+        record = EpochRecord(
+            stage="fast-at", epoch=epoch, epoch_progress=epoch, loss=0.3, accuracy=0.9,
+            clean_loss=None, clean_accuracy=clean, robust_accuracy=robust, lr=0.1,
+            seconds=1.0, elapsed=1.0, images_per_second=1.0, complete=True,
+        )  # fmt: skip
+        plots.add(record)
+        low, high = box.viewRange()[1]
+        for curve in plots.acc_plot.getPlotItem().listDataItems():
+            ys = curve.getData()[1]
+            if ys is not None and len(ys):
+                assert low <= min(ys) and max(ys) <= high
+    assert low <= 0.02 and plots.point_count("robust_accuracy") == 3

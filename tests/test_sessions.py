@@ -96,7 +96,10 @@ def test_run_is_kept_shown_listed_and_reopened(session, trained_cnn, mnist, tmp_
     np.testing.assert_array_equal(view.adversarial, res.x_adv[1])
     np.testing.assert_allclose(view.delta, res.x_adv[1] - res.x[1])
     assert ("Success" if res.success[1] else "Failed") in view.summary
-    assert f"L2 {res.l2[1]:.3f}" in view.summary and view.curve is None  # FGSM: one step
+    text = view.summary.replace("&nbsp;", " ")  # a figure never wraps inside itself
+    assert f"L2 {res.l2[1]:.3f}" in text and view.curve is None  # FGSM: one step
+    assert "1 step," in text  # not "1 steps" (issue 17.17)
+    assert view.curve_axis is None  # so the tab hides the cost plot
     assert session.view(3) is None
     assert session.export_name(1) == "fgsm_idx11.png"
 
@@ -137,7 +140,9 @@ def test_deck_attack_sends_typed_partials_and_the_noise_start_is_shown(session, 
     assert session.live_delta(Partial(curve=partials[-1].curve)) is None  # no image in it
     session.finish(output)
     view = session.view(0)
-    assert view.curve.shape == (40,) and "lambda 0.05" in view.summary
+    assert view.curve.shape == (40,) and "lambda&nbsp;0.05" in view.summary
+    assert "40&nbsp;steps" in view.summary
+    assert view.curve_axis == ("cost minimised", "cross-entropy + lambda L2^2")  # issue 17.6
     # The deck's noise attack starts from noise: that is the original the view shows.
     run = session.prepare("noise", {"steps": 30}, 5)
     session.finish(run.work(lambda u: None, CancelToken()))
@@ -163,3 +168,21 @@ def test_a_stopped_run_changes_nothing(session, trained_cnn):
     session.prepare("fgsm", {}, None)  # while a run is pending, reopening waits for it
     with pytest.raises(AdvguiError, match="Stop the running attack first"):
         session.reopen(entry)
+
+
+def test_a_new_input_drops_the_old_result_and_is_predicted_at_once(session, trained_cnn, mnist):
+    """Issue 17.4/17.5: the shown result belongs to its input; the prediction to the input."""
+    session.choose_test_image(3)
+    assert session.prediction() is None  # no model yet
+    assert "Choose a model" in session.source_view().summary
+    session.model = trained_cnn
+    probs = session.prediction()
+    np.testing.assert_allclose(probs, trained_cnn.predict_proba(mnist.x_test[3:4])[0], rtol=1e-5)
+    view = session.source_view()
+    assert view.probs_before is probs and f"predicts {int(probs.argmax())}" in view.summary
+    session.finish(session.prepare("fgsm", {}, None).work(lambda u: None, CancelToken()))
+    session.choose_test_image(3)  # the same image again: its result stays
+    assert session.shown is not None
+    session.set_source(np.zeros((28, 28)))  # a drawing: the old result is not of it
+    assert session.shown is None and not session.can_export()
+    assert session.prediction() is not probs

@@ -89,6 +89,11 @@ class PendingRun:
     def message(self) -> str:
         return f"Running {self.attack.name} on {len(self.batch.x)} image(s)..."
 
+    @property
+    def cost_axis(self) -> tuple[str, str] | None:
+        """What this run's live cost curve plots (None: it draws none)."""
+        return type(self.attack).cost_axis(self.attack.params, self.goal is not None)
+
     def work(self, progress: ProgressCallback, cancel: CancelToken) -> RunOutput:
         """Run the attack and keep the result in the history the moment it finishes."""
         b, clf = self.batch, self.model
@@ -119,6 +124,19 @@ class ResultView:
     probs_after: np.ndarray
     curve: np.ndarray | None
     summary: str
+    #: What the curve is (title, y axis), None when the attack records no cost.
+    curve_axis: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """The chosen image before any attack: what the model makes of it (None without a model),
+    shown as soon as an image and a model are chosen."""
+
+    original: np.ndarray
+    original_caption: str
+    probs_before: np.ndarray | None
+    summary: str
 
 
 class AttackSession:
@@ -133,12 +151,45 @@ class AttackSession:
         self.shown: Shown | None = None
         #: The sidecar records of the last export (what was written and read back).
         self.last_export: list[dict[str, Any]] = []
+        self._prediction: tuple[Any, Source, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ source
 
     def set_source(self, x: np.ndarray, label: int = -1, index: int | None = None) -> Source:
+        """A new input; the shown result goes unless it was made from this very image (a
+        drawing's or another image's old result must not sit beside it)."""
         self.source = Source(np.asarray(x, np.float32).reshape(28, 28, 1), int(label), index)
+        shown = self.shown
+        if shown is not None and not np.array_equal(shown.inputs[0], self.source.x):
+            self.shown = None
         return self.source
+
+    def prediction(self) -> np.ndarray | None:
+        """The chosen model's class probabilities for the chosen image (cached), None until
+        both are chosen."""
+        if self.model is None or self.source is None:
+            return None
+        cached = self._prediction
+        if cached is None or cached[0] is not self.model or cached[1] is not self.source:
+            probs = np.asarray(self.model.predict_proba(self.source.x[None]))[0]
+            self._prediction = cached = (self.model, self.source, probs)
+        return cached[2]
+
+    def source_view(self) -> SourceView | None:
+        """How the chosen image looks before an attack (its "before" bars); None without one."""
+        src = self.source
+        if src is None:
+            return None
+        probs = self.prediction()
+        if probs is None:
+            return SourceView(src.x, src.caption, None, "Choose a model to see its prediction.")
+        pred = int(np.argmax(probs))
+        return SourceView(
+            src.x,
+            f"{src.caption}\npredicted {pred}",
+            probs,
+            f"{self.model.name} predicts {pred} at {100 * probs[pred]:.1f}%; run an attack.",
+        )
 
     def choose_test_image(self, i: int) -> Source:
         if self.mnist is None:
@@ -248,14 +299,21 @@ class AttackSession:
         conf = rec["goal_confidence"]
         goal = "" if rec["goal"] is None else f" goal {rec['goal']}"
         lam = res.details.lam
-        lam_text = f", lambda {lam[k]:.4g}" if isinstance(lam, list) else ""
-        summary = (
-            f"<b>{'Success' if rec['success'] else 'Failed'}</b>: {rec['pred_before']} -> "
-            f"{rec['pred_after']}{goal} at {100 * conf:.1f}%; L0 {rec['l0']}, "
-            f"L2 {rec['l2']:.3f}, Linf {rec['linf']:.3f}; {rec['steps']} steps, "
-            f"{rec['seconds']:.2f} s{lam_text}"
+        lam_text = [f"lambda {lam[k]:.4g}"] if isinstance(lam, list) else []
+        steps = f"{rec['steps']} step" + ("" if rec["steps"] == 1 else "s")
+        figures = [
+            f"{rec['pred_before']} -> {rec['pred_after']}{goal} at {100 * conf:.1f}%",
+            f"L0 {rec['l0']}", f"L2 {rec['l2']:.3f}", f"Linf {rec['linf']:.3f}",
+            steps, f"{rec['seconds']:.2f} s", *lam_text,
+        ]  # fmt: skip
+        # Rich text: a number never wraps away from its unit ("3.56 / s"), only between
+        # figures.
+        summary = f"<b>{'Success' if rec['success'] else 'Failed'}</b>: " + ", ".join(
+            [figures[0], *(f.replace(" ", "&nbsp;") for f in figures[1:])]
         )
         curve = None if res.cost_history is None else np.asarray(res.cost_history)[:, k]
+        cls = attack_classes().get(res.method)
+        axis = None if cls is None else cls.cost_axis(dict(res.params), res.goals is not None)
         return ResultView(
             original=res.x[k],
             original_caption=f"{where}\npredicted {rec['pred_before']}",
@@ -267,6 +325,7 @@ class AttackSession:
             probs_after=res.probs_after[k],
             curve=curve,
             summary=summary,
+            curve_axis=axis if curve is not None else None,
         )
 
     def live_delta(self, partial: Partial) -> tuple[np.ndarray, np.ndarray] | None:

@@ -28,6 +28,7 @@ from advgui.core.results import ResultEntry
 from advgui.core.sessions import AttackSession, RunOutput, results_folder
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
+from advgui.qt.widgets import progress_bar
 from advgui.qt.widgets.attack_compare import AttackCompareWidget
 from advgui.qt.widgets.attack_controls import FIELD_NAMES, AttackControls
 from advgui.qt.widgets.attack_result import AttackResultPanel
@@ -145,17 +146,37 @@ class AttackTab(QWidget):
             self.gallery.select_index(0)
 
     def _on_models(self, *_: Any) -> None:
+        changed = self.session.model is not self.state.current_model
         self.session.model = self.state.current_model
+        if changed and self.session.shown is None and not self.attack_slot.is_running():
+            self._show_source()
         self._update_buttons()
         self._sync_compare()
 
     def _on_source(self, x: np.ndarray, label: int, index: int | None) -> None:
         source = self.session.set_source(x, label, index)
         self.error_label.setText("")
-        self.original_view.set_image(source.x, source.caption)
+        if self.session.shown is None and not self.attack_slot.is_running():
+            self._show_source()
+        else:
+            self.original_view.set_image(source.x, source.caption)
         self.batch_spin.setEnabled(source.index is not None)
         self._update_buttons()
         self._sync_compare()
+
+    def _show_source(self) -> None:
+        """The chosen image with the model's prediction, nothing of an older result."""
+        try:
+            view = self.session.source_view()
+        except AdvguiError as err:  # a model that cannot run on this image
+            self.error_label.setText(str(err))
+            view = None
+        self.panel.show_source(view)
+        if not self.attack_slot.is_running():  # the last run's "Done" and bar are not of it
+            progress_bar.started(self.progress)
+            if self.status.text().startswith(("Done", "Stopped")):  # not a warning
+                self.status.setText("Choose an attack, then Run.")
+        self._update_buttons()
 
     def _say(self, text: str, error: bool) -> None:
         (self.error_label if error else self.status).setText(text)
@@ -205,8 +226,8 @@ class AttackTab(QWidget):
         except ParameterError as err:
             self.controls.mark(err.field, str(err))
             return None
-        self.panel.show_running()
-        self.progress.setValue(0)
+        self.panel.show_running(run.message, self.session.prediction(), run.cost_axis)
+        progress_bar.started(self.progress)
         self.status.setText(run.message)
         job = self.attack_slot.start(run.work)
         self._update_buttons()
@@ -217,6 +238,8 @@ class AttackTab(QWidget):
             self.status.setText("Stopping...")
 
     def _on_progress(self, update: Progress) -> None:
+        if self.attack_slot.is_stopping():
+            return
         self.progress.setValue(int(1000 * update.fraction))
         cost = update.info.get("cost")
         self.status.setText(update.message + ("" if cost is None else f"  cost {cost:.4g}"))
@@ -234,15 +257,20 @@ class AttackTab(QWidget):
 
     def _on_cancelled(self) -> None:
         self.session.abandon()
+        if self.session.shown is not None:  # the result from before the run, as it was
+            self.show_result(self.panel.current())
+        else:
+            self._show_source()
+            self.adversarial_view.set_image(None, "stopped")
+        progress_bar.stopped(self.progress)  # after the views: they reset bar and status
         self.status.setText("Stopped: nothing was changed.")
-        self.adversarial_view.set_image(None, "stopped")
 
     def _failed(self, title: str, info: ErrorInfo) -> None:
         self.session.abandon()
         self._show_error(title, info)
 
     def _display(self) -> None:
-        self.progress.setValue(1000)
+        progress_bar.done(self.progress)
         self.panel.set_count(len(self.session.shown.result))
         self.show_result(0)
 

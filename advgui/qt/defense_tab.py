@@ -13,13 +13,13 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFileDialog,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
     QScrollArea,
     QSplitter,
+    QTabWidget,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -32,6 +32,7 @@ from advgui.core.progress import Partial, Progress
 from advgui.core.results import ResultEntry, ResultStore
 from advgui.qt.dialogs import show_error
 from advgui.qt.state import AppState
+from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.widgets.defense_plot import DefensePlot
 from advgui.qt.widgets.defense_setup import DefenseSetup
 from advgui.qt.widgets.defense_table import DefenseTable
@@ -62,6 +63,8 @@ class DefenseTab(QWidget):
         self.run_button = QPushButton("Run comparison")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
+        buttons.bind(self.run_button, buttons.RUN, "Compare the chosen models under attack")
+        buttons.bind(self.stop_button, buttons.STOP, "Stop; what finished stays shown")
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.status = QLabel("Choose models, transformations and attacks, then Run.")
@@ -71,15 +74,12 @@ class DefenseTab(QWidget):
         left = QWidget()
         left_lay = QVBoxLayout(left)
         left_lay.addWidget(self.setup)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        left_lay.addLayout(buttons)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.run_button)
+        run_row.addWidget(self.stop_button)
+        left_lay.addLayout(run_row)
         left_lay.addWidget(self.progress_bar)
         left_lay.addWidget(self.status)
-        train_box = QGroupBox("Train a defended model")
-        QVBoxLayout(train_box).addWidget(self.train_panel)
-        left_lay.addWidget(train_box)
         left_lay.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -98,6 +98,9 @@ class DefenseTab(QWidget):
         self.export_png_button = QPushButton("Export plot PNG...")
         self.open_button = QPushButton("Open JSON...")
         self.open_button.setToolTip("reopen a comparison exported as JSON")
+        buttons.bind(self.export_csv_button, buttons.EXPORT, "Export the table as CSV")
+        buttons.bind(self.export_json_button, buttons.EXPORT_ALL, "Export everything as JSON")
+        buttons.bind(self.export_png_button, "Ctrl+Shift+P", "Export the plot as PNG")
         exports = QHBoxLayout()
         exports.addWidget(self.open_button)
         for b in (self.export_csv_button, self.export_json_button, self.export_png_button):
@@ -122,8 +125,14 @@ class DefenseTab(QWidget):
         split.addWidget(scroll)
         split.addWidget(right_box)
         split.setStretchFactor(1, 1)
+        # Defended training has a page of its own, its live plots full size (they were
+        # squeezed into the left column, below the fold).
+        self.pages = QTabWidget()
+        self.pages.addTab(split, "Compare defenses")
+        self.pages.addTab(self.train_panel, "Train a defended model")
         lay = QVBoxLayout(self)
-        lay.addWidget(split)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.pages)
 
         self.run_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
@@ -182,8 +191,8 @@ class DefenseTab(QWidget):
             except AdvguiError as err:
                 return result, None, str(err)
 
-        self.run_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
+        buttons.set_running(self.run_button, self.stop_button, True)
+        progress_bar.started(self.progress_bar)
         self.status.setText(f"comparing {len(models)} model(s) x {len(transforms)} input(s)...")
         self.slot.start(work)
 
@@ -198,6 +207,8 @@ class DefenseTab(QWidget):
             widget.setStyleSheet("border: 2px solid #b00020;" if name == field else "")
 
     def _on_progress(self, update: Progress) -> None:
+        if self.slot.is_stopping():
+            return
         self.progress_bar.setValue(int(1000 * update.fraction))
         self.status.setText(update.message)
 
@@ -211,6 +222,7 @@ class DefenseTab(QWidget):
     def _on_result(self, result: dict[str, Any]) -> None:
         self._show(result)
         self.result = result
+        progress_bar.done(self.progress_bar)
         self.status.setText(f"done in {result['seconds']:.0f} s on {result['n']} test images")
         for b in (self.export_csv_button, self.export_json_button, self.export_png_button):
             b.setEnabled(True)
@@ -247,11 +259,11 @@ class DefenseTab(QWidget):
             show_error(self, "Comparison failed", info)
 
     def _on_cancel(self) -> None:
+        progress_bar.stopped(self.progress_bar)
         self.status.setText("stopped: the curves and table show what finished before Stop")
 
     def _on_finish(self) -> None:
-        self.run_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
+        buttons.set_running(self.run_button, self.stop_button, False)
 
     def _show(self, result: dict[str, Any] | None) -> None:
         self.plot.set_result(result)

@@ -12,11 +12,14 @@ from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QScrollArea,
     QTabWidget,
+    QWidget,
 )
 
 from advgui import __version__, resources
@@ -31,6 +34,16 @@ from advgui.qt.training_tab import TrainingTab
 from advgui.qt.workers import ErrorInfo, Job, JobSlot, cancel_and_join_all
 
 log = logging.getLogger(__name__)
+
+
+def _scrollable(tab: QWidget) -> QScrollArea:
+    """A tab in a scroll area: on a screen smaller than its layout (1280x800, or 1920x1080 at 2x
+    scaling) it scrolls, rather than the window growing past the screen with controls off it."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(tab)
+    return area
 
 
 def window_icon() -> QIcon:
@@ -57,6 +70,10 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("advgui: adversarial MNIST workbench")
         self.setWindowIcon(window_icon())
         self.resize(1200, 800)
+        screen = QApplication.primaryScreen()
+        if screen is not None:  # a small or scaled screen (1280x800, 2x): fit on it
+            room = screen.availableGeometry()
+            self.resize(min(1200, room.width()), min(800, room.height()))
         self.state = AppState(self)
         self.data_slot = JobSlot(
             "load-mnist",
@@ -77,9 +94,9 @@ class MainWindow(QMainWindow):
         self.training_tab = TrainingTab(self.state)
         self.attack_tab = AttackTab(self.state)
         self.defense_tab = DefenseTab(self.state)
-        self.tabs.addTab(self.training_tab, "Training")
-        self.tabs.addTab(self.attack_tab, "Attack")
-        self.tabs.addTab(self.defense_tab, "Defenses")
+        for tab, name in ((self.training_tab, "Training"), (self.attack_tab, "Attack"),
+                          (self.defense_tab, "Defenses")):  # fmt: skip
+            self.tabs.addTab(_scrollable(tab), name)
         self.setCentralWidget(self.tabs)
 
         self._build_menus()

@@ -33,6 +33,7 @@ from advgui.core.errors import AdvguiError, ParameterError
 from advgui.core.progress import Progress
 from advgui.core.store import ModelStore
 from advgui.qt.state import AppState
+from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.widgets.model_list import ModelList
 from advgui.qt.widgets.training_confusion import ConfusionMatrixView
 from advgui.qt.widgets.training_plots import TrainingPlots
@@ -67,7 +68,7 @@ class TrainingTab(QWidget):
             on_progress=self._on_progress,
             on_result=self._on_trained,
             on_error=self._on_error,
-            on_cancel=lambda: self.say("Training cancelled before it began."),
+            on_cancel=self._on_cancelled,
             on_finish=self._on_finished,
         )
         self.eval_slot = JobSlot("predict-test", self, on_error=self._say_error)
@@ -81,6 +82,7 @@ class TrainingTab(QWidget):
         #: id(classifier) -> (classifier, test-set predictions), filled by training or a job.
         self._predictions: dict[int, tuple[Any, np.ndarray]] = {}
         self._plotted: Any = None  # the model whose curves the plots show (live ones kept)
+        self._last_run: Any = None  # the model this tab's last training run made
 
         self._build_form()
         self.plots = TrainingPlots()
@@ -115,8 +117,18 @@ class TrainingTab(QWidget):
         results.addWidget(conf_box)
         results.setStretchFactor(0, 3)
         results.setStretchFactor(1, 2)
+        # One rule, visible: the plots, grid and matrix show the run just done or the model
+        # selected in the list, and this line says which (the form is the next run's).
+        self.showing_label = QLabel("No model yet: train one or load one.")
+        self.showing_label.setWordWrap(True)
+        self.showing_label.setStyleSheet("font-weight: bold; padding: 2px;")
+        plots_box = QWidget()
+        plots_lay = QVBoxLayout(plots_box)
+        plots_lay.setContentsMargins(0, 0, 0, 0)
+        plots_lay.addWidget(self.showing_label)
+        plots_lay.addWidget(self.plots, 1)
         right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self.plots)
+        right.addWidget(plots_box)
         right.addWidget(results)
         right.setStretchFactor(0, 1)
         right.setStretchFactor(1, 1)
@@ -183,7 +195,7 @@ class TrainingTab(QWidget):
             "n_val": "validation images held out from the end of the training set",
             "seed": "same seed, same data order and initial weights: same result",
         }
-        self.form_box = QGroupBox("Network and training")
+        self.form_box = QGroupBox("Next run: network and training")
         form = QFormLayout(self.form_box)
         labels = {
             "arch": "Architecture",
@@ -202,7 +214,10 @@ class TrainingTab(QWidget):
 
         self.start_button = QPushButton("Start training")
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Stop between two batches; the model so far is kept")
+        buttons.bind(self.start_button, buttons.RUN, "Train a network with these settings")
+        buttons.bind(
+            self.stop_button, buttons.STOP, "Stop between two batches; the model so far is kept"
+        )
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
         self.phase_label = QLabel("Ready.")
@@ -259,8 +274,7 @@ class TrainingTab(QWidget):
         return self.train_slot.is_running()
 
     def _set_running(self, running: bool) -> None:
-        self.start_button.setEnabled(not running)
-        self.stop_button.setEnabled(running)
+        buttons.set_running(self.start_button, self.stop_button, running)
         self.form_box.setEnabled(not running)
 
     @Slot()
@@ -292,10 +306,11 @@ class TrainingTab(QWidget):
             return result, None
 
         self.plots.clear(epochs=cfg.epochs)
+        self.showing_label.setText(f"Showing the run in progress: {cfg.arch.upper()}")
         self._plotted = None
         self._stopping = False
         self._set_running(True)
-        self.progress_bar.setValue(0)
+        progress_bar.started(self.progress_bar)
         self.phase_label.setText("Preparing (TensorFlow, data)...")
         self.speed_label.setText("")
         self.metrics_label.setText("")
@@ -308,13 +323,15 @@ class TrainingTab(QWidget):
     def stop(self) -> None:
         if self.train_slot.cancel():
             self._stopping = True
-            self.stop_button.setEnabled(False)
+            buttons.disable(self.stop_button)
             self.phase_label.setText("Stopping: testing and keeping the model so far...")
+            self.speed_label.setText("")  # no ETA for a run that is ending
 
     @Slot(object)
     def _on_progress(self, update: Progress) -> None:
         info = update.info
-        self.progress_bar.setValue(int(1000 * update.fraction))
+        if not self._stopping:  # testing after Stop must not fill the bar
+            self.progress_bar.setValue(int(1000 * update.fraction))
         self.plots.add(update.record)  # a batch update or a validation check (or neither)
         if update.message != "training":
             if update.message == "testing":
@@ -341,14 +358,20 @@ class TrainingTab(QWidget):
         clf = result.classifier
         self._predictions[id(clf)] = (clf, result.test_predictions)
         self._plotted = clf
+        self._last_run = clf
         self.state.add_model(clf)
+        self.showing_label.setText(showing_text(clf, just_trained=True))
         self._show_predictions(result.test_predictions)
         verb = "Stopped" if result.cancelled else "Done"
         self.phase_label.setText(
-            f"{verb}: test accuracy {100 * result.test_accuracy:.2f}% "
+            f"{verb} ({clf.name}, the last run): test accuracy {100 * result.test_accuracy:.2f}% "
             f"after {clf.meta['epochs_completed']:.2f} epochs ({result.seconds:.1f} s)"
         )
-        self.progress_bar.setValue(1000)
+        self.speed_label.setText("")  # an ETA is for a run still going
+        if result.cancelled:
+            progress_bar.stopped(self.progress_bar)
+        else:
+            progress_bar.done(self.progress_bar)
         if store_error:
             self.say(f"Not kept in the model store: {store_error}; use Save as.", error=True)
         else:
@@ -368,6 +391,12 @@ class TrainingTab(QWidget):
             show_error(self, "Training failed", info)
 
     @Slot()
+    def _on_cancelled(self) -> None:
+        progress_bar.stopped(self.progress_bar)
+        self.speed_label.setText("")
+        self.say("Training cancelled before it began.")
+
+    @Slot()
     def _on_finished(self) -> None:
         self._stopping = False
         self._set_running(False)
@@ -380,9 +409,11 @@ class TrainingTab(QWidget):
         if clf is None:
             self.grid.clear()
             self.confusion.set_matrix(None)
+            self.showing_label.setText("No model selected.")
             return
         if self.is_training():
             return
+        self.showing_label.setText(showing_text(clf, just_trained=clf is self._last_run))
         if clf is not self._plotted:
             self.plots.set_history(clf.meta.get("history") or {})
             self._plotted = clf
@@ -453,6 +484,22 @@ class TrainingTab(QWidget):
         self.model_list.shutdown()
         for slot in slots:
             slot.join(60000)
+
+
+def showing_text(clf: Any, *, just_trained: bool) -> str:
+    """Which model the curves, grid and matrix show, and what it is."""
+    meta = clf.meta
+    facts = [str(meta.get("architecture") or "").upper() or "model"]
+    done = meta.get("epochs_completed")
+    if isinstance(done, (int, float)):
+        facts.append(f"{done:g} epoch(s)")
+    acc = meta.get("test_accuracy")
+    if isinstance(acc, (int, float)):
+        facts.append(f"test {100 * acc:.2f}%")
+    if meta.get("cancelled"):
+        facts.append("stopped")
+    which = "the run just done" if just_trained else "the model selected in the list"
+    return f"Showing {which}: {clf.name} ({', '.join(facts)})"
 
 
 def _int_spin(lo: float, hi: float) -> QSpinBox:

@@ -260,6 +260,10 @@ class JobSlot(QObject):
         self.job.cancel()
         return True
 
+    def is_stopping(self) -> bool:
+        """True once Stop was asked of the running job (its progress no longer counts)."""
+        return self.is_running() and self.job is not None and self.job.token.cancelled
+
     def drop(self) -> None:
         """Cancel the current job and disconnect it: nothing it sends reaches a handler."""
         for signal, relay in self._wiring:

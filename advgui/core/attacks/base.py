@@ -226,6 +226,12 @@ class Attack(ABC):
         return params
 
     @classmethod
+    def cost_axis(cls, params: dict[str, Any], targeted: bool) -> tuple[str, str] | None:
+        """What ``cost_history`` holds per step: (plot title, y axis label); None when the
+        attack records no cost (the Attack tab then hides its cost plot)."""
+        return None
+
+    @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {p.name: p.default for p in cls.spec}
 

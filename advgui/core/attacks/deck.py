@@ -222,6 +222,14 @@ class _Descent(Attack):
     #: The attack minimises lambda * ||x - x_target||^2; the noise attack has no such term.
     has_lambda: ClassVar[bool] = True
 
+    @classmethod
+    def cost_axis(cls, params: dict[str, Any], targeted: bool) -> tuple[str, str] | None:
+        term = {"ce": "cross-entropy", "margin": "C&W margin", "deck": "1/2 ||y - p||^2"}
+        label = term.get(str(params.get("loss")), "class term")
+        if cls.has_lambda:
+            label += " + lambda L2^2"
+        return "cost minimised", label
+
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         if params["kappa"] is None:
             params["kappa"] = kappa_for(params["confidence"])

@@ -51,6 +51,14 @@ def _step_size(hi: float = 1.0) -> sp.Param:
 class _Iterative(Attack):
     """Shared loop of BIM, PGD and MI-FGSM (they differ in start, direction and restarts)."""
 
+    @classmethod
+    def cost_axis(cls, params: dict[str, Any], targeted: bool) -> tuple[str, str] | None:
+        # The loss each step ascends: rises toward 0 targeted, grows untargeted.
+        title = "loss maximised" + (" (first restart)" if params.get("restarts", 1) > 1 else "")
+        if targeted:
+            return title, "-cross-entropy of the goal"
+        return title, "cross-entropy of the true class"
+
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         params.setdefault("norm", "linf")
         hi = 1.0 if params["norm"] == "linf" else MAX_L2

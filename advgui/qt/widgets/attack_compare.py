@@ -41,6 +41,7 @@ from advgui.core.attacks.base import ATTACKS, Attack, AttackResult, make_attack
 from advgui.core.errors import ParameterError
 from advgui.core.progress import Partial, Progress
 from advgui.qt.state import AppState
+from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
 #: Display order of the attacks everyone knows; any other registered attack follows by name.
@@ -189,6 +190,9 @@ class AttackCompareWidget(QWidget):
         self.run_button.clicked.connect(self.run)
         self.stop_button = QPushButton("Stop")
         self.stop_button.clicked.connect(self.stop)
+        # Not Run's keys: the Attack tab's own Run and Stop are on screen beside this view.
+        buttons.bind(self.run_button, "Ctrl+Shift+Return", "Run every chosen attack")
+        buttons.bind(self.stop_button, "Ctrl+Shift+.", "Stop; finished attacks stay")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.status = QLabel("Choose attacks, then Run.")
@@ -369,7 +373,7 @@ class AttackCompareWidget(QWidget):
             return done
 
         self.clear_results()
-        self.progress.setValue(0)
+        progress_bar.started(self.progress)
         self.status.setText(f"Running {', '.join(a.name for a in attacks)}...")
         job = self.slot.start(work)
         self._update_buttons()
@@ -386,6 +390,8 @@ class AttackCompareWidget(QWidget):
         self.slot.join()
 
     def _on_progress(self, update: Progress) -> None:
+        if self.slot.is_stopping():
+            return
         self.progress.setValue(int(1000 * update.fraction))
         self.status.setText(update.message)
 
@@ -397,13 +403,14 @@ class AttackCompareWidget(QWidget):
         for res in results.values():
             if res.method not in self.results:
                 self._add_result(res)
-        self.progress.setValue(1000)
+        progress_bar.done(self.progress)
         self.status.setText(f"Done: {len(self.results)} attack(s) compared.")
 
     def _on_error(self, info: ErrorInfo) -> None:
         self._fail(f"Attack failed: {info.message}")
 
     def _on_cancelled(self) -> None:
+        progress_bar.stopped(self.progress)
         self.status.setText(f"Stopped; {len(self.results)} attack(s) finished before Stop.")
 
     def _on_finished(self) -> None:
@@ -416,8 +423,7 @@ class AttackCompareWidget(QWidget):
 
     def _update_buttons(self) -> None:
         running = self.is_running()
-        self.run_button.setEnabled(not running and self.x is not None)
-        self.stop_button.setEnabled(running)
+        buttons.set_running(self.run_button, self.stop_button, running, self.x is not None)
         self.methods.setEnabled(not running)
         self.goal.setEnabled(not running)
 
@@ -468,7 +474,9 @@ class AttackCompareWidget(QWidget):
             self.strip_layout.addWidget(self._thumb(res.x_adv[i], text, bool(res.success[i])))
 
     def _thumb(self, image: np.ndarray, text: str, success: bool | None) -> QWidget:
-        box = QWidget()
+        # Made inside the strip: a parentless box shown is a window of its own for a moment,
+        # which took the focus (and the active window) away from where the user left it.
+        box = QWidget(self.strip_layout.parentWidget())
         layout = QVBoxLayout(box)
         pic = QLabel()
         pic.setPixmap(to_pixmap(image))

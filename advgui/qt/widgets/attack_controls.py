@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from advgui.core.errors import ParameterError
 from advgui.core.sessions import AttackSession, attack_classes
+from advgui.qt.widgets import buttons
 from advgui.qt.widgets.param_form import MARK_STYLE, ParamForm
 
 #: First in the method list: the deck's two attacks and FGSM; the others follow by name.
@@ -108,6 +109,8 @@ class AttackControls(QWidget):
 
         self.run_button = QPushButton("Run attack")
         self.stop_button = QPushButton("Stop")
+        buttons.bind(self.run_button, buttons.RUN, "Run the attack on the chosen image(s)")
+        buttons.bind(self.stop_button, buttons.STOP, "Stop the attack; nothing is changed")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -117,10 +120,10 @@ class AttackControls(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(scroll, 1)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        lay.addLayout(buttons)
+        row = QHBoxLayout()
+        row.addWidget(self.run_button)
+        row.addWidget(self.stop_button)
+        lay.addLayout(row)
         lay.addWidget(self.progress)
         for label, lines in ((self.status, 2), (self.error_label, 3)):
             # Fixed heights: a longer message never moves Run and Stop.
@@ -211,6 +214,5 @@ class AttackControls(QWidget):
         self._field_error = message
 
     def set_running(self, running: bool, ready: bool) -> None:
-        self.run_button.setEnabled(ready and not running)
-        self.stop_button.setEnabled(running)
+        buttons.set_running(self.run_button, self.stop_button, running, ready)
         self.method_combo.setEnabled(not running)

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxL
 
 from advgui.core import history
 from advgui.core.results import ResultStore
-from advgui.core.sessions import ResultView
+from advgui.core.sessions import ResultView, SourceView
+from advgui.qt.widgets import buttons
 from advgui.qt.widgets.attack_views import CostCurve, DigitView, PerturbationView, ProbabilityBars
 from advgui.qt.widgets.history import HistoryBox
 
@@ -57,6 +58,8 @@ class AttackResultPanel(QWidget):
         row.addStretch(1)
         self.export_button = QPushButton("Export image...")
         self.export_batch_button = QPushButton("Export batch...")
+        buttons.bind(self.export_button, buttons.EXPORT, "Export this image as verified PNG")
+        buttons.bind(self.export_batch_button, buttons.EXPORT_ALL, "Export every image")
         row.addWidget(self.export_button)
         row.addWidget(self.export_batch_button)
         layout.addLayout(row)
@@ -77,14 +80,39 @@ class AttackResultPanel(QWidget):
         self.adversarial_view.set_image(view.adversarial, view.adversarial_caption)
         self.delta_view.set_delta(view.delta, view.delta_caption)
         self.bars.set_probs(view.probs_before, view.probs_after)
+        self.cost.set_axis(view.curve_axis)
         self.cost.set_curve(view.curve)
         self.summary.setText(view.summary)
 
-    def show_running(self) -> None:
+    def show_source(self, view: SourceView | None) -> None:
+        """A new input and no result for it: only what belongs to it (the model's "before"
+        prediction); the previous result's image, change, bars and numbers go."""
+        if view is None:
+            self.original_view.set_image(None, "no image")
+        else:
+            self.original_view.set_image(view.original, view.original_caption)
+        self.adversarial_view.set_image(None, "not attacked yet")
+        self.delta_view.set_delta(None)
+        self.bars.set_probs(None if view is None else view.probs_before, None)
         self.cost.set_curve(None)
+        self.cost.set_axis(None)
+        self.summary.setText("" if view is None else view.summary)
+        self.set_count(0)
+
+    def show_running(
+        self,
+        message: str = "running...",
+        before: np.ndarray | None = None,
+        cost_axis: tuple[str, str] | None = None,
+    ) -> None:
+        """A new run: nothing of the previous result stays (its summary neither); the cost
+        plot shows only if this attack records a cost, named as it is."""
+        self.cost.set_curve(None)
+        self.cost.set_axis(cost_axis)
         self.adversarial_view.set_image(None, "running...")
         self.delta_view.set_delta(None)
-        self.bars.set_probs(None, None)
+        self.bars.set_probs(before, None)
+        self.summary.setText(f'<span style="color:#7a7a7a">{message}</span>')
 
     def show_live(self, curve: Any, image: np.ndarray | None, delta: np.ndarray | None) -> None:
         """A partial result while the attack runs: its cost so far, its image now."""

@@ -124,8 +124,11 @@ class AttackSourcePanel(QWidget):
         if current is not None and current in self.state.models:
             self.model_combo.setCurrentIndex(self.state.models.index(current))
         self.model_combo.blockSignals(False)
-        if not self.state.models:
-            self.model_combo.addItem("no model: train one or Load model...")
+        if not self.state.models:  # short: the combo is narrow (it was clipped mid-word)
+            self.model_combo.addItem("no model yet")
+        self.model_combo.setToolTip(
+            "" if self.state.models else "Train one in the Training tab, or Load model..."
+        )
 
     def _on_model_chosen(self, i: int) -> None:
         if 0 <= i < len(self.state.models):

@@ -94,9 +94,14 @@ class PerturbationView(DigitView):
         self.picture.setPixmap(_pixmap(_rgb_qimage(rgb)))
         amp = 1.0 / self.scale if self.scale > 0 else 1.0
         self.scale_label.setText(
-            f"-{self.scale:.3f}   0   +{self.scale:.3f}  (x{amp:.1f})"
+            f"-{self.scale:.3f}   0   +{self.scale:.3f}" if self.scale > 0 else "no change"
+        )
+        # What the amplification means, where the user can find it: not a bare "(x2.8)".
+        self.scale_label.setToolTip(
+            f"colours span the largest change, {self.scale:.3f}: the change is shown "
+            f"{amp:.1f} times stronger than it is"
             if self.scale > 0
-            else "no change"
+            else ""
         )
         self.caption.setText(caption)
 
@@ -141,21 +146,37 @@ class ProbabilityBars(pg.PlotWidget):
 
 
 class CostCurve(pg.PlotWidget):
-    """The attack's cost per step, drawn live while it runs."""
+    """The attack's cost per step, drawn live while it runs, its axes named by the attack
+    (PGD's loss to maximise, the deck's cost to minimise...); hidden for an attack that
+    records no cost (FGSM, C&W), so no earlier run's axes stay on screen."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setBackground("w")
         self.setMinimumHeight(150)
-        self.setTitle("cost per step", color="k", size="9pt")
         self.setLabel("bottom", "step")
+        self.getAxis("left").enableAutoSIPrefix(False)
         show_grid(self)
         self.curve = self.plot(pen=pg.mkPen("#1f77b4", width=2))
         self.values = np.zeros(0)
+        self.axis: tuple[str, str] | None = None
+        self.set_axis(None)
 
-    def set_curve(self, values: np.ndarray | None) -> None:
+    def set_axis(self, axis: tuple[str, str] | None) -> None:
+        """Name what is plotted (title, y axis); None hides the plot."""
+        self.axis = axis
+        self.setVisible(axis is not None)
+        if axis is not None:
+            self.setTitle(f"{axis[0]} per step", color="k", size="9pt")
+            self.setLabel("left", axis[1])
+
+    def set_curve(self, values: np.ndarray | None, axis: tuple[str, str] | None = None) -> None:
+        """Plot ``values``; with ``axis``, also say what they are (and show the plot)."""
+        if axis is not None:
+            self.set_axis(axis)
         self.values = np.zeros(0) if values is None else np.asarray(values, float).ravel()
         if len(self.values):
             self.curve.setData(np.arange(1, len(self.values) + 1), self.values)
         else:
             self.curve.setData([], [])
+        self.enableAutoRange()

@@ -27,6 +27,7 @@ from advgui.core.errors import AdvguiError
 from advgui.core.fit import EpochRecord
 from advgui.core.progress import Progress
 from advgui.core.store import ModelStore
+from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.widgets.training_plots import TrainingPlots
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
@@ -98,7 +99,9 @@ class DefenseTrainPanel(QWidget):
         # and PGD accuracy per epoch.
         self.plots = TrainingPlots(defended=True)
         self.robust_curve = self.plots.curves["robust_accuracy"]
-        self.plots.setMinimumHeight(180)
+        self.plots.setMinimumHeight(240)
+        buttons.bind(self.train_button, buttons.RUN, "Train a defended model with these settings")
+        buttons.bind(self.stop_button, buttons.STOP, "Stop; the best model so far is kept")
 
         form = QFormLayout()
         form.addRow("defense", self.method_combo)
@@ -106,16 +109,22 @@ class DefenseTrainPanel(QWidget):
         form.addRow("epsilon", self.eps_spin)
         form.addRow("epochs", self.epochs_spin)
         form.addRow("training images", self.n_spin)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.stop_button)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(form)
-        lay.addLayout(buttons)
-        lay.addWidget(self.progress_bar)
-        lay.addWidget(self.status)
-        lay.addWidget(self.plots)
+        row = QHBoxLayout()
+        row.addWidget(self.train_button)
+        row.addWidget(self.stop_button)
+        # Like the Training tab: the settings in a column, the live plots full size beside it.
+        left = QWidget()
+        left.setMaximumWidth(380)
+        col = QVBoxLayout(left)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addLayout(form)
+        col.addLayout(row)
+        col.addWidget(self.progress_bar)
+        col.addWidget(self.status)
+        col.addStretch(1)
+        lay = QHBoxLayout(self)
+        lay.addWidget(left)
+        lay.addWidget(self.plots, 1)
         self.train_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
 
@@ -146,6 +155,7 @@ class DefenseTrainPanel(QWidget):
             return
         self.history = []
         self.plots.clear()
+        progress_bar.started(self.progress_bar)
         self.status.setText(f"training {cfg.method} at eps {cfg.eps:g}...")
         store = self.store
 
@@ -157,8 +167,7 @@ class DefenseTrainPanel(QWidget):
                 return result, str(err)
             return result, None
 
-        self.train_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
+        buttons.set_running(self.train_button, self.stop_button, True)
         self.running.emit(True)
         self.slot.start(work)
 
@@ -168,11 +177,12 @@ class DefenseTrainPanel(QWidget):
 
     def stop(self) -> None:
         if self.slot.cancel():
-            self.stop_button.setEnabled(False)
+            buttons.disable(self.stop_button)
             self.status.setText("stopping after the current batch; the model so far is kept...")
 
     def _on_progress(self, update: Progress) -> None:
-        self.progress_bar.setValue(int(1000 * update.fraction))
+        if not self.slot.is_stopping():
+            self.progress_bar.setValue(int(1000 * update.fraction))
         self.plots.add(update.record)
         if isinstance(update.record, EpochRecord):
             self.history.append(update.record)
@@ -193,8 +203,10 @@ class DefenseTrainPanel(QWidget):
             done = clf.meta.get("epochs_completed", 0.0)
             text = f"Stopped after {done:.2f} epochs; the model so far is kept. {text}"
             added = "added to the models, marked stopped"
+            progress_bar.stopped(self.progress_bar)
         else:
             added = "added to the models"
+            progress_bar.done(self.progress_bar)
         if store_error:
             self.status.setText(
                 f"{text}; {added}; not kept in the model store: {store_error} (use Save as)"
@@ -211,11 +223,11 @@ class DefenseTrainPanel(QWidget):
             show_error(self, "Defended training failed", info)
 
     def _on_cancel(self) -> None:  # only before training began: after, Stop keeps the model
+        progress_bar.stopped(self.progress_bar)
         self.status.setText("training cancelled before it began; no model was added")
 
     def _on_finish(self) -> None:
-        self.train_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
+        buttons.set_running(self.train_button, self.stop_button, False)
         self.running.emit(False)
 
     def shutdown(self) -> None:

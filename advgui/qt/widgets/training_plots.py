@@ -73,8 +73,12 @@ class TrainingPlots(QWidget):
         held_out = "held-out clean" if defended else "validation"
         self.curves = {
             "loss": self.loss_plot.plot(pen=TRAIN_PEN, name="training"),
-            "val_loss": self.loss_plot.plot(
-                pen=VAL_PEN, name="validation", symbol="o", symbolSize=6, symbolBrush="#d62728"
+            "val_loss": self.loss_plot.plot(  # defended: no held-out loss, no legend entry
+                pen=VAL_PEN,
+                name=None if defended else "validation",
+                symbol="o",
+                symbolSize=6,
+                symbolBrush="#d62728",
             ),
             "accuracy": self.acc_plot.plot(pen=TRAIN_PEN, name=None if defended else "training"),
             "val_accuracy": self.acc_plot.plot(
@@ -187,8 +191,11 @@ class TrainingPlots(QWidget):
             self.loss_plot.setYRange(0.0, self._loss_top, padding=0)
 
     def _fit_accuracy_range(self) -> None:
-        ys = [y for key in ("accuracy", "val_accuracy", "robust_accuracy")
-              if key in self.series for y in self.series[key].y]  # fmt: skip
+        """Every accuracy curve in view: the held-out PGD curve (0 to 0.85) sits far below
+        the clean ones (0.9 and up), so the range is taken over all curves the plot holds."""
+        ys = [y for curve in self.acc_plot.getPlotItem().listDataItems()
+              for y in (curve.getData()[1] if curve.getData()[1] is not None else [])
+              if math.isfinite(y)]  # fmt: skip
         if ys:
             low = max(0.0, min(min(ys), 0.9) - 0.02)
             self.acc_plot.setYRange(low, 1.0, padding=0)
