@@ -35,7 +35,8 @@ VERSIONS = ("standard", "plus", "rand")
 
 
 def plan(version: str, queries: int = 5000, eot: int = 20) -> list[tuple[str, dict[str, Any]]]:
-    """The attacks of a version, in order, with the parameters AutoAttack gives them."""
+    """The attacks of a version, in order, with the parameters AutoAttack gives them (each
+    gradient attack runs 100 iterations unless ``steps`` says otherwise)."""
     if version == "standard":
         return [
             ("apgd-ce", {"restarts": 1}),
@@ -70,6 +71,8 @@ class AutoAttack(Attack):
         sp.norm(),
         sp.Param("queries", 5000, lo=1, hi=1_000_000, integer=True, label="Square queries",
                  advanced=True, help="queries of the Square Attack per image"),
+        sp.Param("steps", 100, lo=1, hi=100_000, integer=True, label="Steps", advanced=True,
+                 help="iterations of each gradient attack (APGD, FAB)"),
         sp.Param("eot", 20, lo=1, hi=1000, integer=True, label="EOT samples (rand)",
                  advanced=True, help="gradients averaged per step in the rand version"),
         sp.Param("checks", True, label="Warning checks", advanced=True,
@@ -87,6 +90,8 @@ class AutoAttack(Attack):
         out = []
         for name, extra in plan(params["version"], params["queries"], params["eot"]):
             given = {"norm": params["norm"], "seed": params["seed"], **extra}
+            if ATTACKS[name].param("steps") is not None:
+                given["steps"] = params["steps"]
             if ATTACKS[name].kind != FIXED_BUDGET:
                 given["eps"] = params["eps"]  # minimum-norm: done once within eps
             out.append(make_attack(name, **given))

@@ -104,7 +104,11 @@ def randomness(clf: Any, x: np.ndarray, labels: np.ndarray) -> dict[str, Any] | 
 
 
 def probabilities(clf: Any, x: np.ndarray) -> dict[str, Any] | None:
-    """Whether what the attacks differentiate are probabilities or log-probabilities."""
+    """Whether the model outputs probabilities (as loaded: its softmax was cut out or its log
+    taken) or what the attacks differentiate are probabilities or log-probabilities."""
+    outputs = str(getattr(clf, "meta", {}).get("outputs", "logits"))
+    if outputs != "logits":
+        return make("probabilities", outputs=outputs)
     z = np.asarray(clf.logits(x[:RANDOM_IMAGES]), np.float64)
     if z.min() > -1e-5 and z.max() < 1 + 1e-5 and np.allclose(z.sum(axis=1), 1.0, atol=1e-5):
         return make("probabilities", outputs="probabilities")
