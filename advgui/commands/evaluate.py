@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from advgui.commands.attack import _param
 from advgui.commands.common import (
     add_output_options,
     check_outputs,
@@ -18,6 +19,7 @@ from advgui.commands.common import (
     positive_int,
     progress_bar,
 )
+from advgui.core.errors import ParameterError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +50,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="A",
         help=f"attack (repeatable; default fgsm and pgd): {', '.join(eval_attacks())}",
     )
+    versions = sorted({c for a in eval_attacks() for c in _choices(a, "version")})
+    e.add_argument(
+        "--version",
+        choices=versions,
+        help="AutoAttack's version (standard: APGD-CE, APGD-T, FAB-T, Square; plus: more "
+        "restarts; rand: EOT for randomised defenses), for every attack that takes one",
+    )
+    e.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter for every chosen attack that takes it, e.g. queries=1000 (repeatable)",
+    )
     from advgui.core.data import eps_defaults_text
 
     e.add_argument(
@@ -71,14 +88,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_evaluate)
 
 
+def _choices(attack: str, name: str) -> tuple[str, ...]:
+    from advgui.core.attacks import ATTACKS
+
+    param = ATTACKS[attack].param(name)
+    return param.choices if param is not None else ()
+
+
+def attack_params(attacks: tuple[str, ...], args: argparse.Namespace) -> dict[str, dict]:
+    """--version and --param, given to each chosen attack whose spec takes them (checked by
+    the spec when the attack is built); a parameter no chosen attack takes is refused."""
+    from advgui.core.attacks import ATTACKS
+
+    given = list(args.param)
+    if args.version is not None:
+        given.append(("version", args.version))
+    out: dict[str, dict] = {}
+    for name, value in given:
+        takers = [a for a in attacks if ATTACKS[a].param(name) is not None]
+        if not takers:
+            raise ParameterError(
+                f"no chosen attack takes {name} (attacks: {', '.join(attacks)})", field=name
+            )
+        for a in takers:
+            out.setdefault(a, {})[name] = value
+    return out
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from advgui.core import data, evaluation, models
     from advgui.core.defenses import parse_transform
 
     spec = dataset_spec(args)
     grid = spec.eps_grid if args.eps is None else evaluation.parse_eps_grid(args.eps)
+    attacks = tuple(dict.fromkeys(args.attack or ("fgsm", "pgd")))
     cfg = evaluation.EvalConfig(
-        attacks=tuple(args.attack or ("fgsm", "pgd")),
+        attacks=attacks,
         eps=grid,
         n=args.n,
         restarts=args.restarts,
@@ -86,7 +131,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         eot_samples=args.eot,
         adaptive=not args.naive_only,
         detector_fpr=args.detector_fpr,
+        attack_params=attack_params(attacks, args),
     ).validate()
+    for name in cfg.attacks:  # every parameter checked by its spec before any work
+        evaluation.make_eval_attack(cfg, name)
     for t in args.transform:
         parse_transform(t)
     check_outputs(
@@ -113,6 +161,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def table_lines(result: dict[str, Any]) -> list[str]:
+    from advgui.core.evaluation import _details as evaluation_details
+    from advgui.core.evaluation import cascade_text
+
     eps = result["eps"]
     head = f"{'model / transform':34} {'attack':9}" + "".join(f"{e:>9g}" for e in eps)
     lines = [f"robust accuracy on {result['n']} test images (naive/adaptive where they differ)"]
@@ -129,6 +180,14 @@ def table_lines(result: dict[str, Any]) -> list[str]:
                     r += "*"
                 cells.append(f"{r:>9}")
             lines.append(f"{entry['label'][:34]:34} {attack:9}" + "".join(cells))
+            for view, i, d in evaluation_details(res):
+                cascade = [c for c in d.get("cascade") or [] if isinstance(c, dict)]
+                if cascade:
+                    left = cascade[-1].get("robust_after")
+                    lines.append(
+                        f"  {attack} at eps {res['eps'][i]:g} ({view}): broken by "
+                        f"{cascade_text(cascade)}; {left} robust"
+                    )
         for note in entry["notes"]:
             lines.append(f"  * {note}")
     lines.append(f"({result['seconds']:.0f} s)")

@@ -13,8 +13,10 @@ An image counts as robust at an epsilon only if the deployed model classifies it
 clean and under *both* attacks: ``robust_accuracy`` is the worst case, ``naive`` and
 ``adaptive`` are kept side by side so that a gap (gradient masking) is visible and explained.
 
-Minimum-norm attacks (C&W, DeepFool, the deck's targeted descent) run once; their perturbation
-is projected onto each epsilon ball (L-inf) before the deployed model classifies it.
+Minimum-norm attacks (C&W, DeepFool, FAB, HopSkipJump, the deck's targeted descent) run once;
+their perturbation is projected onto each epsilon ball (L-inf) before the deployed model
+classifies it. What an attack reports beyond images (AutoAttack's cascade and warning flags,
+queries) is kept per view and epsilon in the attack's ``details``; its flags become notes.
 
 Results are plain JSON-able dicts (see :func:`evaluate`), with helpers for CSV rows and a PNG.
 """
@@ -208,14 +210,18 @@ def make_target(clf: Classifier, transform: str = "none", *, eot_samples: int = 
 
 
 def make_eval_attack(cfg: EvalConfig, name: str) -> Any:
-    """The attack as the evaluation runs it, from its spec: the config's iteration count
-    (with Madry's step 2.5 eps / steps, recomputed for each epsilon at call time), restarts
-    and seed wherever the attack takes them; then the caller's own parameters."""
+    """The attack as the evaluation runs it, from its spec: the L-inf norm where it has a
+    choice, the config's iteration count (with Madry's step 2.5 eps / steps, recomputed for
+    each epsilon at call time), restarts and seed wherever the attack takes them; then the
+    caller's own parameters."""
     from advgui.core.attacks import ATTACKS, make_attack
     from advgui.core.attacks.spec import FIXED_BUDGET
 
     cls = ATTACKS[name]
     params = dict(DEFAULT_ATTACK_PARAMS.get(name, {}))
+    norm = cls.param("norm")
+    if norm is not None and "linf" in norm.choices:
+        params["norm"] = "linf"  # the epsilon grid is L-inf
     if cls.kind == FIXED_BUDGET:
         step = cls.param("step_size")
         if step is not None and step.optional and step.default is not None:
@@ -320,11 +326,14 @@ def evaluate(
         for a in cfg.attacks:
             t_att = time.perf_counter()
             per_view: dict[str, list[float]] = {}
+            per_view_details: dict[str, list[dict[str, Any] | None]] = {}
             robust_ok = {e: clean_ok.copy() for e in cfg.eps}
             attack = make_eval_attack(cfg, a)
             fixed = attack.kind == FIXED_BUDGET
             for view_name, view in views:
                 accs = []
+                digests: list[dict[str, Any] | None] = []
+                once = None
                 if attack.kind == MINIMUM_NORM and eps_pos:
                     goals = (y + 1) % 10 if not attack.supports_untargeted else None
                     res = run_batch(
@@ -333,12 +342,14 @@ def evaluate(
                     )  # fmt: skip
                     counter.step(f"{tg.label}: {a} ({view_name}) done")
                     x_by_eps = {e: _project(x, res.x_adv, e) for e in eps_pos}
+                    once = digest(res.details)
                 else:
                     x_by_eps = {}
                 for e in cfg.eps:
                     check(cancel)
                     if e == 0:
                         accs.append(float(clean_ok.mean()))
+                        digests.append(None)
                         continue
                     if fixed:  # one attack object and one trace for the whole sweep
                         res = run_batch(
@@ -347,8 +358,10 @@ def evaluate(
                             cancel=cancel,
                         )  # fmt: skip
                         x_adv = res.x_adv
+                        digests.append(digest(res.details))
                     else:
                         x_adv = x_by_eps[e]
+                        digests.append(once)
                     ok = clean_ok & (tg.deployed.predict(x_adv) == y)
                     robust_ok[e] &= ok
                     accs.append(float(ok.mean()))
@@ -359,6 +372,7 @@ def evaluate(
                             f"{tg.label}: {a} eps {e:g} ({view_name}): {ok.mean():.1%}",
                         )
                 per_view[view_name] = accs
+                per_view_details[view_name] = digests
             entry["attacks"][a] = {
                 "eps": list(cfg.eps),
                 "robust_accuracy": [float(robust_ok[e].mean()) for e in cfg.eps],
@@ -366,9 +380,12 @@ def evaluate(
                 "adaptive": per_view.get("adaptive"),
                 "seconds": time.perf_counter() - t_att,
             }
+            if any(d for ds in per_view_details.values() for d in ds):
+                entry["attacks"][a]["details"] = per_view_details
             note = explain(entry, a)
             if note:
                 entry["notes"].append(note)
+            entry["notes"].extend(flag_notes(entry, a))
             if progress is not None:
                 progress(
                     Progress(counter.done, counter.total, f"{tg.label}: {a} done",
@@ -418,6 +435,67 @@ def _detector(
             rates.append(float(flagged.mean()) if len(flagged) else None)
         out["detection_rate"][a] = {"eps": list(cfg.eps), "rate": rates}
     return out
+
+
+# --------------------------------------------------------------------------- attack details
+
+
+def digest(details: Any) -> dict[str, Any] | None:
+    """What an evaluation keeps of an attack's details: the records (a cascade, warning
+    flags) as they are and the median of the queries; None if the attack reports none."""
+    out: dict[str, Any] = {}
+    for name in ("cascade", "flags"):
+        value = getattr(details, name, None)
+        if value:
+            out[name] = value
+    queries = getattr(details, "queries", None)
+    if queries is not None and len(queries):
+        out["queries_median"] = float(np.median(queries))
+    return out or None
+
+
+def _details(res: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
+    """(view, index of the epsilon, digest) for every digest an attack entry holds (a stored
+    result is read as it comes: anything not shaped like a digest is skipped)."""
+    out: list[tuple[str, int, dict[str, Any]]] = []
+    details = res.get("details")
+    if not isinstance(details, dict):
+        return out
+    for view, digests in details.items():
+        if not isinstance(digests, list):
+            continue
+        for i, d in enumerate(digests):
+            if isinstance(d, dict):
+                out.append((str(view), i, d))
+    return out
+
+
+def _records(d: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    value = d.get(name)
+    return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
+def flag_notes(entry: dict[str, Any], attack: str) -> list[str]:
+    """One note per view and flag raised by the attack, at the epsilons where it was."""
+    res = entry["attacks"][attack]
+    seen: dict[tuple[str, str], list[tuple[float, str]]] = {}
+    for view, i, d in _details(res):
+        if i >= len(res["eps"]):
+            continue
+        for flag in _records(d, "flags"):
+            seen.setdefault((view, str(flag.get("name"))), []).append(
+                (res["eps"][i], str(flag.get("message", "")))
+            )
+    notes = []
+    for (view, _), hits in seen.items():
+        where = ", ".join(f"{e:g}" for e, _ in hits)
+        notes.append(f"{entry['label']}, {attack} ({view}) at eps {where}: {hits[-1][1]}")
+    return notes
+
+
+def cascade_text(cascade: list[dict[str, Any]]) -> str:
+    """``apgd-ce 52, apgd-t 3, fab-t 0, square 4``: images each attack of a cascade broke."""
+    return ", ".join(f"{c.get('attack')} {c.get('broken')}" for c in cascade)
 
 
 # --------------------------------------------------------------------------- explanations
@@ -478,7 +556,15 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for entry in result["results"]:
         for attack, res in entry["attacks"].items():
+            found = _details(res)
             for i, eps in enumerate(res["eps"]):
+                here = [(view, d) for view, j, d in found if j == i]
+                cascades = [
+                    f"{v}: {cascade_text(_records(d, 'cascade'))}"
+                    for v, d in here
+                    if _records(d, "cascade")
+                ]
+                names = {str(f.get("name")) for _, d in here for f in _records(d, "flags")}
                 out.append(
                     {
                         "model": entry["model"],
@@ -490,6 +576,8 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                         "robust_accuracy": res["robust_accuracy"][i],
                         "naive": res["naive"][i],
                         "adaptive": None if res["adaptive"] is None else res["adaptive"][i],
+                        "cascade": "; ".join(cascades) or None,
+                        "flags": ", ".join(sorted(names)) or None,
                     }
                 )
     return out
@@ -497,7 +585,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 CSV_FIELDS = (
     "model", "transform", "defense", "attack", "eps", "clean_accuracy", "robust_accuracy",
-    "naive", "adaptive",
+    "naive", "adaptive", "cascade", "flags",
 )  # fmt: skip
 
 

@@ -7,7 +7,19 @@ attack is one module here, listed below: it then appears in the Attack tab, ``ad
 --method``, the compare view and ``advgui evaluate``.
 """
 
-from advgui.core.attacks import cw, deck, deepfool, fgsm, jsma, pgd  # noqa: F401
+from advgui.core.attacks import (  # noqa: F401
+    apgd,
+    autoattack,
+    cw,
+    deck,
+    deepfool,
+    fab,
+    fgsm,
+    hsj,
+    jsma,
+    pgd,
+    square,
+)
 from advgui.core.attacks.base import ATTACKS, Attack, AttackResult, make_attack, register
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "make_attack", "register"]

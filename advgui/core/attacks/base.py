@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from advgui.core.attacks.spec import FIXED_BUDGET, Param, by_name, check_all
+from advgui.core.attacks.spec import FIXED_BUDGET, WHITE_BOX, Param, by_name, check_all
 from advgui.core.errors import ParameterError
 from advgui.core.progress import CancelToken, ProgressCallback
 
@@ -54,7 +54,11 @@ class Details:
     best_l2: np.ndarray | None = None  # C&W: L2 of the best example found
     failed: np.ndarray | None = None  # DeepFool: still classified correctly
     pixels_used: np.ndarray | None = None  # JSMA: pixels changed per image
-    queries: np.ndarray | None = None  # black-box attacks: model queries per image
+    queries: np.ndarray | None = None  # model queries per image (black-box attacks, cascades)
+    zero_gradient: np.ndarray | None = None  # APGD: the gradient at the start point is all zero
+    min_norm: np.ndarray | None = None  # FAB, HopSkipJump: smallest norm found (inf: none)
+    cascade: list[dict[str, Any]] | None = None  # AutoAttack: per attack, points run on, broken
+    flags: list[dict[str, Any]] | None = None  # AutoAttack: warnings about the evaluation
     chunks: int | None = None  # run in this many chunks (run_batch)
 
     def as_dict(self) -> dict[str, Any]:
@@ -67,14 +71,73 @@ class Details:
         """From a stored record (hostile: unknown keys are dropped, arrays rebuilt)."""
         if not isinstance(data, dict):
             return cls()
-        arrays = {"x_start", "margin", "c", "best_l2", "failed", "pixels_used", "queries"}
         out = cls()
         for f in fields(cls):
             value = data.get(f.name)
             if value is None:
                 continue
-            setattr(out, f.name, np.asarray(value) if f.name in arrays else value)
+            if f.name in _ARRAYS:
+                value = np.asarray(value)
+            elif f.name in _RECORDS and not (  # lists of plain records; else dropped
+                isinstance(value, list) and all(isinstance(v, dict) for v in value)
+            ):
+                continue
+            setattr(out, f.name, value)
         return out
+
+    @classmethod
+    def merge(cls, parts: list[Details]) -> Details:
+        """The details of consecutive chunks of one run (:func:`~.batch.run_batch`): arrays
+        concatenated, per-image lists joined, cascades added up attack by attack, flags
+        joined by name with their counts added; a value that differs between chunks and has
+        no rule is dropped."""
+        out = cls(chunks=len(parts))
+        for f in fields(cls):
+            values = [getattr(p, f.name) for p in parts]
+            if f.name == "chunks" or values[0] is None:
+                continue
+            if all(isinstance(v, np.ndarray) and v.ndim >= 1 for v in values):
+                setattr(out, f.name, np.concatenate(values))
+            elif f.name in ("lam", "lam_tried") and all(isinstance(v, list) for v in values):
+                setattr(out, f.name, [x for v in values for x in v])
+            elif f.name == "flags" and all(isinstance(v, list) for v in values):
+                from advgui.core.attacks import flags
+
+                setattr(out, f.name, flags.merge(values))
+            elif f.name == "cascade" and all(isinstance(v, list) for v in values):
+                setattr(out, f.name, _add_records(values))
+            elif all(v == values[0] for v in values if not isinstance(v, np.ndarray)):
+                setattr(out, f.name, values[0])
+        return out
+
+
+_ARRAYS = frozenset(
+    {"x_start", "margin", "c", "best_l2", "failed", "pixels_used", "queries", "zero_gradient",
+     "min_norm"}
+)  # fmt: skip
+#: Fields holding lists of records keyed by a name ("attack" or "name").
+_RECORDS = ("cascade", "flags")
+
+
+def _add_records(lists: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Cascade records of several chunks joined by attack: counts and seconds added, the rest
+    (kinds, access) kept from the first chunk."""
+    merged: dict[str, dict[str, Any]] = {}
+    for records in lists:
+        for rec in records:
+            key = str(rec.get("attack"))
+            if key not in merged:
+                merged[key] = dict(rec)
+                continue
+            into = merged[key]
+            for name, value in rec.items():
+                old = into.get(name)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    if isinstance(old, (int, float)) and not isinstance(old, bool):
+                        into[name] = old + value
+                elif old is None:
+                    into[name] = value
+    return list(merged.values())
 
 
 class _DetailsView(dict):
@@ -205,6 +268,8 @@ class Attack(ABC):
     name: ClassVar[str] = "attack"
     #: Fixed budget (an ``eps`` is given) or minimum norm: how an evaluation runs it.
     kind: ClassVar[str] = FIXED_BUDGET
+    #: What it sees of the model: gradients, only the scores, or only the label.
+    access: ClassVar[str] = WHITE_BOX
     #: Every parameter the attack takes.
     spec: ClassVar[tuple[Param, ...]] = ()
     #: Whether the attack can aim at a chosen class (``goals``).

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -92,17 +91,7 @@ def concat_results(parts: list[AttackResult]) -> AttackResult:
     cost = None
     if all(h is not None for h in histories) and len({h.shape[0] for h in histories}) == 1:
         cost = np.concatenate(histories, axis=1)
-    details = Details(chunks=len(parts))
-    for f in fields(Details):
-        values = [getattr(p.details, f.name) for p in parts]
-        if f.name == "chunks" or values[0] is None:
-            continue
-        if all(isinstance(v, np.ndarray) and v.ndim >= 1 for v in values):
-            setattr(details, f.name, np.concatenate(values))
-        elif all(isinstance(v, list) for v in values) and f.name == "lam":
-            setattr(details, f.name, [x for v in values for x in v])
-        elif all(v == values[0] for v in values if not isinstance(v, np.ndarray)):
-            setattr(details, f.name, values[0])
+    details = Details.merge([p.details for p in parts])
     return AttackResult(
         method=first.method,
         params=dict(first.params),

@@ -268,6 +268,51 @@ def onehot_margin(t: Any, z: Any, onehot: Any, targeted: bool) -> Any:
     return z_cls - z_other if targeted else z_other - z_cls
 
 
+def lp_norm(t: Any, v: Any, norm: str) -> Any:
+    """Per-image norm of a batch (N, 28, 28, 1), shaped (N, 1, 1, 1) to broadcast."""
+    if norm == "linf":
+        return t.reduce_max(t.abs(v), axis=[1, 2, 3], keepdims=True)
+    return t.sqrt(t.reduce_sum(v * v, axis=[1, 2, 3], keepdims=True))
+
+
+def normalized(t: Any, v: Any, norm: str) -> Any:
+    """``v`` scaled to norm 1 per image (a zero image stays zero)."""
+    return v / (lp_norm(t, v, norm) + 1e-12)
+
+
+def project(t: Any, x: Any, x0: Any, eps: Any, norm: str) -> Any:
+    """``x`` moved into the ``eps`` ball around ``x0`` (L-inf: clipped; L2: scaled) and [0, 1].
+
+    ``eps`` is a scalar or one value per image, shaped (N, 1, 1, 1).
+    """
+    delta = x - x0
+    if norm == "linf":
+        delta = t.clip_by_value(delta, -eps, eps)
+    else:
+        delta = delta * t.minimum(1.0, eps / (lp_norm(t, delta, norm) + 1e-12))
+    return t.clip_by_value(x0 + delta, 0.0, 1.0)
+
+
+def project_np(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str) -> np.ndarray:
+    """:func:`project` in NumPy, for judging a minimum-norm attack's result at a budget."""
+    delta = (np.asarray(x_adv, np.float32) - x).astype(np.float32)
+    if norm == "linf":
+        delta = np.clip(delta, -eps, eps)
+    else:
+        l2 = np.sqrt((delta.astype(np.float64) ** 2).reshape(len(delta), -1).sum(axis=1))
+        scale = np.minimum(1.0, eps / np.maximum(l2, 1e-12)).astype(np.float32)
+        delta = delta * scale.reshape(-1, *([1] * (delta.ndim - 1)))
+    return np.clip(x + delta, 0.0, 1.0).astype(np.float32)
+
+
+def stateless_seed(t: Any, seed: Any, counter: Any, salt: int) -> Any:
+    """A seed for TensorFlow's stateless random ops: the run's seed, the step, a salt per use.
+
+    Draws then depend only on the seed and the step, not on how the loop was cut into chunks.
+    """
+    return t.stack([t.cast(seed, t.int64), t.cast(counter, t.int64) * 16 + salt])
+
+
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 

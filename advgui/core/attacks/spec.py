@@ -23,6 +23,17 @@ FIXED_BUDGET = "fixed-budget"
 MINIMUM_NORM = "minimum-norm"
 KINDS = (FIXED_BUDGET, MINIMUM_NORM)
 
+# What an attack may see of the model (separate from the kind: Square is fixed-budget and
+# score-based, HopSkipJump minimum-norm and decision-based). A black-box attack that beats the
+# white-box ones is the classic sign of gradient masking (Carlini et al. 2019).
+#: Gradients of the logits.
+WHITE_BOX = "white-box"
+#: Only the model's outputs (logits or scores), never a gradient.
+SCORE_BASED = "score-based"
+#: Only the predicted label.
+DECISION_BASED = "decision-based"
+ACCESS = (WHITE_BOX, SCORE_BASED, DECISION_BASED)
+
 
 @dataclass(frozen=True)
 class Param:
@@ -139,3 +150,23 @@ def seed(default: int = 0) -> Param:
 def restarts(default: int = 1) -> Param:
     return Param("restarts", default, lo=1, hi=1000, integer=True, label="Restarts",
                  help="random restarts; the strongest example per image is kept")  # fmt: skip
+
+
+def norm(default: str = "linf", choices: tuple[str, ...] = ("linf", "l2")) -> Param:
+    return Param("norm", default, choices=choices, label="Norm",
+                 help="the perturbation's norm (linf: per pixel; l2: whole image)")  # fmt: skip
+
+
+def eot(default: int = 1) -> Param:
+    return Param("eot", default, lo=1, hi=1000, integer=True, label="EOT samples",
+                 advanced=True, help="gradients averaged over this many model calls")  # fmt: skip
+
+
+def targets(default: int = 9) -> Param:
+    return Param("targets", default, lo=1, hi=9, integer=True, label="Target classes",
+                 help="the most likely other classes, each the target in turn")  # fmt: skip
+
+
+def queries(default: int) -> Param:
+    return Param("queries", default, lo=1, hi=1_000_000, integer=True, label="Queries",
+                 help="model evaluations per image (per restart)")  # fmt: skip
