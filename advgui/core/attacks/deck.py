@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from advgui.core import tuning
 from advgui.core.attacks.base import Attack, check_param, compiled, register
 from advgui.core.attacks.graph import ONE_THREAD_MAX_BATCH, fast_logits, one_thread
 from advgui.core.errors import ParameterError
@@ -289,7 +290,8 @@ class _Descent(Attack):
         )
         n = len(x_start)
         run = chunk
-        if n <= ONE_THREAD_MAX_BATCH:  # one image, as in the Attack tab: one thread is faster
+        # One image, as in the Attack tab: one thread is faster where core/tuning.py measured so.
+        if n <= min(ONE_THREAD_MAX_BATCH, tuning.settings().one_thread_max_batch):
             run = one_thread(clf, ("deck", p["loss"], p["optimizer"]), chunk, clf.logits_model)
             run = chunk if run is None else run
         x = np.asarray(x_start, np.float32)

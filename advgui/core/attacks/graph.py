@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from advgui.core import tuning
 from advgui.core.tfimport import keras, tf
 
 #: Agreement the rebuilt chain must show with the model (relative to the largest value).
@@ -151,7 +152,8 @@ def fast_logits(model: Any) -> Callable[[Any], Any]:
         return plain
     fn = plain
     layers = _chain(model)
-    if layers is not None and any(_rewritable_conv(layer) for layer in layers):
+    rewrite = tuning.settings().conv_rewrite  # measured per CPU (core/tuning.py)
+    if rewrite and layers is not None and any(_rewritable_conv(layer) for layer in layers):
 
         @tf().autograph.experimental.do_not_convert
         def chained(x: Any) -> Any:

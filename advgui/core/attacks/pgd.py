@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from advgui.core import tuning
 from advgui.core.attacks.base import Attack, check_param, register
 from advgui.core.attacks.batch import run_steps
 from advgui.core.attacks.graph import fast_logits, kernel
@@ -214,8 +215,9 @@ class _Iterative(Attack):
         t = tf()
         targeted = goals is not None
         model = clf.logits_model
-        grad_model = bfloat16_view(model) if self.precision == "bfloat16" else model
-        used = self.precision if grad_model is not None else "float32"
+        bf16 = self.precision == "bfloat16" and tuning.settings().bf16_available  # CPU has it
+        grad_model = bfloat16_view(model) if bf16 else model
+        used = "bfloat16" if bf16 and grad_model is not None else "float32"
         grad_model = model if grad_model is None else grad_model
         steps_fn, margin_fn = compiled_cache(
             self, model, lambda: (self._build(grad_model, False, model),
