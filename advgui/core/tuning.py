@@ -18,7 +18,7 @@ measured wins there, unknown elsewhere. So each path is chosen here:
 - ``background_nice``: niceness of TensorFlow's and the GUI workers' threads (a table: Linux
   sets it per thread, elsewhere it would slow the whole process).
 
-The measurement (about 0.5 s) runs at first use, once per machine (CPU model, flags, core count)
+The measurement (under a second) runs at first use, once per machine (CPU model, flags, core count)
 and TensorFlow version; its timings are cached as JSON in the user cache. The cache file is
 read as hostile input: bounded, validated, ignored when anything is off. ``ADVGUI_TUNE`` (e.g.
 ``conv_rewrite=0,one_thread_max_batch=1,bf16=0``) overrides any choice. Every choice carries its
@@ -382,15 +382,13 @@ def decide(
     if cpu.cores <= 1:
         one_max = 0
         reasons["one_thread_max_batch"] = "one core: the shared pool already has one thread"
-    elif not override_active:
-        one_max = 0
-        reasons["one_thread_max_batch"] = (
-            "TF_OVERRIDE_GLOBAL_THREADPOOL is off in this process: a one-thread session would "
-            "share the pool"
-        )
     elif one is None:
         one_max = 0
-        reasons["one_thread_max_batch"] = "not measured yet: the shared pool"
+        reasons["one_thread_max_batch"] = (
+            "not measured yet: the shared pool"
+            if override_active
+            else "TF_OVERRIDE_GLOBAL_THREADPOOL is off in this process: not measurable, pool"
+        )
     else:
         one_max = 0
         if one[0] < one[1]:
@@ -399,6 +397,11 @@ def decide(
         if eight is not None:
             detail += f", {ONE_THREAD_LARGEST} images {_ratio(eight):.2f}x"
         reasons["one_thread_max_batch"] = f"measured: one thread {detail}"
+        if one_max and not override_active:
+            one_max = 0  # a one-thread session would share the process's pool: no gain
+            reasons["one_thread_max_batch"] += (
+                "; but TF_OVERRIDE_GLOBAL_THREADPOOL is off in this process"
+            )
 
     bf = timings.get("bf16_conv")
     if not cpu.bf16_hardware:
