@@ -99,6 +99,16 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def paired_share(work_flops: float, timing: Timing, probe: MatmulProbe, probe_timing: Timing):
+    """Median over the rounds of :func:`side_by_side` of (FLOP rate of ``timing``) / (matmul
+    rate of the probe in the same round): a load that changes between rounds cancels out."""
+    shares = [
+        (work_flops / t) / (probe.gflops(p) * 1e9)
+        for t, p in zip(timing.seconds, probe_timing.seconds, strict=True)
+    ]
+    return statistics.median(shares)
+
+
 # --------------------------------------------------------------------------- the machine
 
 
@@ -318,11 +328,6 @@ def train_step_flops(model: Any) -> float:
     layer) and input gradients of every layer but the first (nothing needs the image's)."""
     flops = layer_flops(model)
     return 3 * sum(f for _, f in flops) - (flops[0][1] if flops else 0.0)
-
-
-def share(gflops: float, matmul: float) -> str:
-    """``gflops`` as a share of the matmul rate ``matmul`` (GFLOP/s, measured beside it)."""
-    return f"{gflops:.1f} GFLOP/s = {100 * gflops / matmul:.0f}% of the matmul rate ({matmul:.0f})"
 
 
 def interpret() -> str:
