@@ -164,10 +164,17 @@ def throughput(mnist, rounds: int) -> dict[str, list[float]]:
     def add(key: str, value: float) -> None:
         out.setdefault(key, []).append(value)
 
+    def matmul() -> None:
+        tm = harness.timed(probe, repeats=3)
+        add("matmul", probe.gflops(tm.median))
+        add("matmul per cpu", probe.gflops(tm.cpu_median))
+
     for _ in range(rounds):
-        add("matmul", probe.gflops(harness.timed(probe, repeats=3).median))
+        matmul()
         cfg = training.TrainConfig.for_arch("cnn", epochs=1, seed=0, n_val=0)
+        c0 = time.process_time()
         res = training.train(cfg, mnist)
+        add("advgui cpu", time.process_time() - c0)  # incl. building, tracing, the test pass
         add("advgui", cfg.n_train / res.classifier.meta["train_seconds"])
         add("advgui accuracy", res.test_accuracy)
         torch_out = torch_reference(mnist)
@@ -187,7 +194,7 @@ def throughput(mnist, rounds: int) -> dict[str, list[float]]:
                 keras().mixed_precision.set_global_policy("float32")
             add("advgui bf16", cfg.n_train / res.classifier.meta["train_seconds"])
             add("advgui bf16 accuracy", res.test_accuracy)
-        add("matmul", probe.gflops(harness.timed(probe, repeats=3).median))
+        matmul()
     return out
 
 
@@ -270,9 +277,15 @@ def throughput_part(args, mnist) -> None:
         ips * flops / 1e9 / ((rates[2 * i] + rates[2 * i + 1]) / 2)
         for i, ips in enumerate(tp["advgui"])
     )
+    per_cpu = tp["matmul per cpu"]
+    paired_cpu = statistics.median(
+        55000 * flops / 1e9 / cpu / ((per_cpu[2 * i] + per_cpu[2 * i + 1]) / 2)
+        for i, cpu in enumerate(tp["advgui cpu"])
+    )
     print(f"advgui compiled loop: {loop_ips:.0f} images/s {[round(v) for v in tp['advgui']]}, "
           f"{loop_ips * flops / 1e9:.1f} GFLOP/s = {100 * paired:.0f}% of the matmul rate measured "
-          f"around it (goal >= 40%; "
+          f"around it per wall second, >= {100 * paired_cpu:.0f}% per CPU second (its CPU "
+          f"seconds include building, tracing and the test pass; goal >= 40%; "
           f"{flops / 1e6:.1f} MFLOP per image-step; matmul rate per round before and after: "
           f"{[round(v) for v in tp['matmul']]})")  # fmt: skip
     fit_ips = med["fit"]

@@ -99,14 +99,17 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def paired_share(work_flops: float, timing: Timing, probe: MatmulProbe, probe_timing: Timing):
-    """Median over the rounds of :func:`side_by_side` of (FLOP rate of ``timing``) / (matmul
-    rate of the probe in the same round): a load that changes between rounds cancels out."""
-    shares = [
-        (work_flops / t) / (probe.gflops(p) * 1e9)
-        for t, p in zip(timing.seconds, probe_timing.seconds, strict=True)
-    ]
-    return statistics.median(shares)
+def paired_share(
+    work_flops: float, timing: Timing, probe: MatmulProbe, probe_timing: Timing, *, cpu: bool
+) -> float:
+    """Median over the rounds of :func:`side_by_side` of the FLOP rate of ``timing`` over the
+    matmul probe's in the same round. ``cpu``: rates per CPU second of this process, which
+    cancels the share of the cores other processes took (a loaded shared machine); else per
+    wall second (the plain figure, right on an idle machine)."""
+    ours = timing.cpu_seconds if cpu else timing.seconds
+    ref = probe_timing.cpu_seconds if cpu else probe_timing.seconds
+    flops = probe.gflops(1.0) * 1e9  # the probe's work
+    return statistics.median((work_flops / t) / (flops / p) for t, p in zip(ours, ref, strict=True))
 
 
 # --------------------------------------------------------------------------- the machine
