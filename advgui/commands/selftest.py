@@ -3,9 +3,10 @@
 Lab machines get advgui as a frozen bundle; this is what the packaging smoke test runs inside
 it (and what a lab admin can run after installing). It goes through the whole pipeline once on
 real data: MNIST (from the bundle when there is one), a tiny model trained for a few batches,
-FGSM, a PNG export that is read back and re-classified. Each step checks an outcome that a
-broken install (missing kernels, data or image codecs) could not produce; exit 0 only if all
-hold, 1 otherwise.
+the CPU-specific speed choices (measured at first use) with their reasons, FGSM, a PNG export
+that is read back and re-classified. Each step checks an outcome that a broken install
+(missing kernels, data or image codecs) could not produce; exit 0 only if all hold, 1
+otherwise.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ def run_selftest(
     try:
         mnist = _step_data(report, data, spec)
         clf = _step_train(report, mnist, arch=arch, batches=batches, batch_size=batch_size)
+        _step_tuning(report)
         result = _step_attack(report, clf, mnist, eps=eps, n=n_attack)
         _step_export(report, clf, result, out)
         report["passed"] = True
@@ -229,6 +231,18 @@ def _step_train(
             f"{MIN_TRAIN_ACCURACY} (chance is 0.1): TensorFlow is broken"
         )
     return result.classifier
+
+
+def _step_tuning(report: dict[str, Any]) -> None:
+    """Show the CPU-specific choices (core/tuning.py) and why: figures from a lab machine are
+    only comparable with another's once both are known."""
+    from advgui.core import tuning
+
+    t0 = time.perf_counter()
+    chosen = tuning.settings()
+    report["tuning"] = {**chosen.to_dict(), "seconds": round(time.perf_counter() - t0, 3)}
+    for line in chosen.lines():
+        _say(f"  tuning: {line}")
 
 
 def _step_attack(report: dict[str, Any], clf: Any, mnist: Any, *, eps: float, n: int) -> Any:

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterator
 from types import ModuleType
 
+from advgui.core import tuning
+
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 _error: BaseException | None = None
@@ -24,7 +26,7 @@ def _configure_env() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     # A session gets a thread pool of its own (sized by its config) instead of sharing the
     # process-wide one: attacks on one image run faster on one thread (attacks/engine.py).
-    os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "1")
+    os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", tuning.pool_override_env())
 
 
 #: Set by :func:`quiet_start` (``advgui <command> --quiet``).
@@ -133,7 +135,8 @@ def lower_thread_priority() -> None:
         return
     try:
         base = os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id or 0)
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), base + BACKGROUND_NICE)
+        nice = tuning.early_settings().background_nice  # BACKGROUND_NICE unless overridden
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), base + nice)
     except (OSError, AttributeError):
         return
 

@@ -12,7 +12,7 @@ that still reaches the requested goal confidence.
 The optimisation runs as a compiled TensorFlow loop over chunks of steps; between chunks Python
 reports progress and checks the cancel token. Chunks are sized to take about 50 ms, so Stop
 answers quickly while the per-call overhead stays negligible. A few images (the Attack tab's
-one) run on one thread (:class:`~advgui.core.attacks.graph.OneThread`), 2.5x faster there.
+one) run on one thread (:class:`~advgui.core.attacks.engine.OneThread`), 2.5x faster there.
 
 Rounding to 8 bits (a saved PNG) can undo an attack. With ``quantize`` (the default) the result
 is snapped to the 1/255 grid and, where snapping lost the adversarial label, a few signed

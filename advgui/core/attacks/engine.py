@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from advgui.core import tuning
 from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
 from advgui.core.tfimport import keras, tf
 
@@ -174,6 +175,9 @@ def _fast_logits(model: Any) -> Callable[[Any], Any]:
 
     plain.rewritten = []  # type: ignore[attr-defined]
     if not tf().executing_eagerly():  # asked while tracing: no eager check possible here
+        return plain
+    if not tuning.settings().conv_rewrite:  # measured slower on this CPU (core/tuning.py)
+        log_once("conv-rewrite-off", "conv input-gradient rewrite off on this CPU (tuning)")
         return plain
     layers = _chain(model)
     if layers is None or not any(_rewritable_conv(layer) for layer in layers):
@@ -449,7 +453,10 @@ def one_thread(clf: Any, key: tuple, fn: Any, batch: int) -> OneThread | None:
     its cache (one per key, rebuilt when the weights change); None where it does not apply
     (a batch too big, a device or CPU where it measured slower, a graph that cannot be
     frozen): the caller then runs ``fn`` itself."""
-    if batch > ONE_THREAD_MAX_BATCH or not one_thread_enabled():
+    # Up to the batch where one thread measured faster on this CPU (core/tuning.py).
+    if batch > min(ONE_THREAD_MAX_BATCH, tuning.settings().one_thread_max_batch):
+        return None
+    if not one_thread_enabled():
         return None
     model = clf.logits_model
     slot = compiled(clf, ("one-thread", *key), dict)  # digest -> runner, latest only
@@ -508,7 +515,8 @@ class GradView:
     fast input gradient of either (one cache entry per view)."""
 
     def __init__(self, clf: Any, precision: str = "float32") -> None:
-        copy = bfloat16_view(clf) if precision == "bfloat16" else None
+        bf16 = precision == "bfloat16" and tuning.settings().bf16_available  # the CPU has it
+        copy = bfloat16_view(clf) if bf16 else None
         self.precision = "bfloat16" if copy is not None else "float32"
         model = copy if copy is not None else clf.logits_model
         self.model = model

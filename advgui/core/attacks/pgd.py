@@ -6,7 +6,8 @@ every step. PGD with restarts is the robustness check the brief asks for: each r
 the first attacks only the inputs that are still classified correctly, and the strongest
 example per input (largest logit margin) is kept (Madry et al. 2018).
 ``precision="bfloat16"`` computes the gradients with a bfloat16 copy of the model (several
-times faster on CPUs with AMX/AVX512-BF16); projection, clipping and the choice of the strongest
+times faster on CPUs with AMX/AVX512-BF16; offered only where core/tuning.py finds bf16 hardware
+that measures faster, float32 elsewhere); projection, clipping and the choice of the strongest
 example stay in float32.
 """
 
