@@ -241,7 +241,7 @@ def test_the_attacks_follow_the_choices(trained_cnn, mnist, fresh_tuning):
         return Classifier(net, {"name": "copy"})
 
     x, y = mnist.x_test[:64], mnist.y_test[:64]
-    kw = {"eps": 0.1, "step": 0.02, "steps": 5, "random_start": False}
+    kw = {"eps": 0.1, "step_size": 0.02, "steps": 5, "random_start": False}
     results = {}
     for rewrite in (False, True):
         with tuning.overridden(conv_rewrite=rewrite):
