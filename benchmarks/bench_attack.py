@@ -12,6 +12,9 @@ references, measured in the same run:
   and ART 1.20's FastGradientMethod (``pip install '.[bench]'``; skipped with a note when ART
   is missing).
 
+Figures measured on this project's CPU, and how to read them on another: README.md, *Speed
+on your CPU*.
+
     .venv/bin/python benchmarks/bench_attack.py [--model M.keras] [--repeats 5]
 """
 

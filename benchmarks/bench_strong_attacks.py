@@ -16,6 +16,9 @@ so that a shared machine's load falls on all of them alike.
 FLOPs are counted analytically from the layers (2 per multiply-add): one PGD step is one
 forward pass plus the backward pass to the input, which costs about as much again.
 
+Figures measured on this project's CPU, and how to read them on another: README.md, *Speed
+on your CPU*.
+
     .venv/bin/python benchmarks/bench_strong_attacks.py [--model M.keras] [--n 1000]
         [--repeats 3] [--skip-art] [--skip-torch] [--quick]
 """

@@ -16,6 +16,9 @@ schedule fitted to the run) whose test accuracy reaches X; for the Keras example
 training time (incl. its validation split) up to the first epoch whose test accuracy reaches X.
 On a shared machine wall times stretch with the load; CPU seconds are printed beside them.
 
+Figures measured on this project's CPU, and how to read them on another: README.md, *Speed
+on your CPU*.
+
     .venv/bin/python benchmarks/bench_training.py [--seeds 0 1 2] [--skip-993]
         [--keras-epochs 15] [--rounds 3] [--part all|accuracy|throughput] [--quick]
 """
