@@ -108,6 +108,9 @@ def main() -> None:
     p.add_argument("--limit", type=float, default=60.0, help="the target's training seconds")
     p.add_argument("--budget", type=float, default=300.0, help="seconds of the budget run")
     p.add_argument("--no-budget", action="store_true", help="skip the budget run")
+    p.add_argument(
+        "--budget-epochs", type=int, help="epochs of the budget run (default: from the sweep)"
+    )
     args = p.parse_args()
 
     fashion = load_dataset("fashion-mnist", args.data, use_npm=False)
@@ -126,7 +129,7 @@ def main() -> None:
     for recipe, per_seed in results.items():
         runs = [r for rs in per_seed.values() for r in rs]
         per_epoch = statistics.median(r["seconds"] / r["epochs"] for r in runs)
-        epochs = max(1, int(args.budget // per_epoch))
+        epochs = args.budget_epochs or max(1, int(args.budget // per_epoch))
         print(f"{recipe}: budget {args.budget:g} s at {per_epoch:.1f} s/epoch -> {epochs} epochs")
         best = run(fashion, recipe, args.seeds[0], epochs)
         print(

@@ -30,7 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "kept in that dataset's model store unless --no-store.",
     )
     p.add_argument("--arch", choices=models.ARCHITECTURES, default="cnn")
-    p.add_argument("--epochs", type=positive_int, help="passes over the training images")
+    from advgui.core.data import DATASETS
+
+    per_dataset = "; ".join(
+        f"{arch} on {spec.name}: {values['epochs']}"
+        for spec in DATASETS.values()
+        for arch, values in spec.train_defaults.items()
+        if "epochs" in values
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="passes over the training images (default: the architecture's, "
+        f"{training.DEFAULTS['cnn']['epochs']}; {per_dataset})",
+    )
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=finite_float, help="peak learning rate")
     p.add_argument("--schedule", choices=training.SCHEDULES, default="onecycle")
@@ -71,10 +84,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    config = training.TrainConfig.for_arch(
-        args.arch, schedule=args.schedule, seed=args.seed, **overrides
-    ).validate()
     spec = dataset_spec(args)
+    per_dataset = dict(spec.train_defaults.get(args.arch, {}))  # shown in --help, never hidden
+    config = training.TrainConfig.for_arch(
+        args.arch, schedule=args.schedule, seed=args.seed, **{**per_dataset, **overrides}
+    ).validate()
     mnist = load_data(args)
     bar = progress_bar(args, unit="batch")
 
