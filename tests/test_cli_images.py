@@ -174,6 +174,14 @@ METHODS = {
     "jsma": [],
     "targeted": ["--steps", "30", "--lam", "0.05", "--target", "3"],
     "noise": ["--steps", "30", "--target", "3"],
+    "apgd-ce": ["--steps", "5"],
+    "apgd-dlr": ["--steps", "5"],
+    "apgd-t": ["--steps", "5"],
+    "fab": ["--steps", "5"],
+    "fab-t": ["--steps", "5"],
+    "square": ["--queries", "100"],
+    "hsj": ["--steps", "2", "--max-evals", "500"],
+    "autoattack": ["--steps", "5", "--queries", "100"],
 }
 
 
