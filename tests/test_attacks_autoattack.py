@@ -111,7 +111,7 @@ def test_versions_come_from_the_registry():
     assert all(m.params["norm"] == "l2" for m in built)
     assert all(m.params.get("steps", 30) == 30 for m in built)
     assert {m.name: m.params["restarts"] for m in built}["fab"] == 5
-    assert {m.name: m.params.get("eps") for m in built}["fab-t"] == 1.0  # min-norm: bounded
+    assert {m.name: m.params.get("bound") for m in built}["fab-t"] == 1.0  # min-norm: bounded
 
 
 def test_chunked_runs_add_up(trained_cnn, mnist):
@@ -154,8 +154,9 @@ def test_progress_and_stop(trained_cnn, mnist, name, params):
      ("apgd-t", {"targets": 10}, "targets"), ("apgd-ce", {"rho": 1.5}, "rho"),
      ("apgd-dlr", {"eot": 0}, "eot"), ("square", {"p_init": 0}, "p_init"),
      ("square", {"queries": 0}, "queries"), ("square", {"norm": "l1"}, "norm"),
-     ("fab-t", {"eta": 0.5}, "eta"), ("fab", {"eps": -1}, "eps"),
-     ("hsj", {"max_evals": 0}, "max_evals"), ("hsj", {"norm": "l0"}, "norm")],
+     ("fab-t", {"eta": 0.5}, "eta"), ("fab", {"bound": -1}, "bound"),
+     ("fab-t", {"bound": 2.0}, "bound"), ("hsj", {"max_evals": 0}, "max_evals"),
+     ("hsj", {"norm": "l0"}, "norm")],
 )  # fmt: skip
 def test_bad_parameters_name_their_field(name, params, field):
     with pytest.raises(ParameterError) as err:
