@@ -7,10 +7,11 @@ Targets (issue 16):
   images/s on the same model and images, and a robust accuracy no higher than ART's;
 - APGD-CE, 100 iterations: at least 3x ART's ``AutoProjectedGradientDescent`` images/s.
 
-ART is far slower, so it can run on the first ``--art-n`` of the images; advgui then runs on
-that subset too, and the speed ratio and the robust accuracies compare the same images. ART gets a
-large batch (faster for it than its default of 32); ART's APGD gets the paper's first step
-2 eps and one random start, as ours.
+ART's AutoAttack is far slower, so it can run on the first ``--art-n`` of the images; advgui
+then runs on that subset too, and the speed ratio and the robust accuracies compare the same
+images. ART's AutoAttack gets a batch of all its images (faster for it than its default of
+32). APGD runs on all images on both sides, ART at several batch sizes (its best counts),
+with the paper's first step 2 eps and one random start, as ours.
 
 The model: ``--model`` (a PGD-AT CNN, e.g. from ``advgui defend --defense pgd-at``), else one
 trained here with the app's defaults (``advgui.core.defenses``, about 10-15 min on this CPU),
@@ -42,6 +43,8 @@ from advgui.core.data import load_mnist
 from advgui.core.progress import Progress
 
 EPS = 0.3
+#: ART's default batch (32) and larger ones.
+ART_BATCHES = (32, 256, 1000)
 
 
 def machine() -> str:
@@ -100,21 +103,24 @@ def apgd(clf, x, y, art_n: int, skip_art: bool) -> None:
     from art.attacks.evasion import AutoProjectedGradientDescent
 
     xs, ys = x[:art_n], y[:art_n]
-    ref = AutoProjectedGradientDescent(
-        art_classifier(clf), norm=np.inf, eps=EPS, eps_step=2 * EPS, max_iter=100,
-        nb_random_init=1, batch_size=len(xs), loss_type="cross_entropy", verbose=False,
-    )  # fmt: skip
-    ref.generate(x[:8], y=y[:8])
-    t0 = time.perf_counter()
-    adv = ref.generate(xs, y=ys)
-    seconds = time.perf_counter() - t0
-    art_ips = len(xs) / seconds
-    print(f"ART 1.20 APGD-CE-100: {art_ips:.1f} images/s ({seconds:.1f} s on {len(xs)}), "
-          f"robust accuracy {clf.accuracy(adv, ys):.4f}"
-          + (f" (advgui on these {len(xs)}: {np.mean(res.pred_after[:art_n] == ys):.4f})"
-             if art_n < len(x) else ""))  # fmt: skip
-    print(f"APGD-CE speed ratio advgui/ART: {ours['images_per_second'] / art_ips:.1f}x "
-          "(target >= 3x)")  # fmt: skip
+    best = 0.0
+    for batch in ART_BATCHES:  # ART at its default batch and larger ones: its best counts
+        ref = AutoProjectedGradientDescent(
+            art_classifier(clf), norm=np.inf, eps=EPS, eps_step=2 * EPS, max_iter=100,
+            nb_random_init=1, batch_size=min(batch, len(xs)), loss_type="cross_entropy",
+            verbose=False,
+        )  # fmt: skip
+        ref.generate(x[:8], y=y[:8])
+        np.random.seed(0)
+        t0 = time.perf_counter()
+        adv = ref.generate(xs, y=ys)
+        seconds = time.perf_counter() - t0
+        art_ips = len(xs) / seconds
+        best = max(best, art_ips)
+        print(f"ART 1.20 APGD-CE-100, batch {min(batch, len(xs))}: {art_ips:.1f} images/s "
+              f"({seconds:.1f} s), robust accuracy {clf.accuracy(adv, ys):.4f}")  # fmt: skip
+    print(f"APGD-CE speed ratio advgui/ART, best against best: "
+          f"{ours['images_per_second'] / best:.1f}x (target >= 3x)")  # fmt: skip
 
 
 def run_autoattack(clf, x, y) -> tuple[float, object]:
@@ -181,7 +187,7 @@ def main() -> None:
     print(f"model {clf.name}: clean accuracy {clf.accuracy(x, y):.4f} on the first {len(x)} "
           f"test images; L-inf eps {EPS}")  # fmt: skip
     if args.part in ("all", "apgd"):
-        apgd(clf, x, y, art_n, args.skip_art)
+        apgd(clf, x, y, len(x), args.skip_art)  # ART's APGD is fast enough for all of them
     if args.part in ("all", "autoattack"):
         autoattack(clf, x, y, art_n, args.skip_art)
 

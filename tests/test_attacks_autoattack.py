@@ -199,6 +199,18 @@ def test_new_attacks_appear_in_the_cli_and_the_evaluation(trained_cnn, mnist, mn
     assert "autoattack at eps 0.1 (naive): broken by apgd-ce" in table
     rows = list(csv_out.read_text().splitlines())
     assert rows[0].endswith("cascade,flags") and "naive: apgd-ce" in "".join(rows)
+    # advgui attack in batch mode keeps the cascade and prints it.
+    summary_out = tmp_path / "a.json"
+    args = ["--data", str(mnist_path), "attack", "--model", str(model), "--method",
+            "autoattack", "--n", "20", "--eps", "0.1", "--queries", "50", "--steps", "5",
+            "--batch-size", "10"]  # fmt: skip
+    assert main([*args, "--json", str(summary_out)]) == 0
+    summary = json.loads(summary_out.read_text())
+    assert summary["cascade"][0]["attack"] == "apgd-ce"
+    assert sum(c["broken"] for c in summary["cascade"]) == round(
+        20 * (summary["clean_accuracy"] - summary["robust_accuracy"])
+    )
+    assert "broken by apgd-ce" in capsys.readouterr().out
     # User errors: one line, exit 2.
     assert main([*argv[:-4], "--param", "nosuch=1"]) == 2
     assert "no chosen attack takes nosuch" in capsys.readouterr().err
