@@ -150,7 +150,7 @@ def test_fab_finds_small_examples_and_fab_t_stops_within_eps(trained_cnn, clean)
     median = float(np.median(fab.linf[fab.success]))
     apgd = make_attack("apgd-ce", eps=median, steps=50)(trained_cnn, x, labels=y)
     assert 0.25 <= apgd.success.mean() <= 0.9
-    tight = make_attack("fab-t", steps=60, targets=2, eps=0.08)(trained_cnn, x, labels=y)
+    tight = make_attack("fab-t", steps=60, targets=2, bound=0.08)(trained_cnn, x, labels=y)
     within = tight.success & (tight.linf <= 0.08 + 1e-5)
     free = make_attack("fab-t", steps=60, targets=2)(trained_cnn, x, labels=y)
     assert within.sum() >= (free.success & (free.linf <= 0.08 + 1e-5)).sum() - 2

@@ -111,7 +111,7 @@ def test_versions_come_from_the_registry():
     assert all(m.params["norm"] == "l2" for m in built)
     assert all(m.params.get("steps", 30) == 30 for m in built)
     assert {m.name: m.params["restarts"] for m in built}["fab"] == 5
-    assert {m.name: m.params.get("eps") for m in built}["fab-t"] == 1.0  # min-norm: bounded
+    assert {m.name: m.params.get("bound") for m in built}["fab-t"] == 1.0  # min-norm: bounded
 
 
 def test_chunked_runs_add_up(trained_cnn, mnist):
@@ -154,8 +154,9 @@ def test_progress_and_stop(trained_cnn, mnist, name, params):
      ("apgd-t", {"targets": 10}, "targets"), ("apgd-ce", {"rho": 1.5}, "rho"),
      ("apgd-dlr", {"eot": 0}, "eot"), ("square", {"p_init": 0}, "p_init"),
      ("square", {"queries": 0}, "queries"), ("square", {"norm": "l1"}, "norm"),
-     ("fab-t", {"eta": 0.5}, "eta"), ("fab", {"eps": -1}, "eps"),
-     ("hsj", {"max_evals": 0}, "max_evals"), ("hsj", {"norm": "l0"}, "norm")],
+     ("fab-t", {"eta": 0.5}, "eta"), ("fab", {"bound": -1}, "bound"),
+     ("fab-t", {"bound": 2.0}, "bound"), ("hsj", {"max_evals": 0}, "max_evals"),
+     ("hsj", {"norm": "l0"}, "norm")],
 )  # fmt: skip
 def test_bad_parameters_name_their_field(name, params, field):
     with pytest.raises(ParameterError) as err:
@@ -198,6 +199,18 @@ def test_new_attacks_appear_in_the_cli_and_the_evaluation(trained_cnn, mnist, mn
     assert "autoattack at eps 0.1 (naive): broken by apgd-ce" in table
     rows = list(csv_out.read_text().splitlines())
     assert rows[0].endswith("cascade,flags") and "naive: apgd-ce" in "".join(rows)
+    # advgui attack in batch mode keeps the cascade and prints it.
+    summary_out = tmp_path / "a.json"
+    args = ["--data", str(mnist_path), "attack", "--model", str(model), "--method",
+            "autoattack", "--n", "20", "--eps", "0.1", "--queries", "50", "--steps", "5",
+            "--batch-size", "10"]  # fmt: skip
+    assert main([*args, "--json", str(summary_out)]) == 0
+    summary = json.loads(summary_out.read_text())
+    assert summary["cascade"][0]["attack"] == "apgd-ce"
+    assert sum(c["broken"] for c in summary["cascade"]) == round(
+        20 * (summary["clean_accuracy"] - summary["robust_accuracy"])
+    )
+    assert "broken by apgd-ce" in capsys.readouterr().out
     # User errors: one line, exit 2.
     assert main([*argv[:-4], "--param", "nosuch=1"]) == 2
     assert "no chosen attack takes nosuch" in capsys.readouterr().err

@@ -497,5 +497,13 @@ def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
         f"median L2 {summary['median_l2']:.3f}, median Linf {summary['median_linf']:.3f}, "
         f"{summary['images_per_second']:.1f} images/s"
     )
+    found = res.details.digest() or {}  # a cascade and its warnings (AutoAttack), queries
+    summary.update(found)
+    if found.get("cascade"):
+        from advgui.core.attacks.flags import cascade_text
+
+        text += f"\nbroken by {cascade_text(found['cascade'])}"
+    for flag in found.get("flags", []):
+        text += f"\nwarning: {flag['message']}"
     finish(args, summary, text)
     return 0

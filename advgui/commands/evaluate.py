@@ -161,8 +161,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def table_lines(result: dict[str, Any]) -> list[str]:
+    from advgui.core.attacks.flags import cascade_text
     from advgui.core.evaluation import _details as evaluation_details
-    from advgui.core.evaluation import cascade_text
 
     eps = result["eps"]
     head = f"{'model / transform':34} {'attack':9}" + "".join(f"{e:>9g}" for e in eps)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from advgui import __version__
+from advgui.core.attacks.flags import cascade_text
 from advgui.core.defenses.detector import SqueezeDetector
 from advgui.core.defenses.transforms import parse_transform, transform_label, wrap
 from advgui.core.errors import ParameterError
@@ -441,17 +442,8 @@ def _detector(
 
 
 def digest(details: Any) -> dict[str, Any] | None:
-    """What an evaluation keeps of an attack's details: the records (a cascade, warning
-    flags) as they are and the median of the queries; None if the attack reports none."""
-    out: dict[str, Any] = {}
-    for name in ("cascade", "flags"):
-        value = getattr(details, name, None)
-        if value:
-            out[name] = value
-    queries = getattr(details, "queries", None)
-    if queries is not None and len(queries):
-        out["queries_median"] = float(np.median(queries))
-    return out or None
+    """What an evaluation keeps of an attack's details (:meth:`Details.digest`)."""
+    return details.digest() if hasattr(details, "digest") else None
 
 
 def _details(res: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
@@ -491,11 +483,6 @@ def flag_notes(entry: dict[str, Any], attack: str) -> list[str]:
         where = ", ".join(f"{e:g}" for e, _ in hits)
         notes.append(f"{entry['label']}, {attack} ({view}) at eps {where}: {hits[-1][1]}")
     return notes
-
-
-def cascade_text(cascade: list[dict[str, Any]]) -> str:
-    """``apgd-ce 52, apgd-t 3, fab-t 0, square 4``: images each attack of a cascade broke."""
-    return ", ".join(f"{c.get('attack')} {c.get('broken')}" for c in cascade)
 
 
 # --------------------------------------------------------------------------- explanations

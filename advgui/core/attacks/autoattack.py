@@ -92,8 +92,8 @@ class AutoAttack(Attack):
             given = {"norm": params["norm"], "seed": params["seed"], **extra}
             if ATTACKS[name].param("steps") is not None:
                 given["steps"] = params["steps"]
-            if ATTACKS[name].kind != FIXED_BUDGET:
-                given["eps"] = params["eps"]  # minimum-norm: done once within eps
+            if ATTACKS[name].param("bound") is not None:
+                given["bound"] = params["eps"]  # minimum-norm: done once within eps
             out.append(make_attack(name, **given))
         return out
 

@@ -85,6 +85,18 @@ class Details:
             setattr(out, f.name, value)
         return out
 
+    def digest(self) -> dict[str, Any] | None:
+        """What a summary keeps: the records (a cascade, warning flags) as they are and the
+        median of the queries; None if there are none."""
+        out: dict[str, Any] = {}
+        if self.cascade:
+            out["cascade"] = self.cascade
+        if self.flags:
+            out["flags"] = self.flags
+        if self.queries is not None and len(self.queries):
+            out["queries_median"] = float(np.median(self.queries))
+        return out or None
+
     @classmethod
     def merge(cls, parts: list[Details]) -> Details:
         """The details of consecutive chunks of one run (:func:`~.batch.run_batch`): arrays

@@ -10,10 +10,10 @@ by a factor beta: FAB walks along the boundary towards the original image.
 (one gradient per step), for each of the most likely other classes in turn; ``fab`` takes the
 closest of all nine linearised boundaries (the full Jacobian, ten gradients per step).
 
-With ``eps`` given (AutoAttack), an image whose best example is within eps is done and leaves
-the batch; without it, every image runs all steps and the smallest example is returned. Later
-targets and restarts run only on images with nothing within eps (without eps: the reference's
-0.3 in L-inf, 1.0 in L2).
+With a ``bound`` (AutoAttack gives its eps), an image whose best example is within it is done
+and leaves the batch; without one, every image runs all steps and the smallest example is
+returned. Later targets and restarts run only on images with nothing within the bound (without
+one: the reference's 0.3 in L-inf, 1.0 in L2, also the radius of the random restarts).
 """
 
 from __future__ import annotations
@@ -27,24 +27,26 @@ from advgui.core.attacks.apgd import random_start
 from advgui.core.attacks.base import Attack, Details, Outcome, Task, register
 from advgui.core.attacks.engine import compiled, fast_logits, image_spec, kernel, run_steps
 from advgui.core.attacks.spec import MINIMUM_NORM
+from advgui.core.errors import ParameterError
 from advgui.core.tfimport import tf
 
-#: Radius of the random restarts when no eps is given (the reference's defaults).
+#: Bound and radius of the random restarts when no bound is given (the reference's defaults).
 DEFAULT_EPS = {"linf": 0.3, "l2": 1.0}
 _FAR = 1e12
 
 
 def box_projection(
-    t: Any, x: Any, w: Any, b: Any, norm: str, rounds: int = 12, newton: int = 4
+    t: Any, x: Any, w: Any, b: Any, norm: str, rounds: int | None = None, newton: int = 3
 ) -> Any:
     """The smallest change d (L-inf or L2) with w.(x + d) = b and x + d in [0, 1], per row.
 
     Where the hyperplane cannot be reached inside the box, the change that gets closest.
     Every coordinate moves towards the hyperplane by min(mu, room) (L-inf) or
     min(mu |w_i|, room) (L2), room being its distance to the box's wall, so w.d grows with mu
-    piecewise linearly and concavely. ``rounds`` bisections bracket the mu that reaches the
-    hyperplane (no sort: TensorFlow sorts through top_k, slow on a CPU); Newton steps from
-    below then cannot overshoot on a concave function and end exactly on the right segment.
+    piecewise linearly and concavely. A few bisections bracket the mu that reaches the
+    hyperplane (no sort: TensorFlow sorts through top_k, slow on a CPU), on [0, 1] for L-inf
+    and over 17 decades on a log scale for L2 (where mu = room / |w| spans them); Newton
+    steps from below then cannot overshoot on a concave function and end on the exact segment.
     """
     c = b - t.reduce_sum(w * x, axis=1)
     s = t.sign(c)
@@ -60,17 +62,27 @@ def box_projection(
         slope, brk = aw * aw, room / t.where(live, aw, 1.0)
     brk = t.where(live, brk, 0.0)
 
-    def reach(mu: Any) -> Any:
-        return t.reduce_sum(t.where(brk <= mu, full, mu * slope), axis=1, keepdims=True)
+    def reach(mu: Any) -> Any:  # = sum of where(brk <= mu, full, mu * slope)
+        return t.reduce_sum(t.minimum(full, mu * slope), axis=1, keepdims=True)
 
-    hi = t.reduce_max(brk, axis=1, keepdims=True)
-    feasible = reach(hi) >= c
-    lo = t.zeros_like(hi)
-    for _ in range(rounds):
-        mid = (lo + hi) / 2.0
-        short = reach(mid) < c
-        lo = t.where(short, mid, lo)
-        hi = t.where(short, hi, mid)
+    top = t.reduce_max(brk, axis=1, keepdims=True)
+    feasible = reach(top) >= c
+    if norm == "linf":
+        lo, hi = t.zeros_like(top), top
+        for _ in range(6 if rounds is None else rounds):
+            mid = (lo + hi) / 2.0
+            short = reach(mid) < c
+            lo, hi = t.where(short, mid, lo), t.where(short, hi, mid)
+    else:
+        span = 40.0  # nats below the largest breakpoint
+        log_top = t.math.log(t.maximum(top, 1e-30))
+        lo_t, hi_t = log_top - span, log_top
+        for _ in range(12 if rounds is None else rounds):
+            mid = (lo_t + hi_t) / 2.0
+            short = reach(t.exp(mid)) < c
+            lo_t, hi_t = t.where(short, mid, lo_t), t.where(short, hi_t, mid)
+        lo = t.where(reach(t.exp(log_top - span)) < c, t.exp(lo_t), 0.0)
+        hi = top
     mu = lo
     for _ in range(newton):
         free = t.reduce_sum(t.where(brk <= mu, 0.0, slope), axis=1, keepdims=True)
@@ -92,15 +104,13 @@ class _FAB(Attack):
     over_targets: ClassVar[bool] = False
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
-        if params["eps"] is not None:
-            hi = 1.0 if params["norm"] == "linf" else 28.0
-            params["eps"] = sp.eps(hi=hi).check(params["eps"])
+        if params["bound"] is not None and params["norm"] == "linf" and params["bound"] > 1.0:
+            raise ParameterError("bound must be between 0 and 1 in L-inf", field="bound")
         return params
 
     def _build(self, clf: Any, norm: str, targeted_grad: bool, to_goal: bool, p: dict) -> Any:
         t = tf()
         logits = fast_logits(clf)
-        model = clf.logits_model
         alpha_max, eta, beta = float(p["alpha_max"]), float(p["eta"]), float(p["beta"])
         ints = t.TensorSpec([None], t.int64)
         vec = t.TensorSpec([None], t.float32)
@@ -108,13 +118,13 @@ class _FAB(Attack):
 
         @kernel
         def toward_target(x1: Any, y: Any, target: Any) -> Any:
-            """The target's lead over the label and its gradient (one backward pass)."""
+            """The logits, the target's lead over the label, its gradient (one backward pass)."""
             with t.GradientTape() as tape:
                 tape.watch(x1)
                 z = t.cast(logits(x1), t.float32)
                 f = t.gather(z, target, axis=1, batch_dims=1) - t.gather(z, y, axis=1, batch_dims=1)
                 total = t.reduce_sum(f)
-            return f, tape.gradient(total, x1)
+            return z, f, tape.gradient(total, x1)
 
         @kernel
         def nearest(x1: Any, y: Any, target: Any) -> Any:
@@ -135,20 +145,24 @@ class _FAB(Attack):
             dist = t.abs(f) / (dual + 1e-12) + onehot * 1e10
             pick = t.argmin(dist, axis=1)
             g_pick = t.reshape(t.gather(g, pick, axis=1, batch_dims=1), [-1, 28, 28, 1])
-            return t.gather(f, pick, axis=1, batch_dims=1), g_pick
+            return z, t.gather(f, pick, axis=1, batch_dims=1), g_pick
 
         linearise = toward_target if targeted_grad else nearest
 
+        @t.function(input_signature=[image_spec(), ints, ints])
+        def init_fn(x1: Any, y: Any, target: Any) -> Any:
+            _, f, g = linearise(x1, y, target)
+            return f, g
+
         @t.function(
-            input_signature=[image_spec(), image_spec(), vec, flags, image_spec(), ints, ints,
-                             vec, t.TensorSpec([], t.int32)],
+            input_signature=[image_spec(), image_spec(), vec, flags, vec, image_spec(),
+                             image_spec(), ints, ints, vec, t.TensorSpec([], t.int32)],
             reduce_retracing=True,
         )  # fmt: skip
-        def steps_fn(x1, best, res, found, x0, y, target, bound, k):  # type: ignore[no-untyped-def]
+        def steps_fn(x1, best, res, found, f, g, x0, y, target, bound, k):  # type: ignore[no-untyped-def]
             n = t.shape(x0)[0]
             x0f = t.reshape(x0, [n, 784])
             for _ in t.range(k):
-                f, g = linearise(x1, y, target)
                 w = t.reshape(g, [n, 784])
                 xf = t.reshape(x1, [n, 784])
                 b = t.reduce_sum(w * xf, axis=1) - f
@@ -161,7 +175,10 @@ class _FAB(Attack):
                 xf = t.clip_by_value((xf + eta * d1) * (1.0 - alpha) + (x0f + eta * d2) * alpha,
                                      0.0, 1.0)  # fmt: skip
                 x1 = t.reshape(xf, [n, 28, 28, 1])
-                pred = t.argmax(model(x1, training=False), axis=1)
+                # One pass gives the new point's label and the next step's linearisation;
+                # only where it is adversarial (and steps back) is the latter taken again.
+                z, f, g = linearise(x1, y, target)
+                pred = t.argmax(z, axis=1)
                 adv = t.equal(pred, target) if to_goal else t.not_equal(pred, y)
                 size = _norm(t, xf - x0f, norm)
                 better = adv & (size < res)
@@ -169,20 +186,32 @@ class _FAB(Attack):
                 res = t.where(better, size, res)
                 found = found | (better & (size <= bound))
                 x1 = t.where(adv[:, None, None, None], x0 + (x1 - x0) * beta, x1)
-            return x1, best, res, found
+                back = t.where(adv)[:, 0]
 
-        return steps_fn
+                def again(x1: Any = x1, f: Any = f, g: Any = g, back: Any = back) -> Any:
+                    _, f_b, g_b = linearise(t.gather(x1, back), t.gather(y, back),
+                                            t.gather(target, back))  # fmt: skip
+                    return (t.tensor_scatter_nd_update(f, back[:, None], f_b),
+                            t.tensor_scatter_nd_update(g, back[:, None], g_b))  # fmt: skip
 
-    def _one_run(self, steps_fn: Any, x: np.ndarray, y: np.ndarray, target: np.ndarray,
+                # (never on an empty batch: oneDNN's fused convolutions refuse one)
+                f, g = t.cond(t.size(back) > 0, again, lambda f=f, g=g: (f, g))
+            return x1, best, res, found, f, g
+
+        return init_fn, steps_fn
+
+    def _one_run(self, fns: Any, x: np.ndarray, y: np.ndarray, target: np.ndarray,
                  start: np.ndarray, bound: float, params: dict[str, Any], task: Task,
                  message: str, offset: int, grand: int) -> tuple[np.ndarray, ...]:  # fmt: skip
         """One run from ``start``: (best adversarial images or x, their norms: inf if none)."""
         t = tf()
+        init_fn, steps_fn = fns
         n = len(x)
         out_x, out_res = x.copy(), np.full(n, np.inf, np.float32)
+        f0, g0 = init_fn(t.constant(start), t.constant(y), t.constant(target))
         run = {
             "state": (t.constant(start), t.constant(x), t.fill([n], np.float32(np.inf)),
-                      t.zeros([n], t.bool)),
+                      t.zeros([n], t.bool), f0, g0),
             "consts": (t.constant(x), t.constant(y), t.constant(target),
                        t.fill([n], np.float32(bound))),
             "pos": np.arange(n),
@@ -221,15 +250,13 @@ class _FAB(Attack):
         targeted_grad = self.over_targets or to_goal
         key = ("fab", norm, targeted_grad, to_goal, params["alpha_max"], params["eta"],
                params["beta"])  # fmt: skip
-        steps_fn = compiled(
-            clf, key, lambda: self._build(clf, norm, targeted_grad, to_goal, params)
-        )
-        eps = params["eps"]
-        # Within a run an image leaves once within eps (given: AutoAttack needs no smaller
-        # example); without eps every image is refined to the end. Across targets and
-        # restarts, images already within eps (or the reference's default) are skipped.
-        radius = DEFAULT_EPS[norm] if eps is None else float(eps)
-        leave = -1.0 if eps is None else float(eps)
+        fns = compiled(clf, key, lambda: self._build(clf, norm, targeted_grad, to_goal, params))
+        bound = params["bound"]
+        # Within a run an image leaves once within the bound (AutoAttack needs no smaller
+        # example); without one every image is refined to the end. Across targets and
+        # restarts, images already within the bound (or the reference's default) are skipped.
+        radius = DEFAULT_EPS[norm] if bound is None else float(bound)
+        leave = -1.0 if bound is None else float(bound)
         labels = task.labels.astype(np.int64)
         z = clf.logits(x)
         pred = z.argmax(axis=1)
@@ -257,7 +284,7 @@ class _FAB(Attack):
                 start = x[todo] if r == 0 else random_start(x[todo], rng, radius, norm, 0.5)
                 what = f"target {p + 1} of {len(plans)}, " if len(plans) > 1 else ""
                 x_run, res_run = self._one_run(
-                    steps_fn, x[todo], labels[todo], plan[todo].astype(np.int64), start, leave,
+                    fns, x[todo], labels[todo], plan[todo].astype(np.int64), start, leave,
                     params, task, f"{self.name}: {what}restart {r + 1} of {restarts}", done, grand,
                 )  # fmt: skip
                 done += steps
@@ -265,9 +292,9 @@ class _FAB(Attack):
                 better = res_run < res[todo]
                 best[todo[better]] = x_run[better]
                 res[todo[better]] = res_run[better]
-        # Each step: one linearisation (a gradient) and one forward pass.
+        # Each step: one linearisation (a gradient, which also gives the label).
         return Outcome(
-            best, steps=runs * steps, details=Details(min_norm=res, queries=runs * steps * 2)
+            best, steps=runs * steps, details=Details(min_norm=res, queries=runs * (steps + 1))
         )
 
 
@@ -278,9 +305,9 @@ def _spec(targets: bool) -> tuple[sp.Param, ...]:
         sp.restarts(1),
     )
     tail = (
-        sp.Param("eps", None, lo=0.0, hi=28.0, optional=True, label="Epsilon", advanced=True,
-                 help="none: the smallest example; else done once within eps (and the radius "
-                 "of the restarts)"),
+        sp.Param("bound", None, lo=0.0, hi=28.0, optional=True, label="Bound", advanced=True,
+                 help="none: the smallest example; else an image is done once within this "
+                 "norm (also the radius of the restarts)"),
         sp.Param("alpha_max", 0.1, lo=0.0, hi=1.0, label="alpha max", advanced=True,
                  help="largest weight of the projection of the original image"),
         sp.Param("eta", 1.05, lo=1.0, hi=10.0, label="Overshoot eta", advanced=True,

@@ -61,6 +61,11 @@ def describe(flag: dict[str, Any]) -> str:
     return str(flag.get("message", name))
 
 
+def cascade_text(cascade: list[dict[str, Any]]) -> str:
+    """``apgd-ce 52, apgd-t 3, fab-t 0, square 4``: images each attack of a cascade broke."""
+    return ", ".join(f"{c.get('attack')} {c.get('broken')}" for c in cascade if isinstance(c, dict))
+
+
 def make(name: str, **numbers: Any) -> dict[str, Any]:
     flag = {"name": name, **numbers}
     flag["message"] = describe(flag)
