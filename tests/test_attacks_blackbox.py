@@ -4,8 +4,9 @@ Budgets, chosen to keep the file short on a shared 2-core CPU while the comparis
 test: Square L-inf at eps 0.1 on 150 images with 400 queries (about 80% survive, the share
 still moving with every query; ART's schedule stretched to the budget, ``rescale=True``, as
 ART does), our robust accuracy averaged over 3 seeds against one ART run: a single run of
-either moves by about 1 point from seed to seed at this size. HopSkipJump on 10 images with
-15 iterations (its median L2 still falls with each iteration, so a weaker search shows).
+either moves by about 1 point from seed to seed at this size. HopSkipJump on 20 images at the
+issue's budget (50 iterations, 10,000 probes at most, 100 at first): on 10 images one image's
+luck moves the median by 10-20%, which read as a gap that was not there.
 
 Square's L2 variant is checked on its own (it stays on the sphere and gets stronger with
 queries), not against ART: ART 1.20's L2 update divides the new square by its target norm
@@ -81,7 +82,7 @@ def test_square_l2_stays_on_the_sphere_and_gains_with_queries(trained_cnn, mnist
 def test_hopskipjump_median_l2_matches_art(trained_cnn, est, mnist):
     from art.attacks.evasion import HopSkipJump
 
-    x, y = mnist.x_test[:10], mnist.y_test[:10]
+    x, y = mnist.x_test[:20], mnist.y_test[:20]
     ours = make_attack("hsj", norm="l2", steps=50)(trained_cnn, x, labels=y)
     np.random.seed(0)
     ref = HopSkipJump(
@@ -91,10 +92,9 @@ def test_hopskipjump_median_l2_matches_art(trained_cnn, est, mnist):
     theirs = np.sqrt(((ref - x).astype(np.float64) ** 2).reshape(len(x), -1).sum(axis=1))
     assert ours.success.mean() >= ok.mean() - 0.1
     a, b = float(np.median(ours.l2[ours.success])), float(np.median(theirs[ok]))
-    # The issue asks for 20%. Measured on 10 images: 2.83 vs 2.29 (15 iterations, alone),
-    # 2.34 vs 1.88 (50 iterations, in the full suite): ours is 20-25% above ART's, so the
-    # target is not met yet (left open on issue 16); this bound keeps the gap from growing.
-    assert abs(a - b) <= 0.3 * b, (a, b)
+    # Issue 16: within 20% of ART's. Measured on these 20 images, seeds 0/1/2 on both sides:
+    # ours 2.27/2.07/2.19, ART's 2.21/2.22/2.19 (on the first 10 alone: 2.34 vs 2.07).
+    assert abs(a - b) <= 0.2 * b, (a, b)
     assert np.allclose(ours.details.min_norm[ours.success], ours.l2[ours.success], atol=1e-4)
     # Decision-based: the queries are label queries, and there are many.
     assert ours.details.queries[ours.pred_before == y].min() > 50 * 100
