@@ -111,3 +111,27 @@ def test_hopskipjump_linf_improves_with_iterations(trained_cnn, mnist):
 def test_black_box_attacks_declare_what_they_see():
     assert ATTACKS["square"].access == SCORE_BASED and ATTACKS["hsj"].access == DECISION_BASED
     assert ATTACKS["apgd-ce"].access == "white-box" and ATTACKS["fab-t"].access == "white-box"
+
+
+@pytest.mark.parametrize("name", ["square", "hsj"])
+def test_black_box_trace_follows_queries_live_and_in_the_result(trained_cnn, mnist, name):
+    """The Attack tab's live view of a black-box attack: the first image's margin (Square) or
+    distance (HopSkipJump) against the queries used, sent while it runs and kept after."""
+    x, y = mnist.x_test[:2], mnist.y_test[:2]
+    params = {"eps": 0.3, "queries": 300} if name == "square" else {"steps": 6}
+    updates = []
+    res = make_attack(name, **params)(trained_cnn, x, labels=y, progress=updates.append)
+    trace = np.asarray(res.details.trace)
+    assert trace.ndim == 2 and trace.shape[1] == 2 and len(trace) >= 3
+    assert (np.diff(trace[:, 0]) > 0).all()  # queries only grow
+    assert trace[-1, 0] <= res.details.queries[0]
+    live = [u.partial.trace for u in updates if u.partial is not None and u.partial.trace]
+    assert live and len(live[-1]) <= len(trace) and live[-1] == res.details.trace[: len(live[-1])]
+    if name == "square":  # the best margin so far only falls, and it is the one kept
+        assert (np.diff(trace[:, 1]) <= 1e-6).all()
+        assert trace[-1, 1] == pytest.approx(-res.details.margin[0], abs=1e-4)
+    else:  # the distance of the boundary point falls over the run, to the one kept
+        assert trace[-1, 1] < trace[0, 1]
+        assert res.success[0] and trace[-1, 1] == pytest.approx(res.l2[0], rel=1e-3)
+    title, x_label, _ = ATTACKS[name].trace_axis(res.params, False)
+    assert "queries" in x_label and ("margin" if name == "square" else "distance") in title
