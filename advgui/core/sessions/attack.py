@@ -1,10 +1,6 @@
-"""What a tab holds and decides, without Qt: its chosen model and images, the run it started,
-the result it shows and its history. A tab wires widgets to a session and shows it; tests
-drive a session directly, with real data and no window.
-
-:class:`AttackSession` is the Attack tab's: it prepares a run (validating everything first,
-so a refusal names its field before any thread starts), hands out the work a background job
-runs, takes the outcome back, and reopens stored runs.
+"""The Attack tab's session: it prepares a run (validating everything first, so a refusal
+names its field before any thread starts), hands out the work a background job runs, takes
+the outcome back, and reopens stored runs.
 """
 
 from __future__ import annotations
