@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
 import tarfile
 import threading
@@ -342,3 +343,93 @@ def trained_cnn(mnist):
 def plain_s2(mnist):
     """A small strided CNN trained normally (about 97%): quick to attack."""
     return cached_model("plain-s2", mnist, lambda: fit_plain(mnist, "cnn-s2", 0, 20000))
+
+
+@pytest.fixture(scope="session")
+def est(trained_cnn):
+    """ART 1.20's estimator around ``trained_cnn``'s logits: the reference the attacks are
+    cross-checked against (skipped without ART)."""
+    pytest.importorskip("art")
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    from advgui.core.tfimport import keras
+
+    return TensorFlowV2Classifier(
+        trained_cnn.logits_model,
+        nb_classes=10,
+        input_shape=(28, 28, 1),
+        loss_object=keras().losses.SparseCategoricalCrossentropy(from_logits=True),
+        clip_values=(0.0, 1.0),
+    )
+
+
+# ---------------------------------------------------------------------------- GUI fixtures
+# Qt is imported inside them: the core's tests run without it.
+
+
+@pytest.fixture
+def state(mnist):
+    from advgui.qt.state import AppState
+
+    s = AppState()
+    s.set_dataset(mnist)
+    return s
+
+
+@pytest.fixture
+def training_tab(qtbot, state):
+    from advgui.qt.training_tab import TrainingTab
+
+    tab = TrainingTab(state)
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    yield tab
+    tab.shutdown()
+
+
+@pytest.fixture
+def attack_tab(qtbot, state, trained_cnn):
+    from advgui.qt.attack_tab import AttackTab
+
+    state.add_model(trained_cnn)
+    tab = AttackTab(state)
+    qtbot.addWidget(tab)
+    tab.resize(1200, 760)
+    tab.show()
+    yield tab
+    tab.shutdown()
+    for job in (tab.job, tab.export_job):
+        if job is not None:
+            job.wait(30000)
+
+
+@pytest.fixture
+def defense_tab(qtbot, state, trained_cnn):
+    from advgui.qt.defense_tab import DefenseTab
+
+    state.add_model(trained_cnn)
+    tab = DefenseTab(state)
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    yield tab
+    tab.shutdown()
+    for job in (tab.job, tab.train_panel.job):
+        if job is not None:
+            job.wait(30000)
+
+
+@pytest.fixture
+def log_file(isolated_home):
+    """The app's log file, set up as the app does (its handlers removed afterwards)."""
+    from advgui.core import paths
+    from advgui.qt.app import setup_logging
+
+    setup_logging()
+    path = paths.log_dir() / "advgui.log"
+    yield path
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, "_advgui_log", False)]:
+        root.removeHandler(h)
+        h.close()

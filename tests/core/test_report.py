@@ -26,7 +26,7 @@ import pytest
 from advgui.core import report
 from advgui.core.errors import ParameterError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert(1)</script>"
 
 
@@ -402,7 +402,7 @@ def test_gui_export_report_writes_html_and_pdf(qtbot, lab, monkeypatch, tmp_path
 
 
 def test_attack_tab_records_the_png_prediction_the_report_shows(qtbot, lab, mnist, tmp_path):
-    from reliability_qt import _wait
+    from qt_helpers import _wait
 
     from advgui.core import export, history
     from advgui.qt.attack_tab import AttackTab

@@ -1,65 +1,11 @@
-"""Fixtures and helpers shared by the GUI tests; a test module imports the fixtures it uses."""
+"""Helpers shared by the GUI tests (their fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 MARK = "#b00020"  # the colour of a marked field
-
-
-@pytest.fixture
-def state(mnist):
-    from advgui.qt.state import AppState
-
-    s = AppState()
-    s.set_dataset(mnist)
-    return s
-
-
-@pytest.fixture
-def training_tab(qtbot, state):
-    from advgui.qt.training_tab import TrainingTab
-
-    tab = TrainingTab(state)
-    qtbot.addWidget(tab)
-    tab.resize(1200, 800)
-    tab.show()
-    yield tab
-    tab.shutdown()
-
-
-@pytest.fixture
-def attack_tab(qtbot, state, trained_cnn):
-    from advgui.qt.attack_tab import AttackTab
-
-    state.add_model(trained_cnn)
-    tab = AttackTab(state)
-    qtbot.addWidget(tab)
-    tab.resize(1200, 760)
-    tab.show()
-    yield tab
-    tab.shutdown()
-    for job in (tab.job, tab.export_job):
-        if job is not None:
-            job.wait(30000)
-
-
-@pytest.fixture
-def defense_tab(qtbot, state, trained_cnn):
-    from advgui.qt.defense_tab import DefenseTab
-
-    state.add_model(trained_cnn)
-    tab = DefenseTab(state)
-    qtbot.addWidget(tab)
-    tab.resize(1200, 800)
-    tab.show()
-    yield tab
-    tab.shutdown()
-    for job in (tab.job, tab.train_panel.job):
-        if job is not None:
-            job.wait(30000)
 
 
 def _wait(qtbot, job, timeout=90000):

@@ -10,15 +10,26 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from reliability_qt import state, training_tab
+
+import logging
+import random
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QMessageBox,
+)
+from qt_helpers import (
+    MARK,
+    _no_partial_files,
+    _type,
+    _wait,
+)
 
 from advgui.core import models
 from advgui.core.store import ModelStore
 
 pytestmark = pytest.mark.gui
-
-
-__all__ = ["state", "training_tab"]  # fixtures, used by name
 
 
 @pytest.fixture
@@ -315,3 +326,156 @@ def test_defended_accuracy_range_holds_the_pgd_curve(qtbot):
             if ys is not None and len(ys):
                 assert low <= min(ys) and max(ys) <= high
     assert low <= 0.02 and plots.point_count("robust_accuracy") == 3
+
+
+def test_stored_models_are_listed_at_once_marked_loading(qtbot, mnist, trained_cnn):
+    from advgui.core.models import Classifier
+    from advgui.core.store import ModelStore
+    from advgui.qt.state import AppState
+    from advgui.qt.training_tab import TrainingTab
+
+    store = ModelStore()
+    for name in ("first", "second"):
+        store.add(Classifier(trained_cnn.model, {**trained_cnn.meta, "name": name}))
+    state = AppState()
+    state.set_dataset(mnist)
+    tab = TrainingTab(state)
+    qtbot.addWidget(tab)
+    job = tab.load_store()
+    rows = tab.model_list.list
+    texts = [rows.item(i).text() for i in range(rows.count())]
+    assert len(texts) == 2 and all("[loading...]" in t for t in texts)  # before TF is ready
+    assert {t.split()[0] for t in texts} == {"first", "second"}
+    assert all(rows.item(i).flags() == Qt.ItemFlag.NoItemFlags for i in range(2))
+    qtbot.waitUntil(lambda: not job.is_running(), timeout=60000)
+    qtbot.waitUntil(lambda: len(state.models) == 2 and not state.pending, timeout=10000)
+    texts = [rows.item(i).text() for i in range(rows.count())]
+    assert len(texts) == 2 and not any("loading" in t for t in texts)
+    tab.shutdown()  # the current model's prediction grid job, too
+
+
+def test_stop_training_at_random_moments(training_tab, qtbot):
+    from advgui.core.store import ModelStore
+
+    tab = training_tab
+    rng = random.Random(0)
+    tab.arch_combo.setCurrentIndex(tab.arch_combo.findData("mlp"))
+    tab.epochs_spin.setValue(2)
+    tab.n_train_spin.setValue(4000)
+    tab.n_val_spin.setValue(500)
+    tab.batch_spin.setValue(32)
+    kept = 0
+    for _ in range(3):
+        job = tab.start()
+        assert job is not None and not tab.start_button.isEnabled()
+        qtbot.wait(rng.randint(0, 2500))
+        tab.stop()
+        _wait(qtbot, job)
+        assert job.outcome in ("returned", "cancelled")
+        kept += job.outcome == "returned"
+        assert tab.start_button.isEnabled() and tab.form_box.isEnabled()
+        _no_partial_files(tab.store.root)
+    warnings: list[str] = []
+    entries = ModelStore().entries(warnings)
+    assert not warnings and len(entries) == kept
+    # Still usable: a run that is left alone finishes.
+    tab.epochs_spin.setValue(1)
+    tab.n_train_spin.setValue(1000)
+    job = tab.start()
+    _wait(qtbot, job)
+    assert job.outcome == "returned" and "Done" in tab.phase_label.text()
+
+
+def _dialog(widget) -> QMessageBox:
+    boxes = [b for b in widget.findChildren(QMessageBox) if b.isVisible()]
+    assert len(boxes) == 1, boxes
+    return boxes[0]
+
+
+def _check_bug_report(widget, log_file, text: str) -> None:
+    box = _dialog(widget)
+    assert text in box.text()
+    assert "Traceback" in box.detailedText() and text in box.detailedText()
+    assert str(log_file) in box.informativeText()
+    for h in logging.getLogger().handlers:
+        h.flush()
+    logged = log_file.read_text(encoding="utf-8")
+    assert "job failed" in logged and text in logged and "Traceback" in logged
+    box.close()
+
+
+def test_bug_in_training_worker(training_tab, qtbot, monkeypatch, log_file):
+    from advgui.core import training
+
+    tab = training_tab
+    real = training.train
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected training failure")
+
+    monkeypatch.setattr(training, "train", broken)
+    job = tab.start()
+    _wait(qtbot, job)
+    assert job.outcome == "errored"
+    _check_bug_report(tab, log_file, "injected training failure")
+    assert "Training failed" in tab.phase_label.text() and tab.start_button.isEnabled()
+    # The app goes on: the next run works.
+    monkeypatch.setattr(training, "train", real)
+    tab.arch_combo.setCurrentIndex(tab.arch_combo.findData("mlp"))
+    tab.epochs_spin.setValue(1)
+    tab.n_train_spin.setValue(1000)
+    tab.n_val_spin.setValue(0)
+    job = tab.start()
+    _wait(qtbot, job)
+    assert job.outcome == "returned"
+
+
+GARBAGE = ["nan", "inf", "-inf", "-5", "0", "1e99", "99999999999", "abc", "--1", ""]
+
+
+def test_training_fields_refuse_typed_garbage(training_tab, qtbot):
+    from advgui.core import training
+
+    tab = training_tab
+    for name in ("epochs", "batch_size", "lr", "n_train", "n_val", "seed"):
+        spin = tab.fields[name]
+        for text in GARBAGE:
+            before = spin.value()
+            _type(qtbot, spin, text)
+            value = spin.value()
+            lo, hi = training.RANGES[name]
+            assert np.isfinite(value) and spin.minimum() <= value <= spin.maximum(), (name, text)
+            assert lo <= value <= hi or (name == "lr" and value >= spin.minimum())
+            if text in ("nan", "inf", "abc", ""):
+                assert value == before, (name, text)  # nothing a number could be read from
+    # Whatever was typed, the form still makes a valid configuration.
+    tab.fields["n_val"].setValue(0)
+    tab.fields["n_train"].setValue(1000)
+    assert tab.config().n_train == 1000
+
+
+def test_training_form_marks_and_explains_a_bad_combination(training_tab, qtbot, mnist):
+    tab = training_tab
+    tab.n_train_spin.setValue(60000)
+    tab.n_val_spin.setValue(5000)
+    assert tab.start() is None and tab.job is None
+    assert "must not exceed" in tab.status_label.text()
+    assert MARK in tab.n_train_spin.styleSheet() and MARK in tab.status_label.styleSheet()
+    assert tab.n_val_spin.styleSheet() == ""
+    # Correcting it clears the mark on the next Start (which is then cancelled at once).
+    tab.n_train_spin.setValue(1000)
+    tab.n_val_spin.setValue(0)
+    tab.epochs_spin.setValue(1)
+    job = tab.start()
+    assert job is not None and tab.n_train_spin.styleSheet() == ""
+    tab.stop()
+    _wait(qtbot, job)
+
+
+def test_training_without_dataset_explains(qtbot):
+    from advgui.qt.state import AppState
+    from advgui.qt.training_tab import TrainingTab
+
+    tab = TrainingTab(AppState())
+    qtbot.addWidget(tab)
+    assert tab.start() is None and "MNIST is not loaded" in tab.status_label.text()

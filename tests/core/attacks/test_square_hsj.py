@@ -25,21 +25,6 @@ from advgui.core.attacks.spec import DECISION_BASED, SCORE_BASED
 art = pytest.importorskip("art")
 
 
-@pytest.fixture(scope="module")
-def est(trained_cnn):
-    from art.estimators.classification import TensorFlowV2Classifier
-
-    from advgui.core.tfimport import keras
-
-    return TensorFlowV2Classifier(
-        trained_cnn.logits_model,
-        nb_classes=10,
-        input_shape=(28, 28, 1),
-        loss_object=keras().losses.SparseCategoricalCrossentropy(from_logits=True),
-        clip_values=(0.0, 1.0),
-    )
-
-
 def test_square_linf_matches_art(trained_cnn, est, mnist):
     from art.attacks.evasion import SquareAttack
 

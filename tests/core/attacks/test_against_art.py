@@ -22,21 +22,6 @@ art = pytest.importorskip("art")
 
 
 @pytest.fixture(scope="module")
-def est(trained_cnn):
-    from art.estimators.classification import TensorFlowV2Classifier
-
-    from advgui.core.tfimport import keras
-
-    return TensorFlowV2Classifier(
-        trained_cnn.logits_model,
-        nb_classes=10,
-        input_shape=(28, 28, 1),
-        loss_object=keras().losses.SparseCategoricalCrossentropy(from_logits=True),
-        clip_values=(0.0, 1.0),
-    )
-
-
-@pytest.fixture(scope="module")
 def clean(mnist, trained_cnn):
     x, y = mnist.x_test[200:500], mnist.y_test[200:500]
     ok = trained_cnn.predict(x) == y

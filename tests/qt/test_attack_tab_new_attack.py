@@ -1,7 +1,7 @@
 """Adding an attack is one file, the GUI side: a class with a spec, defined here and
 registered, appears in the Attack tab with its own form (ranges, labels, help, advanced group)
 and in the compare view (defaults from its spec), and runs in both; it is offered by ``advgui
-attack --method`` and ``advgui evaluate --attack`` too (tests/test_attack_spec.py runs it in
+attack --method`` and ``advgui evaluate --attack`` too (tests/core/attacks/test_spec.py runs it in
 the CLI and the evaluation)."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_attack_tab_builds_its_form_and_runs_it(brighten, qtbot, mnist, trained_
     assert tab.params() == {"eps": 0.2, "gain": 1.0, "mode": "add", "passes": 1}
     gain.setValue(1.5)
     tab.gallery.select_index(0)
-    from reliability_qt import _wait
+    from qt_helpers import _wait
 
     job = tab.run_attack()
     _wait(qtbot, job)

@@ -19,7 +19,7 @@ import pytest
 import advgui
 from advgui import resources
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VERSION = advgui.__version__
 #: The package data the app loads at run time (advgui/resources), as paths inside the package.
 PACKAGE_DATA = [f"advgui/resources/{name}" for name in (resources.ICON, resources.ICON_64,

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from advgui.core import data
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Two tests that need the data (the `mnist` and `mnist_path` fixtures), and one more.
 TESTS = [
-    "tests/test_data.py::test_real_mnist_facts",
-    "tests/test_cli.py::test_data_info_on_real_files",
-    "tests/test_data.py::test_raw_checksum_constants_match_the_real_files",
+    "tests/core/test_data.py::test_real_mnist_facts",
+    "tests/commands/test_cli.py::test_data_info_on_real_files",
+    "tests/core/test_data.py::test_raw_checksum_constants_match_the_real_files",
 ]
 
 

@@ -17,7 +17,7 @@ from advgui.core import tuning
 from advgui.core.attacks import make_attack
 from advgui.core.models import Classifier
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: First blocks of /proc/cpuinfo as the kernel writes them on CPUs this machine is not.
 EPYC_AVX2 = """processor\t: 0

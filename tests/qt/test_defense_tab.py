@@ -10,7 +10,17 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from reliability_qt import check_only
+import logging
+import random
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+from qt_helpers import (
+    MARK,
+    _configure_comparison,
+    _wait,
+    check_only,
+)
 
 from advgui.core.errors import AdvguiError
 
@@ -196,3 +206,86 @@ def test_defended_training_has_its_own_page_with_full_size_plots(tab, qtbot):
     assert p.plots.isVisible() and not tab.run_button.isVisible()
     assert p.plots.width() > 600 and p.plots.height() > 400
     assert "(Ctrl+Return)" in p.train_button.toolTip() and "(Ctrl+.)" in p.stop_button.toolTip()
+
+
+@pytest.mark.gui
+def test_stop_comparison_at_random_moments(defense_tab, qtbot):
+    tab = defense_tab
+    rng = random.Random(5)
+    _configure_comparison(tab)
+    for _ in range(2):
+        tab.start()
+        job = tab.job
+        assert job is not None and job.is_running(), tab.status.text()
+        qtbot.wait(rng.randint(0, 2000))
+        tab.stop()
+        _wait(qtbot, job)
+        assert job.outcome in ("returned", "cancelled"), tab.status.text()
+        assert tab.run_button.isEnabled() and not tab.stop_button.isEnabled()
+
+
+def _dialog(widget) -> QMessageBox:
+    boxes = [b for b in widget.findChildren(QMessageBox) if b.isVisible()]
+    assert len(boxes) == 1, boxes
+    return boxes[0]
+
+
+def _check_bug_report(widget, log_file, text: str) -> None:
+    box = _dialog(widget)
+    assert text in box.text()
+    assert "Traceback" in box.detailedText() and text in box.detailedText()
+    assert str(log_file) in box.informativeText()
+    for h in logging.getLogger().handlers:
+        h.flush()
+    logged = log_file.read_text(encoding="utf-8")
+    assert "job failed" in logged and text in logged and "Traceback" in logged
+    box.close()
+
+
+@pytest.mark.gui
+def test_bug_in_comparison_worker(defense_tab, qtbot, monkeypatch, log_file):
+    from advgui.core import evaluation
+
+    tab = defense_tab
+    _configure_comparison(tab, n=50)
+
+    def broken(*args, **kwargs):
+        raise KeyError("injected comparison failure")
+
+    monkeypatch.setattr(evaluation, "evaluate", broken)
+    tab.start()
+    _wait(qtbot, tab.job)
+    assert tab.job.outcome == "errored"
+    _check_bug_report(tab, log_file, "injected comparison failure")
+    assert tab.run_button.isEnabled()
+    monkeypatch.undo()
+    tab.start()
+    _wait(qtbot, tab.job)
+    assert tab.job.outcome == "returned", tab.status.text()
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize(
+    ("eps", "transform", "field"),
+    [
+        ("nan", "", "eps"),
+        ("0.1, inf", "", "eps"),
+        ("-0.1", "", "eps"),
+        ("5", "", "eps"),
+        ("a,b", "", "eps"),
+        ("", "", "eps"),
+        ("0.1", "jpeg:0", "transform"),
+        ("0.1", "median:-1", "transform"),
+        ("0.1", "bogus", "transform"),
+    ],
+)
+def test_defense_form_marks_and_explains_bad_values(defense_tab, eps, transform, field):
+    tab = defense_tab
+    tab.setup.eps_edit.setText(eps)
+    tab.setup.custom_transform.setText(transform)
+    tab.start()
+    assert tab.job is None and tab.run_button.isEnabled()
+    assert tab.status.text() and "comparing" not in tab.status.text()
+    marked = {"eps": tab.setup.eps_edit, "transform": tab.setup.custom_transform}
+    for name, widget in marked.items():
+        assert (MARK in widget.styleSheet()) == (name == field), (name, tab.status.text())

@@ -22,7 +22,7 @@ from advgui import resources
 from advgui.cli import COMMAND_MODULES, main
 from advgui.commands import selftest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
 
 

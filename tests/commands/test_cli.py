@@ -1,14 +1,12 @@
-"""Bad input on the command line: every subcommand, odd numbers, odd files, full disks.
-
-Each case must end with exit code 2, exactly one line on stderr (no traceback) and no file
-left behind, neither the output nor a half-written temporary.
-"""
+"""The headless commands: exit codes and one-line errors."""
 
 from __future__ import annotations
 
 import errno
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,7 +14,51 @@ import pytest
 
 from advgui.cli import main
 
+
+def test_data_info_on_real_files(mnist_path, capsys):
+    assert main(["--data", str(mnist_path), "data", "info", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"train": 60000' in out and "5923" in out
+
+
+def test_import_then_info_uses_cache(mnist_path, capsys, monkeypatch):
+    monkeypatch.delenv("ADVGUI_DATA", raising=False)
+    assert main(["data", "import", str(mnist_path)]) == 0
+    assert main(["data", "info"]) == 0
+    assert "source:  cache" in capsys.readouterr().out
+
+
+def test_missing_source_exits_2_with_one_line(tmp_path):
+    env = {"ADVGUI_HOME": str(tmp_path), "PATH": "", "ADVGUI_DATA": str(tmp_path / "none")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "advgui", "data", "fetch", "--no-download"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MNIST not found" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_bad_arguments_exit_2(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as info:
+        main(["data", "import"])
+    assert info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_help_for_each_command():
+    for args in (["--help"], ["data", "--help"], ["data", "fetch", "--help"], ["predict", "-h"]):
+        proc = subprocess.run([sys.executable, "-m", "advgui", *args], capture_output=True)
+        assert proc.returncode == 0 and b"usage" in proc.stdout
+
+
 NUMBERS = ("nan", "inf", "-inf", "-1", "0", "1e300")
+
+
 EPS_BAD = ("nan", "inf", "-inf", "-1", "1.5", "1e300")  # epsilon 0 is a valid (no-op) budget
 
 
@@ -108,8 +150,6 @@ def _assert_clean_failure(argv, capsys, out_dir: Path, *, expect: str = "") -> s
     return lines[0]
 
 
-# ---------------------------------------------------------------------------- numbers
-
 TRAIN_NUMERIC = {
     "--epochs": ("0", "-1", "nan", "1e9", "99999999999999999999"),
     "--batch-size": ("0", "-5", "nan", "100000000000"),
@@ -117,6 +157,8 @@ TRAIN_NUMERIC = {
     "--n-train": ("0", "-1", "nan", "1e9", "70000"),
     "--n-val": ("-3", "nan", "100000"),
 }
+
+
 DEFEND_NUMERIC = {
     "--eps": EPS_BAD,
     "--lr": NUMBERS,
@@ -126,6 +168,8 @@ DEFEND_NUMERIC = {
     "--beta": ("nan", "-1", "1e300"),
     "--temperature": ("nan", "0", "-1", "1e300"),
 }
+
+
 ATTACK_NUMERIC = {
     "--eps": EPS_BAD,
     "--steps": ("0", "-1", "nan", "1000000000"),
@@ -135,6 +179,8 @@ ATTACK_NUMERIC = {
     "--index": ("-1", "10000", "99999999999999999999", "nan"),
     "--target": ("-1", "10", "nan"),
 }
+
+
 ATTACK_METHOD = {  # a method that takes each option (or a goal-less one, where it does not)
     "--eps": "pgd",
     "--steps": "noise",
@@ -144,6 +190,8 @@ ATTACK_METHOD = {  # a method that takes each option (or a goal-less one, where 
     "--index": "fgsm",
     "--target": "targeted",
 }
+
+
 EVALUATE_NUMERIC = {
     "--eps": ("nan", "inf", "-0.1", "5", "", "a,b", "0.1,nan"),
     "--n": ("0", "-1", "1000000"),
@@ -201,8 +249,6 @@ def test_bad_numbers_exit_2_with_one_line(argv, files, mnist_path, tmp_path, cap
         filled += ["--json", str(out / "r.json")]
     _assert_clean_failure(["--data", str(mnist_path), *filled], capsys, tmp_path)
 
-
-# ---------------------------------------------------------------------------- files
 
 BAD_MODELS = {
     "garbage": "not a keras 3",
@@ -270,9 +316,6 @@ def test_bad_datasets_are_refused(command, name, files, tmp_path, capsys, monkey
     # Nothing of the bad dataset reached the cache.
     cache = Path(os.environ["ADVGUI_HOME"]) / "cache"
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
-
-
-# ---------------------------------------------------------------------------- writes
 
 
 def _enospc(*args, **kwargs):
@@ -367,9 +410,6 @@ def test_train_into_full_model_store_leaves_no_file(files, mnist_path, tmp_path,
     assert not store.exists() or not list(store.iterdir())
 
 
-# ---------------------------------------------------------------------------- output paths
-
-
 def _user_images(d: Path, mnist) -> Path:
     from PIL import Image
 
@@ -380,7 +420,11 @@ def _user_images(d: Path, mnist) -> Path:
 
 
 ONE = "attack --model {tiny} --method fgsm --image {digits}/d0.png"
+
+
 FOLDER = "attack --model {tiny} --method fgsm --images"
+
+
 #: id -> (command line, words the one-line error must contain)
 IMAGE_CASES = {
     "attack-broken-png": ("attack --model {tiny} --method fgsm --image {files}/picture.png",

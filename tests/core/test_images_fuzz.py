@@ -1,6 +1,6 @@
 """Random and damaged bytes into the image import: only ImageFileError may come out.
 
-(The IDX/npz dataset parsers are fuzzed in tests/test_fuzz_data.py.)
+(The IDX/npz dataset parsers are fuzzed in tests/core/test_data_fuzz.py.)
 """
 
 from __future__ import annotations
