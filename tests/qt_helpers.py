@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QMessageBox
 
 MARK = "#b00020"  # the colour of a marked field
 
@@ -43,3 +46,22 @@ def _configure_comparison(tab, n=300):
     check_only(tab.setup.attack_list, {"pgd"})
     tab.setup.eps_edit.setText("0, 0.1, 0.2, 0.3")
     tab.setup.n_spin.setValue(n)
+
+
+def _dialog(widget) -> QMessageBox:
+    boxes = [b for b in widget.findChildren(QMessageBox) if b.isVisible()]
+    assert len(boxes) == 1, boxes
+    return boxes[0]
+
+
+def _check_bug_report(widget, log_file, text: str) -> None:
+    """The one error dialog shows the bug with its traceback and the log file holds it."""
+    box = _dialog(widget)
+    assert text in box.text()
+    assert "Traceback" in box.detailedText() and text in box.detailedText()
+    assert str(log_file) in box.informativeText()
+    for h in logging.getLogger().handlers:
+        h.flush()
+    logged = log_file.read_text(encoding="utf-8")
+    assert "job failed" in logged and text in logged and "Traceback" in logged
+    box.close()

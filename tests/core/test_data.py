@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import shutil
 import struct
+import zipfile
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from advgui.core import data
+from advgui.cli import main
+from advgui.core import data, models
 from advgui.core.errors import DataError
 
 
@@ -115,3 +120,123 @@ def test_import_then_cache_is_used(mnist_path, monkeypatch):
     (folder / "t10k-labels-idx1-ubyte").write_bytes(raw[:-3])
     with pytest.raises(DataError, match="cache"):
         data.load_mnist(use_download=False, use_npm=False)
+
+
+def npy_header(shape: tuple[int, ...], dtype: str = "|u1") -> bytes:
+    """A version 1.0 .npy header declaring ``shape`` (the data may be anything)."""
+    head = repr({"descr": dtype, "fortran_order": False, "shape": shape}).encode()
+    pad = 64 - (10 + len(head) + 1) % 64
+    head += b" " * pad + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head
+
+
+def write_npz(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, blob in members.items():
+            zf.writestr(f"{name}.npy", blob)
+    return path
+
+
+def gzip_bomb(raw_size: int) -> bytes:
+    """A gzip stream of a valid IDX header followed by ``raw_size`` zero bytes."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = [comp.compress(struct.pack(">HBBIII", 0, 8, 3, 60000, 28, 28))]
+    chunk = b"\0" * (1 << 22)
+    for _ in range(raw_size // len(chunk)):
+        out.append(comp.compress(chunk))
+    out.append(comp.flush())
+    return b"".join(out)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, list[str]]:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, [line for line in err if "advgui" in line]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(mnist, tmp_path_factory) -> Path:
+    from advgui.core import training
+
+    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=500, n_val=0, batch_size=100)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    models.save_model(training.train(cfg, mnist).classifier, path)
+    return path
+
+
+def test_forged_npy_header_is_refused_before_allocating(tmp_path, capsys):
+    """Shape (10**7, 10**6, 28) once made `data import` die with _ArrayMemoryError."""
+    huge = npy_header((10**7, 10**6, 28)) + b"\0" * 100
+    members = {k: huge for k in ("x_train", "y_train", "x_test", "y_test")}
+    npz = write_npz(tmp_path / "mnist.npz", members)
+    with pytest.raises(DataError, match=r"expected uint8 \(60000, 28, 28\)"):
+        data.read_npz(npz)
+    code, lines = run_cli(["data", "import", str(npz)], capsys)
+    assert code == 2 and len(lines) == 1 and "refused before reading" in lines[0]
+    # Object arrays are never unpickled: refused from the header too.
+    members["x_train"] = npy_header((60000, 28, 28), "|O") + b"\0" * 10
+    with pytest.raises(DataError, match=r"object|expected uint8"):
+        data.read_npz(write_npz(tmp_path / "obj.npz", members))
+
+
+def test_oversized_npz_member_is_refused_from_the_zip_directory(tmp_path):
+    big = npy_header((60000, 28, 28)) + b"\0" * (60000 * 784 + (20 << 20))
+    npz = write_npz(
+        tmp_path / "mnist.npz", dict.fromkeys(("x_train", "y_train", "x_test", "y_test"), big)
+    )
+    with pytest.raises(DataError, match="refused before reading"):
+        data.read_npz(npz)
+
+
+def test_gzip_bomb_is_refused_once_it_outgrows_mnist(tmp_path, capsys, mnist_gz):
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    for name in data.FILES:
+        (folder / f"{name}.gz").write_bytes((mnist_gz / f"{name}.gz").read_bytes())
+    blob = gzip_bomb(200 << 20)  # 200 MB of zeros in ~200 KB
+    assert len(blob) < 1 << 20
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(blob)
+    with pytest.raises(DataError, match="expands beyond 47,040,016 bytes"):
+        data.read_folder(folder)
+    code, lines = run_cli(["data", "import", str(folder)], capsys)
+    assert code == 2 and len(lines) == 1 and "expands beyond" in lines[0]
+
+
+def test_huge_sparse_files_are_refused_without_reading_them(tmp_path, capsys):
+    sparse = tmp_path / "disk.img"
+    with open(sparse, "wb") as fh:
+        fh.truncate(3 << 30)  # 3 GB, sparse: costs no disk
+    code, lines = run_cli(["data", "import", str(sparse)], capsys)
+    assert code == 2 and len(lines) == 1 and "not a dataset" in lines[0]
+    folder = tmp_path / "sparse"
+    folder.mkdir()
+    for name in data.FILES:
+        with open(folder / name, "wb") as fh:
+            fh.truncate(3 << 30)
+    with pytest.raises(DataError, match="too large: 3,221,225,472 bytes"):
+        data.read_folder(folder)
+
+
+def test_rejected_advgui_data_is_named_when_the_cache_is_used(
+    tmp_path, capsys, monkeypatch, mnist_path, tiny_model
+):
+    assert main(["data", "import", str(mnist_path)]) == 0  # a valid cache
+    capsys.readouterr()
+    bad = tmp_path / "not-mnist.npz"
+    write_npz(
+        bad,
+        dict.fromkeys(("x_train", "y_train", "x_test", "y_test"), npy_header((10**7, 10**6, 28))),
+    )
+    monkeypatch.setenv("ADVGUI_DATA", str(bad))
+    argv = ["attack", "--model", str(tiny_model), "--method", "fgsm", "--index", "0"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if line.startswith("advgui: warning:")]
+    assert len(warning) == 1 and str(bad) in warning[0] and "using cache" in warning[0]
+
+
+def test_image_and_npz_helpers_here_are_real_files():
+    """The builders above make what they claim (so the refusals are for the right reason)."""
+    buf = io.BytesIO(npy_header((2, 3)) + bytes(6))
+    np.testing.assert_array_equal(np.load(buf), np.zeros((2, 3), np.uint8))
+    assert zlib.decompress(gzip_bomb(1 << 22), 16 + zlib.MAX_WBITS)[:4] == b"\0\0\x08\x03"

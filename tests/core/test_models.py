@@ -4,11 +4,18 @@ variant of one network gives the attacks the same logits and the same results.""
 
 from __future__ import annotations
 
+import json
+import re
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from advgui.cli import main
 from advgui.core import models
 from advgui.core.attacks import make_attack
+from advgui.core.errors import ModelFileError
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +145,6 @@ def test_softmax_without_a_removable_layer_uses_log_probabilities(base, mnist, t
 
 
 def test_output_kind_is_shown_in_the_cli_and_json(base, mnist_path, tmp_path, capsys):
-    import json
 
     from advgui.cli import main
 
@@ -168,3 +174,87 @@ def test_output_kind_is_shown_in_the_cli_and_json(base, mnist_path, tmp_path, ca
     assert "probabilities" in out.out + out.err
     record = json.loads((tmp_path / "r.json").read_text())
     assert record["model_outputs"] == "probabilities"
+
+
+def padded_model(src: Path, dst: Path, member: str, size: int) -> Path:
+    """A copy of a real .keras file with ``member`` padded to ``size`` bytes (deflated)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            blob = zin.read(info.filename)
+            if info.filename == member:
+                blob = blob + b" " * (size - len(blob))
+            zout.writestr(info.filename, blob)
+        if member not in zin.namelist():
+            zout.writestr(member, b"{}" + b" " * size)
+    return dst
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, list[str]]:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, [line for line in err if "advgui" in line]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(mnist, tmp_path_factory) -> Path:
+    from advgui.core import training
+
+    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=500, n_val=0, batch_size=100)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    models.save_model(training.train(cfg, mnist).classifier, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("member", "expect"),
+    [
+        ("advgui.json", "advgui.json too large (64 MB"),
+        ("config.json", "config.json too large (64 MB"),
+    ],
+)
+def test_padded_model_members_are_refused_from_the_zip_directory(
+    tiny_model, tmp_path, capsys, member, expect, mnist_path
+):
+    bad = padded_model(tiny_model, tmp_path / "padded.keras", member, 64 << 20)
+    assert bad.stat().st_size < 1 << 20
+    with pytest.raises(ModelFileError, match=re.escape(expect)):
+        models.read_meta(bad)
+    argv = ["--data", str(mnist_path), "attack", "--model", str(bad), "--method", "fgsm"]
+    code, lines = run_cli([*argv, "--index", "0"], capsys)
+    assert code == 2 and len(lines) == 1 and expect in lines[0]
+    # In the store: skipped with a warning naming it; the good model is still listed.
+    from advgui.core.store import ModelStore
+
+    store = ModelStore(tmp_path / "store")
+    store.root.mkdir()
+    (store.root / "good.keras").write_bytes(tiny_model.read_bytes())
+    (store.root / "padded.keras").write_bytes(bad.read_bytes())
+    warnings: list[str] = []
+    assert [e.path.name for e in store.entries(warnings)] == ["good.keras"]
+    assert len(warnings) == 1 and "padded.keras" in warnings[0] and expect in warnings[0]
+
+
+def test_legacy_hdf5_and_mismatched_weights_say_why_in_one_line(tiny_model, tmp_path):
+    from advgui.core.tfimport import keras
+
+    k = keras()
+    net = k.Sequential([k.Input((784,)), k.layers.Dense(10)])
+    net.save(tmp_path / "legacy.h5")
+    with pytest.raises(ModelFileError, match="legacy HDF5") as info:
+        models.load_model(tmp_path / "legacy.h5")
+    assert "\n" not in str(info.value)
+    # Weights of another shape inside a valid archive: Keras's reason, on one line.
+    other = k.Sequential([k.Input((784,)), k.layers.Dense(20), k.layers.Dense(10)])
+    other.save(tmp_path / "other.keras")
+    with zipfile.ZipFile(tmp_path / "other.keras") as zf:
+        weights = zf.read("model.weights.h5")
+    with zipfile.ZipFile(tiny_model) as zin, zipfile.ZipFile(tmp_path / "mixed.keras", "w") as zout:
+        for info in zin.infolist():
+            blob = weights if info.filename == "model.weights.h5" else zin.read(info.filename)
+            zout.writestr(info.filename, blob)
+    with pytest.raises(ModelFileError) as info:
+        models.load_model(tmp_path / "mixed.keras")
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 500
+    assert "weights do not fit" in message and "shape" in message
+    assert "Example error message" not in message and "Target variable" not in message

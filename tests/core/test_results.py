@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -73,3 +75,19 @@ def test_concurrent_writers_never_clash(tmp_path):
     assert sorted((e.payload["writer"], e.payload["n"]) for e in entries) == [
         (i, j) for i in range(4) for j in range(10)
     ]
+
+
+def test_a_dead_writers_result_folder_is_swept(tmp_path):
+    from advgui.core.fileio import temp_name
+    from advgui.core.results import ResultStore
+
+    store = ResultStore(tmp_path / "results")
+    entry = store.add("attack", {"x": 1}, name="kept")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    half = temp_name(store.root / "20260101-000000-000000-attack-dead", "r")
+    half = half.with_name(half.name.replace(f".{os.getpid()}-", f".{dead}-"))
+    half.mkdir()
+    (half / "result.json").write_text("{")
+    assert [e.name for e in store.entries()] == ["kept"] and not half.exists()
+    assert entry.path.is_dir()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +198,50 @@ def test_failed_save_releases_its_name(isolated_home, monkeypatch):
     monkeypatch.undo()
     assert not any(store.root.iterdir())  # no model, no reservation, no temporary
     assert store.add(_tiny(1)).name == "same-name.keras"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(mnist, tmp_path_factory) -> Path:
+    from advgui.core import training
+
+    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=500, n_val=0, batch_size=100)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    models.save_model(training.train(cfg, mnist).classifier, path)
+    return path
+
+
+_KILLED_SAVE = """
+import os, sys
+from advgui.core import models, store
+clf = models.load_model(sys.argv[1])
+os.fsync = lambda fd: os._exit(9)   # die in the middle of the store's write
+store.ModelStore(sys.argv[2]).add(clf)
+"""
+
+
+def test_a_killed_store_write_leaves_nothing_after_the_next_start(tiny_model, tmp_path):
+    root = tmp_path / "store"
+    tmp_before = set(Path("/tmp").glob(".advgui-save-*"))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_SAVE, str(tiny_model), str(root)], env=env, timeout=300
+    )
+    assert proc.returncode == 9
+    left = sorted(p.name for p in root.iterdir())
+    assert any(n.endswith(".lock") for n in left) and any(".part" in n for n in left), left
+    assert set(Path("/tmp").glob(".advgui-save-*")) == tmp_before  # nothing written to /tmp
+    # A live writer's lock and temporary are left alone; a legacy empty lock only when old.
+    from advgui.core.fileio import temp_name, write_lock
+
+    write_lock(root / ".live.keras.lock")
+    live_tmp = temp_name(root / "live.keras")
+    live_tmp.write_bytes(b"x")
+    (root / ".legacy.keras.lock").touch()
+    old = root / ".old.keras.lock"
+    old.touch()
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    from advgui.core.store import ModelStore
+
+    assert ModelStore(root).entries() == []
+    remaining = sorted(p.name for p in root.iterdir())
+    assert remaining == sorted([".legacy.keras.lock", ".live.keras.lock", live_tmp.name])

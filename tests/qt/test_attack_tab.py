@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import csv
 import json
-
-import numpy as np
-import pytest
-
-pytest.importorskip("pytestqt")
-
-import logging
 import random
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 from qt_helpers import (
     MARK,
+    _check_bug_report,
     _type,
 )
 from qt_helpers import (
     _wait as _wait_joined,
 )
+
+pytest.importorskip("pytestqt")
+
 
 pytestmark = pytest.mark.gui
 
@@ -416,24 +414,6 @@ def test_stop_attacks_at_random_moments(attack_tab, qtbot):
     job = tab.run_attack()
     _wait_joined(qtbot, job)
     assert job.outcome == "returned" and tab.result is not None and tab.result.method == "fgsm"
-
-
-def _dialog(widget) -> QMessageBox:
-    boxes = [b for b in widget.findChildren(QMessageBox) if b.isVisible()]
-    assert len(boxes) == 1, boxes
-    return boxes[0]
-
-
-def _check_bug_report(widget, log_file, text: str) -> None:
-    box = _dialog(widget)
-    assert text in box.text()
-    assert "Traceback" in box.detailedText() and text in box.detailedText()
-    assert str(log_file) in box.informativeText()
-    for h in logging.getLogger().handlers:
-        h.flush()
-    logged = log_file.read_text(encoding="utf-8")
-    assert "job failed" in logged and text in logged and "Traceback" in logged
-    box.close()
 
 
 def test_bug_in_attack_worker(attack_tab, qtbot, monkeypatch, log_file):

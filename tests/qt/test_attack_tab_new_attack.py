@@ -12,11 +12,12 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
-
 from advgui.core.attacks import ATTACKS, Attack
 from advgui.core.attacks import spec as sp
 from advgui.core.attacks.base import Outcome
+
+pytest.importorskip("pytestqt")
+
 
 pytestmark = pytest.mark.gui
 

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 
 import numpy as np
 import pytest
-
-pytest.importorskip("pytestqt")
-
-import logging
-import random
-
-import pytest
-from PySide6.QtWidgets import QMessageBox
 from qt_helpers import (
     MARK,
+    _check_bug_report,
     _configure_comparison,
     _wait,
     check_only,
 )
 
 from advgui.core.errors import AdvguiError
+
+pytest.importorskip("pytestqt")
 
 
 @pytest.fixture(scope="module")
@@ -222,24 +218,6 @@ def test_stop_comparison_at_random_moments(defense_tab, qtbot):
         _wait(qtbot, job)
         assert job.outcome in ("returned", "cancelled"), tab.status.text()
         assert tab.run_button.isEnabled() and not tab.stop_button.isEnabled()
-
-
-def _dialog(widget) -> QMessageBox:
-    boxes = [b for b in widget.findChildren(QMessageBox) if b.isVisible()]
-    assert len(boxes) == 1, boxes
-    return boxes[0]
-
-
-def _check_bug_report(widget, log_file, text: str) -> None:
-    box = _dialog(widget)
-    assert text in box.text()
-    assert "Traceback" in box.detailedText() and text in box.detailedText()
-    assert str(log_file) in box.informativeText()
-    for h in logging.getLogger().handlers:
-        h.flush()
-    logged = log_file.read_text(encoding="utf-8")
-    assert "job failed" in logged and text in logged and "Traceback" in logged
-    box.close()
 
 
 @pytest.mark.gui

@@ -9,13 +9,12 @@ import threading
 from typing import ClassVar
 
 import pytest
-
-pytest.importorskip("PySide6")
-
 from PySide6.QtCore import QObject
 
 from advgui.qt import gcguard
 from advgui.qt.workers import Job, run_job
+
+pytest.importorskip("PySide6")
 
 
 class _Tracked(QObject):

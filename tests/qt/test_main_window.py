@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import pytest
-
-pytest.importorskip("pytestqt")
-
-
 import numpy as np
 import pytest
 from PySide6.QtWidgets import (
@@ -20,6 +15,8 @@ from qt_helpers import (
     _wait,
     check_only,
 )
+
+pytest.importorskip("pytestqt")
 
 
 @pytest.fixture

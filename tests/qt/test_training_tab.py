@@ -3,24 +3,15 @@ shared model list (store, Save as, Load), predictions and confusion matrix, clea
 
 from __future__ import annotations
 
+import random
 import time
 
 import numpy as np
 import pytest
-
-pytest.importorskip("pytestqt")
-
-
-import logging
-import random
-
-import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (
-    QMessageBox,
-)
 from qt_helpers import (
     MARK,
+    _check_bug_report,
     _no_partial_files,
     _type,
     _wait,
@@ -28,6 +19,9 @@ from qt_helpers import (
 
 from advgui.core import models
 from advgui.core.store import ModelStore
+
+pytest.importorskip("pytestqt")
+
 
 pytestmark = pytest.mark.gui
 
@@ -384,24 +378,6 @@ def test_stop_training_at_random_moments(training_tab, qtbot):
     job = tab.start()
     _wait(qtbot, job)
     assert job.outcome == "returned" and "Done" in tab.phase_label.text()
-
-
-def _dialog(widget) -> QMessageBox:
-    boxes = [b for b in widget.findChildren(QMessageBox) if b.isVisible()]
-    assert len(boxes) == 1, boxes
-    return boxes[0]
-
-
-def _check_bug_report(widget, log_file, text: str) -> None:
-    box = _dialog(widget)
-    assert text in box.text()
-    assert "Traceback" in box.detailedText() and text in box.detailedText()
-    assert str(log_file) in box.informativeText()
-    for h in logging.getLogger().handlers:
-        h.flush()
-    logged = log_file.read_text(encoding="utf-8")
-    assert "job failed" in logged and text in logged and "Traceback" in logged
-    box.close()
 
 
 def test_bug_in_training_worker(training_tab, qtbot, monkeypatch, log_file):

@@ -4,11 +4,11 @@ and closing while something runs asks first and says that it is stopping."""
 from __future__ import annotations
 
 import pytest
-
-pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QComboBox, QScrollArea, QSpinBox, QVBoxLayout, QWidget
+
+pytest.importorskip("pytestqt")
 
 
 def _wheel(widget: QWidget, steps: int = -1) -> None:

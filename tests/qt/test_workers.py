@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-pytest.importorskip("pytestqt")
-
 from advgui.core.errors import ParameterError
 from advgui.core.progress import Progress
+
+pytest.importorskip("pytestqt")
 
 
 def test_result_and_progress_arrive_in_gui_thread(qtbot):
