@@ -1,6 +1,6 @@
 """What the frozen app leaves out, in one place the spec and the tests both read.
 
-Plain Python with no PyInstaller import, so ``tests/test_packaging.py`` can check that nothing
+Plain Python with no PyInstaller import, so ``tests/project/test_packaging.py`` can check that nothing
 listed here is imported while the app trains, attacks, exports and shows its window: a module
 that is excluded but needed would only fail on a lab machine.
 
