@@ -94,21 +94,11 @@ class TrainingTab(QWidget):
         for label in (self.progress_bar, self.phase_label, self.speed_label, self.metrics_label,
                       self.status_label):  # fmt: skip
             left.addWidget(label)
-        models_box = QGroupBox("Models (shared by all tabs)")
-        QVBoxLayout(models_box).addWidget(self.model_list)
-        left.addWidget(models_box, 1)
+        left.addWidget(_boxed("Models (shared by all tabs)", self.model_list), 1)
         left_panel = QWidget()
         left_panel.setLayout(left)
         left_panel.setFixedWidth(370)  # steady while the labels below change
 
-        results = QSplitter(Qt.Orientation.Horizontal)
-        boxes = (("Predictions on test images", self.grid, 3),
-                 ("Confusion matrix (test set)", self.confusion, 2))  # fmt: skip
-        for title, widget, stretch in boxes:
-            box = QGroupBox(title)
-            QVBoxLayout(box).addWidget(widget)
-            results.addWidget(box)
-            results.setStretchFactor(results.count() - 1, stretch)
         # One rule, visible: the plots, grid and matrix show the run just done or the model
         # selected in the list, and this line says which (the form is the next run's).
         self.showing_label = QLabel("No model yet: train one or load one.")
@@ -119,17 +109,11 @@ class TrainingTab(QWidget):
         plots_lay.setContentsMargins(0, 0, 0, 0)
         plots_lay.addWidget(self.showing_label)
         plots_lay.addWidget(self.plots, 1)
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(plots_box)
-        right.addWidget(results)
-        right.setStretchFactor(0, 1)
-        right.setStretchFactor(1, 1)
-
-        outer = QSplitter(Qt.Orientation.Horizontal)
-        outer.addWidget(left_panel)
-        outer.addWidget(right)
-        outer.setStretchFactor(1, 1)
-        QHBoxLayout(self).addWidget(outer)
+        h, v = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
+        results = _split(h, (_boxed("Predictions on test images", self.grid), 3),
+                         (_boxed("Confusion matrix (test set)", self.confusion), 2))  # fmt: skip
+        right = _split(v, (plots_box, 1), (results, 1))
+        QHBoxLayout(self).addWidget(_split(h, (left_panel, 0), (right, 1)))
 
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
@@ -382,3 +366,18 @@ def _int_spin(lo: float, hi: float, *, step: int = 1, value: int | None = None) 
     if value is not None:
         spin.setValue(value)
     return spin
+
+
+def _boxed(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    QVBoxLayout(box).addWidget(widget)
+    return box
+
+
+def _split(orientation: Qt.Orientation, *parts: tuple[QWidget, int]) -> QSplitter:
+    """A splitter of ``(widget, stretch)`` parts."""
+    splitter = QSplitter(orientation)
+    for i, (widget, stretch) in enumerate(parts):
+        splitter.addWidget(widget)
+        splitter.setStretchFactor(i, stretch)
+    return splitter
