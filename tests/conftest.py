@@ -433,3 +433,30 @@ def log_file(isolated_home):
     for h in [h for h in root.handlers if getattr(h, "_advgui_log", False)]:
         root.removeHandler(h)
         h.close()
+
+
+# ---------------------------------------------------------------------------- shared results
+
+
+@pytest.fixture(scope="module")
+def tiny_model(mnist, tmp_path_factory) -> Path:
+    """A tiny MLP saved as a .keras file (copy it before changing it)."""
+    from advgui.core import models, training
+
+    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=500, n_val=0, batch_size=100)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    models.save_model(training.train(cfg, mnist).classifier, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(trained_cnn, mnist):
+    """Two real attack results (a targeted batch of 2, FGSM on 4): what the history keeps."""
+    from advgui.core.attacks import make_attack
+
+    x, y = mnist.x_test[:4], mnist.y_test[:4]
+    targeted = make_attack("targeted", steps=40, lam=0.05)(
+        trained_cnn, x[:2], labels=y[:2], goals=3
+    )
+    fgsm = make_attack("fgsm", eps=0.25)(trained_cnn, x, labels=y)
+    return targeted, fgsm

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from advgui.cli import main
-from advgui.core import data, models
+from advgui.core import data
 from advgui.core.errors import DataError
 
 
@@ -152,16 +152,6 @@ def run_cli(argv: list[str], capsys) -> tuple[int, list[str]]:
     code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     return code, [line for line in err if "advgui" in line]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(mnist, tmp_path_factory) -> Path:
-    from advgui.core import training
-
-    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=500, n_val=0, batch_size=100)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
-    models.save_model(training.train(cfg, mnist).classifier, path)
-    return path
 
 
 def test_forged_npy_header_is_refused_before_allocating(tmp_path, capsys):

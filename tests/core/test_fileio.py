@@ -5,23 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from advgui.cli import main
-from advgui.core import models
 from advgui.core.fileio import atomic_write_text, sweep_stale
-
-
-@pytest.fixture(scope="module")
-def tiny_model(mnist, tmp_path_factory) -> Path:
-    from advgui.core import training
-
-    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=500, n_val=0, batch_size=100)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
-    models.save_model(training.train(cfg, mnist).classifier, path)
-    return path
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

@@ -13,18 +13,6 @@ from advgui.core.errors import DataError
 from advgui.core.results import ResultStore
 
 
-@pytest.fixture(scope="module")
-def runs(trained_cnn, mnist):
-    from advgui.core.attacks import make_attack
-
-    x, y = mnist.x_test[:4], mnist.y_test[:4]
-    targeted = make_attack("targeted", steps=40, lam=0.05)(
-        trained_cnn, x[:2], labels=y[:2], goals=3
-    )
-    fgsm = make_attack("fgsm", eps=0.25)(trained_cnn, x, labels=y)
-    return targeted, fgsm
-
-
 def _same(a, b):
     assert a.method == b.method and a.params == b.params and len(a) == len(b)
     for k in ("x", "x_adv", "labels", "probs_before", "probs_after", "success", "l2", "steps"):

@@ -195,16 +195,6 @@ def run_cli(argv: list[str], capsys) -> tuple[int, list[str]]:
     return code, [line for line in err if "advgui" in line]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(mnist, tmp_path_factory) -> Path:
-    from advgui.core import training
-
-    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=500, n_val=0, batch_size=100)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
-    models.save_model(training.train(cfg, mnist).classifier, path)
-    return path
-
-
 @pytest.mark.parametrize(
     ("member", "expect"),
     [

@@ -200,16 +200,6 @@ def test_failed_save_releases_its_name(isolated_home, monkeypatch):
     assert store.add(_tiny(1)).name == "same-name.keras"
 
 
-@pytest.fixture(scope="module")
-def tiny_model(mnist, tmp_path_factory) -> Path:
-    from advgui.core import training
-
-    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=500, n_val=0, batch_size=100)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
-    models.save_model(training.train(cfg, mnist).classifier, path)
-    return path
-
-
 _KILLED_SAVE = """
 import os, sys
 from advgui.core import models, store

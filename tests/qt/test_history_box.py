@@ -9,18 +9,6 @@ from advgui.core import history
 from advgui.core.results import ResultStore
 
 
-@pytest.fixture(scope="module")
-def runs(trained_cnn, mnist):
-    from advgui.core.attacks import make_attack
-
-    x, y = mnist.x_test[:4], mnist.y_test[:4]
-    targeted = make_attack("targeted", steps=40, lam=0.05)(
-        trained_cnn, x[:2], labels=y[:2], goals=3
-    )
-    fgsm = make_attack("fgsm", eps=0.25)(trained_cnn, x, labels=y)
-    return targeted, fgsm
-
-
 def test_history_box_lists_newest_first_and_warns(qtbot, runs, tmp_path):
     pytest.importorskip("pytestqt")
     from advgui.qt.widgets.history import HistoryBox
