@@ -342,3 +342,24 @@ def trained_cnn(mnist):
 def plain_s2(mnist):
     """A small strided CNN trained normally (about 97%): quick to attack."""
     return cached_model("plain-s2", mnist, lambda: fit_plain(mnist, "cnn-s2", 0, 20000))
+
+
+@pytest.fixture(scope="session")
+def class_models(mnist, tmp_path_factory) -> list[Path]:
+    """Three small models of different strength saved as files, as a class would hand them in
+    (two MLPs and a CNN, each trained for one epoch on a few thousand real images: seconds)."""
+    from advgui.core import models, training
+
+    folder = tmp_path_factory.mktemp("class")
+    out = []
+    for name, arch, n_train, seed in (
+        ("alice", "mlp", 2000, 1),
+        ("bob", "cnn", 4000, 2),
+        ("carol", "mlp", 6000, 3),
+    ):
+        cfg = training.TrainConfig(
+            arch=arch, epochs=1, n_train=n_train, n_val=0, batch_size=64, seed=seed
+        )
+        clf = training.train(cfg, mnist).classifier
+        out.append(models.save_model(clf, folder / f"{name}.keras"))
+    return out

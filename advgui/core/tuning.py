@@ -225,6 +225,32 @@ def machine_key(cpu: Cpu, tf_version: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
+# --------------------------------------------------------------------------- the device
+
+
+def gpu_names() -> list[str]:
+    """The GPUs TensorFlow sees (imports it): their names where the driver tells them."""
+    from advgui.core.tfimport import tf
+
+    t = tf()
+    names = []
+    for dev in t.config.list_physical_devices("GPU"):
+        try:
+            details = t.config.experimental.get_device_details(dev)
+        except Exception:  # a device without details: its TensorFlow name
+            details = {}
+        names.append(str(details.get("device_name") or dev.name))
+    return names
+
+
+def device_name() -> str:
+    """What runs the work, for every record and view: ``GPU: NAME`` or ``CPU: MODEL``."""
+    gpus = gpu_names()
+    if gpus:
+        return "GPU: " + ", ".join(gpus)
+    return f"CPU: {detect_cpu().model}"
+
+
 # --------------------------------------------------------------------------- the cache
 
 
