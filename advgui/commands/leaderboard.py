@@ -92,8 +92,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         [("--json", args.json), ("--csv", args.csv), ("--html", args.html)],
         inputs=[("--models", f) for f in files],
     )
-    if args.cluster:
-        leaderboard._ray()  # not installed: one line, before the dataset is read
+    if args.cluster:  # not installed or not answering: one line, before the dataset is read
+        leaderboard.check_cluster(args.cluster)
     dataset = load_data(args)
     bar = progress_bar(args, unit="task")
     try:

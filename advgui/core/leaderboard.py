@@ -348,6 +348,14 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def check_cluster(address: str) -> None:
+    """Before any work: Ray installed and, for ``HOST:PORT``, the address answering (one line
+    otherwise)."""
+    _ray()
+    if address != "auto":
+        _reachable(address)
+
+
 class _Ray:
     """The tasks on a Ray cluster: one remote call per task, results taken as they come."""
 
