@@ -357,7 +357,10 @@ def check_cluster(address: str) -> None:
 
 
 class _Ray:
-    """The tasks on a Ray cluster: one remote call per task, results taken as they come."""
+    """The tasks on a Ray cluster: one remote call per task, results taken as they come.
+
+    A process already connected to Ray (``ray.init`` by its caller) keeps that connection and
+    it is left open; otherwise this connects to ``address`` and disconnects at the end."""
 
     def __init__(self, address: str | None) -> None:
         self.ray = _ray()
