@@ -34,6 +34,7 @@ import numpy as np
 # TensorFlow's default thread pools for both sides (see bench_strong_attacks.py).
 os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "0")
 
+import harness
 from _common import art_classifier
 
 from advgui.core import models
@@ -175,7 +176,9 @@ def main() -> None:
     parser.add_argument("--art-n", type=int, help="images for ART (default: all --n)")
     parser.add_argument("--part", choices=("all", "autoattack", "apgd"), default="all")
     parser.add_argument("--skip-art", action="store_true")
+    harness.add_device_option(parser)
     args = parser.parse_args()
+    harness.use_device(args.device)
     data_dir = os.environ.get("ADVGUI_DATA") or str(
         Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
     )

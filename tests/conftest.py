@@ -460,3 +460,24 @@ def runs(trained_cnn, mnist):
     )
     fgsm = make_attack("fgsm", eps=0.25)(trained_cnn, x, labels=y)
     return targeted, fgsm
+
+
+@pytest.fixture(scope="session")
+def class_models(mnist, tmp_path_factory) -> list[Path]:
+    """Three small models of different strength saved as files, as a class would hand them in
+    (two MLPs and a CNN, each trained for one epoch on a few thousand real images: seconds)."""
+    from advgui.core import models, training
+
+    folder = tmp_path_factory.mktemp("class")
+    out = []
+    for name, arch, n_train, seed in (
+        ("alice", "mlp", 2000, 1),
+        ("bob", "cnn", 4000, 2),
+        ("carol", "mlp", 6000, 3),
+    ):
+        cfg = training.TrainConfig(
+            arch=arch, epochs=1, n_train=n_train, n_val=0, batch_size=64, seed=seed
+        )
+        clf = training.train(cfg, mnist).classifier
+        out.append(models.save_model(clf, folder / f"{name}.keras"))
+    return out

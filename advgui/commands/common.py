@@ -250,7 +250,12 @@ def finish(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 def dumps_json(payload: Any) -> str:
-    """Strict JSON (NaN and infinities become null, so any JSON reader accepts it)."""
+    """Strict JSON (NaN and infinities become null, so any JSON reader accepts it). A record
+    (a dict) says which device ran it (``device``: null when no model was loaded)."""
+    if isinstance(payload, dict) and "device" not in payload:
+        from advgui.core.tuning import loaded_device
+
+        payload = {**payload, "device": loaded_device()}
     return json.dumps(_finite(payload), indent=2, default=json_default, allow_nan=False) + "\n"
 
 

@@ -40,6 +40,7 @@ from advgui.qt.widgets.defense_setup import DefenseSetup
 from advgui.qt.widgets.defense_table import DefenseTable
 from advgui.qt.widgets.defense_train import DefenseTrainPanel
 from advgui.qt.widgets.history import HistoryBox
+from advgui.qt.widgets.leaderboard_view import LeaderboardPanel
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
 
@@ -130,6 +131,8 @@ class DefenseTab(QWidget):
         self.pages = QTabWidget()
         self.pages.addTab(split, "Compare defenses")
         self.pages.addTab(self.train_panel, "Train a defended model")
+        self.leaderboard = LeaderboardPanel(lambda: self.state.mnist)
+        self.pages.addTab(self.leaderboard, "Leaderboard")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.pages)

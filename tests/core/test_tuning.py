@@ -257,3 +257,62 @@ def test_the_attacks_follow_the_choices(trained_cnn, mnist, fresh_tuning):
         with tuning.overridden(bf16_available=True):
             res = make_attack("pgd", precision="bfloat16", **kw)(fresh(), x, labels=y)
         assert res.extra["precision"] == "bfloat16"
+
+
+def test_the_device_decides_the_cpu_paths(fresh_tuning, isolated_home, monkeypatch, caplog):
+    """With TensorFlow's device list showing a GPU, every CPU-only path is off (and the
+    attacks' gradient rewrite with it); on this CPU, the same cached timings turn them on."""
+    import logging
+
+    from advgui.core.attacks.engine import fast_logits
+    from advgui.core.models import build_model
+    from advgui.core.tfimport import tf
+
+    t = tf()
+    cpu, version, key, path = tuning._context()
+    assert tuning.write_cache(path, key, cpu, version, FAST)
+    on_cpu = tuning.settings()
+    assert on_cpu.device == f"CPU: {cpu.model}" and on_cpu.conv_rewrite
+    assert on_cpu.background_nice == (5 if sys.platform.startswith("linux") else 0)
+    assert bool(fast_logits(build_model("cnn")).rewritten)
+
+    real = t.config.list_physical_devices
+    fake = [t.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")]
+
+    def devices(device_type=None):
+        return fake if device_type == "GPU" else real(device_type)
+
+    monkeypatch.setattr(t.config, "list_physical_devices", devices)
+    tuning.reset()
+    with caplog.at_level(logging.INFO, logger="advgui.core.tuning"):
+        on_gpu = tuning.settings()
+        tuning.settings()
+    assert on_gpu.device == "GPU: /physical_device:GPU:0"
+    assert tuning.device_name() == on_gpu.device == tuning.loaded_device()
+    assert not on_gpu.conv_rewrite and on_gpu.one_thread_max_batch == 0
+    assert not on_gpu.bf16_available and not on_gpu.pool_override
+    assert on_gpu.background_nice == 0
+    assert all("GPU:0" in on_gpu.reasons[k] for k in on_gpu.reasons)
+    assert on_gpu.timings == FAST  # read, not measured again: nothing CPU to time
+    logged = [r.getMessage() for r in caplog.records if "tuning: device:" in r.getMessage()]
+    assert logged == ["tuning: device: GPU: /physical_device:GPU:0"]  # once
+    assert not fast_logits(build_model("cnn")).rewritten
+    # ADVGUI_TUNE still wins on a GPU.
+    monkeypatch.setenv("ADVGUI_TUNE", "conv_rewrite=1")
+    tuning.reset()
+    assert tuning.settings().conv_rewrite
+
+
+def test_json_records_name_the_device(tmp_path, fresh_tuning):
+    """A command's JSON record and a stored result say what ran them."""
+    from advgui.commands.common import dumps_json
+    from advgui.core.results import RESULT_JSON, ResultStore
+    from advgui.core.tfimport import tf
+
+    tf()
+    device = tuning.device_name()
+    assert device.startswith(("CPU: ", "GPU: "))
+    assert json.loads(dumps_json({"accuracy": 0.9}))["device"] == device
+    assert json.loads(dumps_json({"device": "kept"}))["device"] == "kept"
+    entry = ResultStore(tmp_path).add("attack", {"success": 1})
+    assert json.loads((entry.path / RESULT_JSON).read_text())["device"] == device

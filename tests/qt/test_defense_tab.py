@@ -195,6 +195,7 @@ def test_defended_training_has_its_own_page_with_full_size_plots(tab, qtbot):
     assert [pages.tabText(i) for i in range(pages.count())] == [
         "Compare defenses",
         "Train a defended model",
+        "Leaderboard",
     ]
     pages.setCurrentWidget(tab.train_panel)
     qtbot.wait(50)

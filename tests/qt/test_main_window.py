@@ -279,3 +279,20 @@ def runs_store(trained_cnn, mnist):
     damaged = history.save_attack(store, res, model="test-cnn", indices=[0, 1])
     (damaged.path / "result.json").write_text('{"kind": "attack", "payl')
     return good, damaged
+
+
+def test_the_device_is_in_the_status_bar_and_about(qtbot, mnist_path, monkeypatch):
+    from advgui.core import tuning
+    from advgui.qt import main_window
+    from advgui.qt.main_window import MainWindow
+
+    win = MainWindow(data_path=str(mnist_path), preload_tf=False)
+    qtbot.addWidget(win)
+    win._preload_tf()  # as the app does at start: TensorFlow loads, then the device shows
+    qtbot.waitUntil(lambda: win.device_label.text().startswith("Device: "), timeout=120000)
+    assert win.device_label.text() == f"Device: {tuning.device_name()}"
+    shown = []
+    monkeypatch.setattr(main_window.QMessageBox, "about", lambda *a: shown.append(a[2]))
+    win.show_about()
+    assert f"Device: {tuning.device_name()}" in shown[0]
+    qtbot.waitUntil(lambda: win.state.mnist is not None, timeout=20000)
