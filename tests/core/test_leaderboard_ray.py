@@ -17,7 +17,7 @@ from advgui.core.progress import Cancelled, CancelToken
 
 ray = pytest.importorskip("ray")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Ray titles a worker process ``ray::FUNCTION`` while it runs a task of FUNCTION.
 TASK_TITLE = b"ray::run_task"
 CFG = {"attack": "pgd", "eps": 0.1, "n": 60, "chunk": 20}
