@@ -582,3 +582,28 @@ def test_bad_model_files_in_attack_tab_and_model_list(attack_tab, training_tab, 
         assert MARK in model_list.status.styleSheet()
     assert attack_tab.findChildren(QMessageBox) == []
     assert model_list.findChildren(QMessageBox) == []
+
+
+def test_square_on_one_image_shows_its_margin_by_queries_live(tab, qtbot):
+    """Issue 16: a black-box attack in the Attack tab plots the first image's logit margin
+    against the queries it has used, while it runs and after; the summary counts them."""
+    tab.gallery.select_index(0)
+    tab.goal_combo.setCurrentIndex(0)
+    tab.method_combo.setCurrentText("square")
+    tab.eps_spin.setValue(0.3)
+    tab.controls.form.widgets["queries"].setValue(400)
+    job = tab.run_attack()
+    assert job is not None and not tab.cost.isHidden()  # named from the start of the run
+    assert tab.cost.getAxis("bottom").labelText == "queries"
+    live = []
+    job.partial.connect(lambda p: live.append(p.trace))
+    _wait(qtbot, job)
+    res = tab.session.shown.result
+    trace = np.asarray(res.details.trace)
+    assert live and all(t for t in live)
+    assert tab.cost.getAxis("bottom").labelText == "queries"
+    assert "margin" in tab.cost.getAxis("left").labelText
+    assert np.allclose(tab.cost.values, trace[:, 1])
+    xs, _ = tab.cost.curve.getData()
+    assert np.allclose(xs, trace[:, 0]) and xs[-1] <= res.details.queries[0]
+    assert f"{int(res.details.queries[0])}&nbsp;queries" in tab.summary.text()

@@ -88,7 +88,12 @@ class PendingRun:
     @property
     def cost_axis(self) -> tuple[str, str] | None:
         """What this run's live cost curve plots (None: it draws none)."""
-        return type(self.attack).cost_axis(self.attack.params, self.goal is not None)
+        return curve_axis(type(self.attack), self.attack.params, self.goal is not None)[0]
+
+    @property
+    def cost_x_label(self) -> str:
+        """What the live curve's x axis counts: steps, or queries for a black-box attack."""
+        return curve_axis(type(self.attack), self.attack.params, self.goal is not None)[1]
 
     def work(self, progress: ProgressCallback, cancel: CancelToken) -> RunOutput:
         """Run the attack and keep the result in the history the moment it finishes."""
@@ -122,6 +127,20 @@ class ResultView:
     summary: str
     #: What the curve is (title, y axis), None when the attack records no cost.
     curve_axis: tuple[str, str] | None = None
+    #: The curve's x values (None: steps 1, 2, ...) and what they count.
+    curve_x: np.ndarray | None = None
+    curve_x_label: str = "step"
+
+
+def curve_axis(cls: type[Attack], params: dict[str, Any], targeted: bool) -> tuple[
+    tuple[str, str] | None, str
+]:  # fmt: skip
+    """((title, y axis) or None, x axis) of an attack's curve: a black-box attack's trace
+    against its queries, else the cost per step."""
+    trace = cls.trace_axis(params, targeted)
+    if trace is not None:
+        return (trace[0], trace[2]), trace[1]
+    return cls.cost_axis(params, targeted), "step"
 
 
 @dataclass(frozen=True)
@@ -302,14 +321,25 @@ class AttackSession:
             f"L0 {rec['l0']}", f"L2 {rec['l2']:.3f}", f"Linf {rec['linf']:.3f}",
             steps, f"{rec['seconds']:.2f} s", *lam_text,
         ]  # fmt: skip
+        queries = res.details.queries  # a black-box attack's cost is its queries
+        if queries is not None and len(queries) > k:
+            figures.insert(5, f"{int(queries[k])} queries")
         # Rich text: a number never wraps away from its unit ("3.56 / s"), only between
         # figures.
         summary = f"<b>{'Success' if rec['success'] else 'Failed'}</b>: " + ", ".join(
             [figures[0], *(f.replace(" ", "&nbsp;") for f in figures[1:])]
         )
-        curve = None if res.cost_history is None else np.asarray(res.cost_history)[:, k]
         cls = attack_classes().get(res.method)
-        axis = None if cls is None else cls.cost_axis(dict(res.params), res.goals is not None)
+        axis, x_label = (None, "step") if cls is None else curve_axis(
+            cls, dict(res.params), res.goals is not None
+        )  # fmt: skip
+        curve = curve_x = None
+        if x_label != "step":  # a black-box attack's trace: the first image's only
+            if k == 0 and res.details.trace:
+                trace = np.asarray(res.details.trace, np.float64)
+                curve, curve_x = trace[:, 1], trace[:, 0]
+        elif res.cost_history is not None:
+            curve = np.asarray(res.cost_history)[:, k]
         return ResultView(
             original=res.x[k],
             original_caption=f"{where}\npredicted {rec['pred_before']}",
@@ -322,6 +352,8 @@ class AttackSession:
             curve=curve,
             summary=summary,
             curve_axis=axis if curve is not None else None,
+            curve_x=curve_x,
+            curve_x_label=x_label,
         )
 
     def live_delta(self, partial: Partial) -> tuple[np.ndarray, np.ndarray] | None:
