@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QFileDialog,
-    QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -27,6 +26,7 @@ from advgui.core.progress import Partial, Progress
 from advgui.core.results import ResultEntry
 from advgui.core.sessions import AttackSession, RunOutput, results_folder
 from advgui.qt.dialogs import show_error
+from advgui.qt.reflow import ReflowSplitter
 from advgui.qt.state import AppState
 from advgui.qt.widgets import progress_bar
 from advgui.qt.widgets.attack_compare import AttackCompareWidget
@@ -63,7 +63,7 @@ class AttackTab(QWidget):
         self.results_tabs = QTabWidget()
         self.results_tabs.addTab(self.panel, "Result")
         self.results_tabs.addTab(self.compare, "Compare attacks")
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter = self.main_splitter = ReflowSplitter()  # stacks on a small screen
         for i, (widget, stretch) in enumerate(
             ((self.source_panel, 3), (self.controls, 2), (self.results_tabs, 5))
         ):

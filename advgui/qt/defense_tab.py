@@ -33,6 +33,7 @@ from advgui.core.progress import Partial, Progress
 from advgui.core.results import ResultEntry
 from advgui.core.sessions.defense import NO_DATA, ComparisonOutput, DefenseSession
 from advgui.qt.dialogs import show_error
+from advgui.qt.reflow import ReflowSplitter
 from advgui.qt.state import AppState
 from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.widgets.defense_plot import DefensePlot
@@ -122,7 +123,7 @@ class DefenseTab(QWidget):
         right_lay.addWidget(right)
         right_lay.addLayout(exports)
 
-        split = QSplitter(Qt.Orientation.Horizontal)
+        split = self.main_splitter = ReflowSplitter()  # stacks on a small screen
         split.addWidget(scroll)
         split.addWidget(right_box)
         split.setStretchFactor(1, 1)

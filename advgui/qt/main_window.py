@@ -13,14 +13,11 @@ from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
-    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
-    QScrollArea,
     QTabWidget,
-    QWidget,
 )
 
 from advgui import __version__, resources
@@ -30,21 +27,12 @@ from advgui.qt import gcguard, wheelguard
 from advgui.qt.attack_tab import AttackTab
 from advgui.qt.defense_tab import DefenseTab
 from advgui.qt.dialogs import show_error
+from advgui.qt.reflow import ReflowArea
 from advgui.qt.state import AppState
 from advgui.qt.training_tab import TrainingTab
 from advgui.qt.workers import ErrorInfo, Job, JobSlot, cancel_and_join_all
 
 log = logging.getLogger(__name__)
-
-
-def _scrollable(tab: QWidget) -> QScrollArea:
-    """A tab in a scroll area: on a screen smaller than its layout (1280x800, or 1920x1080 at 2x
-    scaling) it scrolls, rather than the window growing past the screen with controls off it."""
-    area = QScrollArea()
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setWidget(tab)
-    return area
 
 
 def window_icon() -> QIcon:
@@ -97,7 +85,7 @@ class MainWindow(QMainWindow):
         self.defense_tab = DefenseTab(self.state)
         for tab, name in ((self.training_tab, "Training"), (self.attack_tab, "Attack"),
                           (self.defense_tab, "Defenses")):  # fmt: skip
-            self.tabs.addTab(_scrollable(tab), name)
+            self.tabs.addTab(ReflowArea(tab), name)
         self.setCentralWidget(self.tabs)
 
         self._build_menus()

@@ -42,6 +42,7 @@ from advgui.core.sessions.training import (  # re-exported: older code imports t
     showing_text,
 )
 from advgui.core.store import ModelStore
+from advgui.qt.reflow import ReflowSplitter
 from advgui.qt.state import AppState
 from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.widgets.model_list import ModelList
@@ -113,7 +114,8 @@ class TrainingTab(QWidget):
         results = _split(h, (_boxed("Predictions on test images", self.grid), 3),
                          (_boxed("Confusion matrix (test set)", self.confusion), 2))  # fmt: skip
         right = _split(v, (plots_box, 1), (results, 1))
-        QHBoxLayout(self).addWidget(_split(h, (left_panel, 0), (right, 1)))
+        self.main_splitter = _split(ReflowSplitter(), (left_panel, 0), (right, 1))
+        QHBoxLayout(self).addWidget(self.main_splitter)  # stacks on a small screen
 
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
@@ -374,9 +376,9 @@ def _boxed(title: str, widget: QWidget) -> QGroupBox:
     return box
 
 
-def _split(orientation: Qt.Orientation, *parts: tuple[QWidget, int]) -> QSplitter:
-    """A splitter of ``(widget, stretch)`` parts."""
-    splitter = QSplitter(orientation)
+def _split(orientation: Qt.Orientation | QSplitter, *parts: tuple[QWidget, int]) -> QSplitter:
+    """A splitter (or the one given) of ``(widget, stretch)`` parts."""
+    splitter = orientation if isinstance(orientation, QSplitter) else QSplitter(orientation)
     for i, (widget, stretch) in enumerate(parts):
         splitter.addWidget(widget)
         splitter.setStretchFactor(i, stretch)

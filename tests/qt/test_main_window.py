@@ -296,3 +296,21 @@ def test_the_device_is_in_the_status_bar_and_about(qtbot, mnist_path, monkeypatc
     win.show_about()
     assert f"Device: {tuning.device_name()}" in shown[0]
     qtbot.waitUntil(lambda: win.state.mnist is not None, timeout=20000)
+
+
+def test_columns_stack_on_a_small_screen_and_return_side_by_side(window, qtbot):
+    """Issue 17.12: at 960x540 (1920x1080 at 2x) a tab's columns stack, so it scrolls down
+    only, never sideways; at 1280x800 they are side by side again."""
+    for size, stacked in (((960, 540), True), ((1280, 800), False), ((960, 540), True)):
+        window.resize(*size)
+        for i in range(window.tabs.count()):
+            window.tabs.setCurrentIndex(i)
+            qtbot.wait(20)
+            area = window.tabs.widget(i)
+            splitter = area.widget().main_splitter
+            need = splitter.side_by_side_width()
+            assert splitter.stacked == (need > area.width() - 32), (size, i, need)
+            assert area.horizontalScrollBar().maximum() == 0, (size, i)
+        # The Training and Attack tabs need more than 960 side by side: those two stack.
+        assert window.training_tab.main_splitter.stacked == stacked
+        assert window.attack_tab.main_splitter.stacked == stacked
