@@ -47,7 +47,7 @@ class IBPLoss:
     """IBP's loss; ``warmup`` and ``ramp`` are fractions of the training steps."""
 
     eps: float
-    warmup: float = 0.05
+    warmup: float = 0.2
     ramp: float = 0.5
     kappa_end: float = 0.5
 
