@@ -96,14 +96,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="smoothing noise (default: the sigma the model was noise-trained with)",
     )
     e.add_argument(
-        "--n-samples", type=positive_int, default=100_000, help="smoothing: noise samples "
+        "--n-samples", type=positive_int, help="smoothing: noise samples "
         "per image for the bound (default 100000)",
     )  # fmt: skip
     e.add_argument(
-        "--n0", type=positive_int, default=100, help="smoothing: samples to pick the class"
+        "--n0", type=positive_int, help="smoothing: samples to pick the class (default 100)"
     )
     e.add_argument(
-        "--alpha", type=finite_float, default=0.001, help="smoothing: failure probability"
+        "--alpha", type=finite_float, help="smoothing: failure probability (default 0.001)"
     )
     e.add_argument(
         "--radii",
@@ -150,26 +150,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     grid = spec.eps_grid if args.eps is None else evaluation.parse_eps_grid(args.eps)
     attacks = tuple(dict.fromkeys(args.attack or ("fgsm", "pgd")))
     certify_opts: dict[str, Any] = {}
-    if args.certify is None:
-        given = [o for o, v in (("--sigma", args.sigma), ("--radii", args.radii)) if v is not None]
-        if given:
-            raise ParameterError(f"{given[0]} needs --certify smoothing", field="certify")
-    else:
-        from advgui.core.certify import parse_radii
-
-        certify_opts = {
-            "certify": args.certify,
-            "sigma": args.sigma,
-            "n0": args.n0,
-            "n_samples": args.n_samples,
-            "alpha": args.alpha,
-        }
+    smoothing_only = {
+        "--sigma": ("sigma", args.sigma),
+        "--n-samples": ("n_samples", args.n_samples),
+        "--n0": ("n0", args.n0),
+        "--alpha": ("alpha", args.alpha),
+        "--radii": ("radii", args.radii),
+    }
+    for option, (_, value) in smoothing_only.items():
+        if value is not None and args.certify != "smoothing":
+            raise ParameterError(f"{option} needs --certify smoothing", field="certify")
+    if args.certify is not None:
+        certify_opts = {"certify": args.certify}
+        for name, value in smoothing_only.values():
+            if value is not None:
+                certify_opts[name] = value
         if args.radii is not None:
-            if args.certify != "smoothing":
-                raise ParameterError("--radii needs --certify smoothing", field="radii")
+            from advgui.core.certify import parse_radii
+
             certify_opts["radii"] = parse_radii(args.radii)
-        if args.certify == "ibp" and args.sigma is not None:
-            raise ParameterError("--sigma needs --certify smoothing", field="sigma")
     cfg = evaluation.EvalConfig(
         attacks=attacks,
         eps=grid,
