@@ -275,7 +275,7 @@ def test_cli_certify_error_paths(tmp_path, capsys, mnist_path, noise_s2):
     base = ["--data", str(mnist_path), "evaluate", "--n", "10", "--eps", "0,0.1"]
     _one_line_exit_2([*base, "--model", str(bn), "--certify", "ibp"], capsys, "layer bn")
     _one_line_exit_2(
-        [*base, "--model", str(plain), "--certify", "smoothing"], capsys, "give --sigma"
+        [*base, "--model", str(plain), "--certify", "smoothing"], capsys, "give a sigma (--sigma)"
     )
     _one_line_exit_2([*base, "--model", str(noise), "--sigma", "0.5"], capsys, "--certify")
     _one_line_exit_2(

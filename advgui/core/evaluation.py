@@ -456,7 +456,8 @@ def smoothing_sigma(clf: Classifier, cfg: EvalConfig) -> float:
     trained = clf.meta.get("sigma") if clf.meta.get("defense") == "noise" else None
     if trained is None:
         raise ParameterError(
-            f"give --sigma for smoothing {clf.name} (it was not noise-trained)", field="sigma"
+            f"give a sigma (--sigma) for smoothing {clf.name}: it was not noise-trained",
+            field="sigma",
         )
     return float(trained)
 
@@ -669,9 +670,17 @@ def explain(entry: dict[str, Any], attack: str) -> str | None:
 
 
 def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per model, transformation, attack and epsilon (for tables and CSV)."""
+    """One flat row per model, transformation, attack and epsilon (for tables and CSV), then
+    the certified figures' rows; ``certified`` holds the certified figure at the row's budget
+    (IBP beside each attack at its eps; smoothing only in its own rows: another norm)."""
     out = []
     for entry in result["results"]:
+        cert = entry.get("certified")
+        verified = (
+            dict(zip(cert["eps"], cert["verified_accuracy"], strict=True))
+            if isinstance(cert, dict) and cert.get("method") == "ibp"
+            else {}
+        )
         for attack, res in entry["attacks"].items():
             found = _details(res)
             for i, eps in enumerate(res["eps"]):
@@ -695,6 +704,8 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                         "adaptive": None if res["adaptive"] is None else res["adaptive"][i],
                         "cascade": "; ".join(cascades) or None,
                         "flags": ", ".join(sorted(names)) or None,
+                        # IBP-verified accuracy of the same model at this eps, beside it.
+                        "certified": verified.get(eps),
                     }
                 )
         cert = entry.get("certified")
@@ -722,6 +733,7 @@ def _certified_rows(entry: dict[str, Any], cert: dict[str, Any]) -> list[dict[st
             "adaptive": None,
             "cascade": None,
             "flags": None if cert.get("consistent", True) else "certified-above-empirical",
+            "certified": a,
         }
         for e, a in zip(budgets, figures, strict=True)
     ]
