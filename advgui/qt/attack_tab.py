@@ -226,7 +226,9 @@ class AttackTab(QWidget):
         except ParameterError as err:
             self.controls.mark(err.field, str(err))
             return None
-        self.panel.show_running(run.message, self.session.prediction(), run.cost_axis)
+        self.panel.show_running(
+            run.message, self.session.prediction(), run.cost_axis, run.cost_x_label
+        )
         progress_bar.started(self.progress)
         self.status.setText(run.message)
         job = self.attack_slot.start(run.work)
@@ -246,7 +248,11 @@ class AttackTab(QWidget):
 
     def _on_partial(self, partial: Partial) -> None:
         live = self.session.live_delta(partial)
-        self.panel.show_live(partial.curve, *(live or (None, None)))
+        curve, x = partial.curve, None
+        if partial.trace:  # a black-box attack: its margin or distance by queries used
+            trace = np.asarray(partial.trace, float)
+            curve, x = trace[:, 1], trace[:, 0]
+        self.panel.show_live(curve, *(live or (None, None)), x=x)
 
     def _on_result(self, output: RunOutput) -> None:
         text = self.session.finish(output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import html
 import logging
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from advgui import __version__, resources
-from advgui.core import data, paths, tfimport
+from advgui.core import data, paths, tfimport, tuning
 from advgui.core.progress import Progress
 from advgui.qt import gcguard, wheelguard
 from advgui.qt.attack_tab import AttackTab
@@ -139,6 +140,7 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         self.data_label = QLabel("MNIST: not loaded")
         self.tf_label = QLabel("TensorFlow: not loaded")
+        self.device_label = QLabel("")  # the device, once TensorFlow has told it
         self.job_progress = QProgressBar()
         self.job_progress.setMaximumWidth(200)
         self.job_progress.setVisible(False)
@@ -146,6 +148,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.data_label, 1)
         bar.addPermanentWidget(self.job_progress)
         bar.addPermanentWidget(self.tf_label)
+        bar.addPermanentWidget(self.device_label)
 
     def show_about(self) -> None:
         QMessageBox.about(
@@ -153,7 +156,9 @@ class MainWindow(QMainWindow):
             "About advgui",
             f"<b>advgui {__version__}</b><p>A workbench for adversarial machine learning on "
             "MNIST: train a network, fool it with adversarial images, compare defenses.</p>"
-            f"<p>Data and models are kept in {paths.data_dir()}.</p>",
+            f"<p>Data and models are kept in {paths.data_dir()}.</p>"
+            f"<p>Device: {html.escape(tuning.loaded_device() or 'known once TensorFlow loads')}"
+            "</p>",
         )
 
     # ------------------------------------------------------------------ TensorFlow
@@ -174,6 +179,8 @@ class MainWindow(QMainWindow):
                 gcguard.release(quiet=True)
                 ok = tfimport._error is None
                 self.tf_label.setText("TensorFlow: ready" if ok else "TensorFlow: failed to load")
+                device = tuning.loaded_device() if ok else None
+                self.device_label.setText(f"Device: {device}" if device else "")
 
         self._tf_timer.timeout.connect(poll)
         self._tf_timer.start()
