@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from reliability_qt import check_only
+from qt_helpers import check_only
 
 
 def _defended(mnist, method: str, **overrides):
