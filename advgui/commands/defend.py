@@ -1,4 +1,5 @@
-"""``advgui defend``: train a defended model (adversarial training or distillation).
+"""``advgui defend``: train a defended model (adversarial training, distillation, or training
+for certification: ``--defense noise --sigma S`` for randomized smoothing, ``--defense ibp``).
 
 ``advgui train --defense METHOD ...`` is an alias: :mod:`advgui.commands.train` adds the same
 options (:func:`add_defense_arguments`) and hands the run to :func:`cmd_defend`, so both
@@ -67,6 +68,12 @@ def add_defense_arguments(
     p.add_argument("--steps", type=positive_int, help="inner PGD/TRADES steps (default 10)")
     p.add_argument("--beta", type=finite_float, help="TRADES beta (default 6)")
     p.add_argument("--temperature", type=finite_float, help="distillation T (default 100)")
+    p.add_argument(
+        "--sigma",
+        type=finite_float,
+        help="noise training: the Gaussian noise's standard deviation (default 0.5; "
+        "certify with advgui evaluate --certify smoothing at the same sigma)",
+    )
 
 
 def defense_config(args: argparse.Namespace) -> Any:
@@ -85,6 +92,7 @@ def defense_config(args: argparse.Namespace) -> Any:
             ("steps", args.steps),
             ("beta", args.beta),
             ("temperature", args.temperature),
+            ("sigma", getattr(args, "sigma", None)),
         )
         if value is not None
     }
@@ -105,7 +113,8 @@ def cmd_defend(args: argparse.Namespace) -> int:
         shown = {k: info[k] for k in ("epoch", "loss") if k in info}
         if info.get("epoch_end"):
             shown["clean"] = info["clean_accuracy"]
-            shown["pgd"] = info["robust_accuracy"]
+            if "robust_accuracy" in info:  # noise training is checked clean only
+                shown["pgd"] = info["robust_accuracy"]
         return shown
 
     result = train_with_bar(args, lambda p: train_defended(config, mnist, progress=p), brief)
@@ -123,9 +132,15 @@ def cmd_defend(args: argparse.Namespace) -> int:
         "dataset": spec.name,
         "dataset_sha256": spec.sha256,
     }
+    if config.method == "noise":
+        held = f"trained under Gaussian noise of sigma {config.sigma:g}"
+    else:
+        held = (
+            f"held-out PGD-{config.check_steps} accuracy at eps {config.eps:g}: "
+            f"{100 * (kept.get('robust_accuracy') or 0):.1f}%"
+        )
     text = (
-        f"{config.method}: test accuracy {100 * test_acc:.2f}%, held-out PGD-{config.check_steps} "
-        f"accuracy at eps {config.eps:g}: {100 * (kept.get('robust_accuracy') or 0):.1f}% "
+        f"{config.method}: test accuracy {100 * test_acc:.2f}%, {held} "
         f"(epoch {result.best_epoch} kept, {result.seconds:.0f} s); saved {out}"
     )
     return finish_training(args, payload, text, stored)

@@ -82,6 +82,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="F",
         help="also run the feature-squeezing detector at this false-positive rate (e.g. 0.05)",
     )
+    from advgui.core.evaluation import CERTIFY_METHODS
+
+    e.add_argument(
+        "--certify",
+        choices=CERTIFY_METHODS,
+        help="also certify every bare model: smoothing (randomized smoothing, certified L2 "
+        "radius per image) or ibp (IBP-verified accuracy at each --eps)",
+    )
+    e.add_argument(
+        "--sigma",
+        type=finite_float,
+        help="smoothing noise (default: the sigma the model was noise-trained with)",
+    )
+    e.add_argument(
+        "--n-samples", type=positive_int, help="smoothing: noise samples "
+        "per image for the bound (default 100000)",
+    )  # fmt: skip
+    e.add_argument(
+        "--n0", type=positive_int, help="smoothing: samples to pick the class (default 100)"
+    )
+    e.add_argument(
+        "--alpha", type=finite_float, help="smoothing: failure probability (default 0.001)"
+    )
+    e.add_argument(
+        "--radii",
+        help="smoothing: L2 radii to report certified accuracy at (default 0,0.25,...,2)",
+    )
     add_output_options(e, json_help="write the results as JSON")
     e.add_argument("--csv", metavar="OUT.csv", help="write one row per model/attack/epsilon")
     e.add_argument("--plot", metavar="OUT.png", help="draw robust accuracy against epsilon")
@@ -122,6 +149,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     spec = dataset_spec(args)
     grid = spec.eps_grid if args.eps is None else evaluation.parse_eps_grid(args.eps)
     attacks = tuple(dict.fromkeys(args.attack or ("fgsm", "pgd")))
+    certify_opts: dict[str, Any] = {}
+    smoothing_only = {
+        "--sigma": ("sigma", args.sigma),
+        "--n-samples": ("n_samples", args.n_samples),
+        "--n0": ("n0", args.n0),
+        "--alpha": ("alpha", args.alpha),
+        "--radii": ("radii", args.radii),
+    }
+    for option, (_, value) in smoothing_only.items():
+        if value is not None and args.certify != "smoothing":
+            raise ParameterError(f"{option} needs --certify smoothing", field="certify")
+    if args.certify is not None:
+        certify_opts = {"certify": args.certify}
+        for name, value in smoothing_only.values():
+            if value is not None:
+                certify_opts[name] = value
+        if args.radii is not None:
+            from advgui.core.certify import parse_radii
+
+            certify_opts["radii"] = parse_radii(args.radii)
     cfg = evaluation.EvalConfig(
         attacks=attacks,
         eps=grid,
@@ -132,6 +179,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         adaptive=not args.naive_only,
         detector_fpr=args.detector_fpr,
         attack_params=attack_params(attacks, args),
+        **certify_opts,
     ).validate()
     for name in cfg.attacks:  # every parameter checked by its spec before any work
         evaluation.make_eval_attack(cfg, name)
@@ -144,6 +192,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     clfs = [models.load_model(m) for m in args.model]
     for clf in clfs:  # before the dataset is even loaded: a refusal costs nothing
         data.check_dataset(clf, spec)
+        if cfg.certify is not None:
+            evaluation.check_certifiable(clf, cfg)
     mnist = load_data(args)
     transforms = ["none", *[t for t in args.transform if t != "none"]]
     bar = progress_bar(args, unit="step")
@@ -188,7 +238,32 @@ def table_lines(result: dict[str, Any]) -> list[str]:
                         f"  {attack} at eps {res['eps'][i]:g} ({view}): broken by "
                         f"{cascade_text(cascade)}; {left} robust"
                     )
+        lines.extend(certified_lines(entry, eps))
         for note in entry["notes"]:
             lines.append(f"  * {note}")
     lines.append(f"({result['seconds']:.0f} s)")
     return lines
+
+
+def certified_lines(entry: dict[str, Any], eps: list[float]) -> list[str]:
+    """The certified figures beside the attacks': IBP as a row under the epsilon columns
+    (a "!" marks a figure above an attack's: a bug), smoothing per L2 radius."""
+    cert = entry.get("certified")
+    if not isinstance(cert, dict):
+        return []
+    mark = "" if cert.get("consistent", True) else "!"
+    if cert.get("method") == "ibp":
+        by_eps = dict(zip(cert["eps"], cert["verified_accuracy"], strict=True))
+        cells = "".join(
+            f"{(f'{100 * by_eps[e]:.1f}' + mark) if e in by_eps else '-':>9}" for e in eps
+        )
+        return [f"{entry['label'][:34]:34} {'IBP cert':9}" + cells]
+    figures = ", ".join(
+        f"r={r:g}: {100 * a:.1f}%{mark}"
+        for r, a in zip(cert["radii"], cert["certified_accuracy"], strict=True)
+    )
+    return [
+        f"{entry['label'][:34]:34} certified (smoothing, sigma {cert['sigma']:g}, "
+        f"n {cert['n_samples']}, alpha {cert['alpha']:g}; L2 radius): {figures}; "
+        f"abstained {100 * cert['abstain_rate']:.1f}%"
+    ]

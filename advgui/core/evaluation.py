@@ -68,6 +68,7 @@ DEFAULT_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
     "targeted": {"steps": 200, "quantize": False},
 }
 RESULT_VERSION = 1
+CERTIFY_METHODS = ("smoothing", "ibp")
 
 
 @dataclass
@@ -85,6 +86,15 @@ class EvalConfig:
     batch_size: int = 500
     seed: int = 0
     attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Certification of every bare model beside the attacks: None, "smoothing" (L2, at
+    #: ``radii``) or "ibp" (L-inf, at the epsilon grid).
+    certify: str | None = None
+    #: Smoothing's noise; None: the sigma the model was noise-trained with.
+    sigma: float | None = None
+    n0: int = 100
+    n_samples: int = 100_000
+    alpha: float = 0.001
+    radii: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 
     def validate(self) -> EvalConfig:
         attacks = [str(a).strip() for a in self.attacks]
@@ -121,6 +131,23 @@ class EvalConfig:
                     f"{name} must be a whole number between {lo} and {hi}, got {value!r}",
                     field=name,
                 )
+        if self.certify not in (None, *CERTIFY_METHODS):
+            raise ParameterError(
+                f"certify must be one of {', '.join(CERTIFY_METHODS)}, got {self.certify!r}",
+                field="certify",
+            )
+        if self.certify == "smoothing":
+            from advgui.core.certify.smoothing import SmoothingConfig
+
+            SmoothingConfig(
+                sigma=0.5 if self.sigma is None else self.sigma,
+                n0=self.n0,
+                n=self.n_samples,
+                alpha=self.alpha,
+            ).validate()
+            self.radii = tuple(sorted({float(r) for r in self.radii}))
+        elif self.sigma is not None:
+            raise ParameterError("sigma is for --certify smoothing only", field="sigma")
         if self.detector_fpr is not None and not 0.0 < float(self.detector_fpr) < 0.5:
             raise ParameterError(
                 f"detector false-positive rate must be between 0 and 0.5, got {self.detector_fpr}",
@@ -303,7 +330,13 @@ def evaluate(
         for a in cfg.attacks:
             fixed = _kind(a) == FIXED_BUDGET
             units += views * (len(eps_pos) if fixed else (1 if eps_pos else 0))
+    if cfg.certify is not None:
+        units += sum(tg.transform == "none" for tg in targets)
     counter = _Counter(units + len(targets), progress)
+    if cfg.certify is not None:  # refused before any attack runs: sigma, a verifiable model
+        for tg in targets:
+            if tg.transform == "none":
+                check_certifiable(tg.clf, cfg)
 
     results = []
     for tg in targets:
@@ -392,6 +425,11 @@ def evaluate(
                     Progress(counter.done, counter.total, f"{tg.label}: {a} done",
                              partial=Partial(entry=_partial(entry)))
                 )  # fmt: skip
+        if cfg.certify is not None and tg.transform == "none":
+            entry["certified"] = certify_entry(
+                tg.clf, x, y, cfg, progress=counter.sub(f"{tg.label}: certify"), cancel=cancel
+            )
+            entry["notes"].extend(check_certified(entry))
         if cfg.detector_fpr is not None and tg.transform == "none":
             entry["detector"] = _detector(tg, mnist, cfg, x, y, adv_for_detector)
         results.append(entry)
@@ -406,6 +444,99 @@ def evaluate(
         "seconds": time.perf_counter() - t0,
         "created": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
     }
+
+
+# --------------------------------------------------------------------------- certification
+
+
+def smoothing_sigma(clf: Classifier, cfg: EvalConfig) -> float:
+    """The noise to smooth ``clf`` with: the config's, else the one it was trained under."""
+    if cfg.sigma is not None:
+        return float(cfg.sigma)
+    trained = clf.meta.get("sigma") if clf.meta.get("defense") == "noise" else None
+    if trained is None:
+        raise ParameterError(
+            f"give a sigma (--sigma) for smoothing {clf.name}: it was not noise-trained",
+            field="sigma",
+        )
+    return float(trained)
+
+
+def check_certifiable(clf: Classifier, cfg: EvalConfig) -> None:
+    """Refuse what certification cannot do, before any work: a model IBP cannot bound
+    (:class:`~advgui.core.certify.NotVerifiable`, naming the layer), smoothing without sigma."""
+    if cfg.certify == "ibp":
+        from advgui.core.certify.ibp import verifiable
+
+        verifiable(clf.logits_model)
+    elif cfg.certify == "smoothing":
+        smoothing_sigma(clf, cfg)
+
+
+def certify_entry(
+    clf: Classifier,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: EvalConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """The certified figures of ``clf`` on ``(x, y)``: IBP at the epsilon grid (L-inf), or
+    smoothing's per-image radius and certified accuracy at ``cfg.radii`` (L2)."""
+    from advgui.core import certify
+
+    if cfg.certify == "ibp":
+        res = certify.verified_accuracy(clf, x, y, list(cfg.eps), progress=progress, cancel=cancel)
+        return res.record()
+    smooth = certify.SmoothingConfig(
+        sigma=smoothing_sigma(clf, cfg), n0=cfg.n0, n=cfg.n_samples, alpha=cfg.alpha,
+        seed=cfg.seed,
+    )  # fmt: skip
+    cert = certify.certify(clf, x, y, smooth, progress=progress, cancel=cancel)
+    return cert.record(list(cfg.radii))
+
+
+def certified_violations(entry: dict[str, Any]) -> list[str]:
+    """Where a certified figure is above an empirical one on the same model, norm and budget:
+    a bug (a certificate no attack can break was broken, or a bound is unsound)."""
+    cert = entry.get("certified")
+    if not isinstance(cert, dict):
+        return []
+    out = []
+    if cert.get("method") == "ibp":
+        by_eps = dict(zip(cert["eps"], cert["verified_accuracy"], strict=True))
+        top = max(by_eps.values(), default=0.0)
+        if top > entry["clean_accuracy"] + 1e-12:
+            out.append(f"IBP-verified {top:.1%} above clean {entry['clean_accuracy']:.1%}")
+        for attack, res in entry["attacks"].items():
+            for e, robust in zip(res["eps"], res["robust_accuracy"], strict=True):
+                if e in by_eps and by_eps[e] > robust + 1e-12:
+                    out.append(
+                        f"IBP-verified {by_eps[e]:.1%} above {attack}'s {robust:.1%} at eps {e:g}"
+                    )
+    else:  # smoothing: certified accuracy can only fall with the radius
+        acc = cert["certified_accuracy"]
+        for r, a, b in zip(cert["radii"][1:], acc[:-1], acc[1:], strict=True):
+            if b > a + 1e-12:
+                out.append(f"certified accuracy rises to {b:.1%} at radius {r:g}")
+    return out
+
+
+def check_certified(entry: dict[str, Any]) -> list[str]:
+    """Flag :func:`certified_violations` in the entry (``certified.consistent``) and return the
+    notes; the figures stay, so the bug can be looked at."""
+    cert = entry.get("certified")
+    if not isinstance(cert, dict):
+        return []
+    bad = certified_violations(entry)
+    cert["consistent"] = not bad
+    cert["violations"] = bad
+    if bad:
+        import logging
+
+        logging.getLogger(__name__).error("certified above empirical: %s", "; ".join(bad))
+    return [f"{entry['label']}: BUG, certified above empirical: {b}" for b in bad]
 
 
 def _partial(entry: dict[str, Any]) -> dict[str, Any]:
@@ -539,9 +670,17 @@ def explain(entry: dict[str, Any], attack: str) -> str | None:
 
 
 def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per model, transformation, attack and epsilon (for tables and CSV)."""
+    """One flat row per model, transformation, attack and epsilon (for tables and CSV), then
+    the certified figures' rows; ``certified`` holds the certified figure at the row's budget
+    (IBP beside each attack at its eps; smoothing only in its own rows: another norm)."""
     out = []
     for entry in result["results"]:
+        cert = entry.get("certified")
+        verified = (
+            dict(zip(cert["eps"], cert["verified_accuracy"], strict=True))
+            if isinstance(cert, dict) and cert.get("method") == "ibp"
+            else {}
+        )
         for attack, res in entry["attacks"].items():
             found = _details(res)
             for i, eps in enumerate(res["eps"]):
@@ -565,9 +704,39 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                         "adaptive": None if res["adaptive"] is None else res["adaptive"][i],
                         "cascade": "; ".join(cascades) or None,
                         "flags": ", ".join(sorted(names)) or None,
+                        # IBP-verified accuracy of the same model at this eps, beside it.
+                        "certified": verified.get(eps),
                     }
                 )
+        cert = entry.get("certified")
+        if isinstance(cert, dict):
+            out.extend(_certified_rows(entry, cert))
     return out
+
+
+def _certified_rows(entry: dict[str, Any], cert: dict[str, Any]) -> list[dict[str, Any]]:
+    """The certified figures as rows beside the attacks': ``attack`` is ``certified:ibp``
+    (``eps`` the L-inf budget) or ``certified:smoothing`` (``eps`` the L2 radius)."""
+    ibp = cert.get("method") == "ibp"
+    budgets = cert["eps"] if ibp else cert["radii"]
+    figures = cert["verified_accuracy"] if ibp else cert["certified_accuracy"]
+    return [
+        {
+            "model": entry["model"],
+            "transform": entry["transform"],
+            "defense": entry["defense"],
+            "attack": f"certified:{cert.get('method')}",
+            "eps": e,
+            "clean_accuracy": entry["clean_accuracy"],
+            "robust_accuracy": a,
+            "naive": None,
+            "adaptive": None,
+            "cascade": None,
+            "flags": None if cert.get("consistent", True) else "certified-above-empirical",
+            "certified": a,
+        }
+        for e, a in zip(budgets, figures, strict=True)
+    ]
 
 
 CSV_FIELDS = (

@@ -36,6 +36,7 @@ from advgui.qt.dialogs import show_error
 from advgui.qt.reflow import ReflowSplitter
 from advgui.qt.state import AppState
 from advgui.qt.widgets import buttons, progress_bar
+from advgui.qt.widgets.certified_plot import CertifiedPlot
 from advgui.qt.widgets.defense_plot import DefensePlot
 from advgui.qt.widgets.defense_setup import DefenseSetup
 from advgui.qt.widgets.defense_table import DefenseTable
@@ -91,6 +92,7 @@ class DefenseTab(QWidget):
 
         self.plot = DefensePlot()
         self.table = DefenseTable()
+        self.certified_plot = CertifiedPlot()
         self.notes = QTextBrowser()
         self.notes.setPlaceholderText(
             "Where naive and adaptive attacks disagree, the reason appears here."
@@ -113,6 +115,7 @@ class DefenseTab(QWidget):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.plot)
         right.addWidget(self.table)
+        right.addWidget(self.certified_plot)
         right.addWidget(self.notes)
         right_box = QWidget()
         right_lay = QVBoxLayout(right_box)
@@ -193,7 +196,13 @@ class DefenseTab(QWidget):
 
     def _mark_field(self, field: str | None) -> None:
         """Outline the field a bad value came from (the status line says why)."""
-        widgets = {"eps": self.setup.eps_edit, "transform": self.setup.custom_transform}
+        widgets = {
+            "eps": self.setup.eps_edit,
+            "transform": self.setup.custom_transform,
+            "sigma": self.setup.sigma_spin,
+            "radii": self.setup.radii_edit,
+            "certify": self.setup.certify_combo,
+        }
         for name, widget in widgets.items():
             widget.setStyleSheet("border: 2px solid #b00020;" if name == field else "")
 
@@ -256,6 +265,7 @@ class DefenseTab(QWidget):
         shown = self.session.shown
         self.plot.set_result(shown)
         self.table.set_result(shown)
+        self.certified_plot.set_result(shown)
         self.notes.setPlainText(self.session.notes(shown))
 
     # ------------------------------------------------------------------ export

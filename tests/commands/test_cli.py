@@ -167,6 +167,7 @@ DEFEND_NUMERIC = {
     "--epochs": ("0", "1000000000"),
     "--beta": ("nan", "-1", "1e300"),
     "--temperature": ("nan", "0", "-1", "1e300"),
+    "--sigma": ("nan", "0", "-1", "1e300"),
 }
 
 
@@ -200,6 +201,14 @@ EVALUATE_NUMERIC = {
     "--eot": ("0", "1000000000"),
     "--detector-fpr": ("nan", "-1", "2"),
 }
+#: ``evaluate --certify smoothing``'s own options.
+CERTIFY_NUMERIC = {
+    "--sigma": ("nan", "0", "-1", "1e300"),
+    "--n-samples": ("0", "1000000000"),
+    "--n0": ("0", "1000000000"),
+    "--alpha": ("nan", "0", "0.9"),
+    "--radii": ("", "-1", "a,b", "1,nan"),
+}
 
 
 def _cases():
@@ -208,7 +217,9 @@ def _cases():
             yield pytest.param(["train", "--arch", "mlp", opt, v], id=f"train{opt}={v}")
     for opt, values in DEFEND_NUMERIC.items():
         for v in values:
-            defense = {"--beta": "trades", "--temperature": "distill"}.get(opt, "fast-at")
+            defense = {"--beta": "trades", "--temperature": "distill", "--sigma": "noise"}.get(
+                opt, "fast-at"
+            )
             argv = ["defend", "--defense", defense, opt, v]
             yield pytest.param(argv, id=f"defend{opt}={v}")
             if opt in ("--eps", "--temperature"):
@@ -227,6 +238,12 @@ def _cases():
         for v in values:
             argv = ["evaluate", "--model", "{tiny}", f"{opt}={v}"]
             yield pytest.param(argv, id=f"evaluate{opt}={v}")
+    for opt, values in CERTIFY_NUMERIC.items():
+        for v in values:
+            argv = ["evaluate", "--model", "{tiny}", "--certify", "smoothing", f"{opt}={v}"]
+            if opt != "--sigma":
+                argv.append("--sigma=0.5")
+            yield pytest.param(argv, id=f"evaluate-certify{opt}={v}")
     for t in ("jpeg:0", "jpeg:500", "median:-1", "noise:nan", "squeeze-bits:99", "bogus", ":"):
         yield pytest.param(
             ["evaluate", "--model", "{tiny}", "--transform", t], id=f"evaluate-transform={t}"

@@ -7,6 +7,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -32,6 +33,11 @@ ATTACK_TIPS = {
     "deepfool": "minimal perturbation, projected onto each epsilon ball",
     "targeted": "the deck's targeted descent (goal: next digit), projected onto each ball",
 }
+CERTIFY_TIPS = (
+    "no certification",
+    "randomized smoothing (Cohen 2019): certified L2 radius per image",
+    "interval bound propagation (Gowal 2019): verified accuracy at each epsilon",
+)
 
 
 def _checklist(items: list[tuple[str, str, bool]]) -> QListWidget:
@@ -87,6 +93,27 @@ class DefenseSetup(QWidget):
         self.detector_spin.setSpecialValueText("off")
         self.detector_spin.setToolTip("feature-squeezing detector: false-positive rate (0: off)")
 
+        # Certification of every bare model, beside the attacks (core/certify).
+        self.certify_combo = QComboBox()
+        self.certify_combo.addItems(["none", "smoothing", "ibp"])
+        for i, tip in enumerate(CERTIFY_TIPS):
+            self.certify_combo.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+        self.sigma_spin = QDoubleSpinBox()
+        self.sigma_spin.setRange(0.0, 2.0)
+        self.sigma_spin.setSingleStep(0.25)
+        self.sigma_spin.setDecimals(2)
+        self.sigma_spin.setSpecialValueText("as trained")
+        self.sigma_spin.setToolTip("smoothing noise (as trained: the model's noise-training sigma)")
+        self.samples_spin = QSpinBox()
+        self.samples_spin.setRange(100, 10_000_000)
+        self.samples_spin.setSingleStep(10_000)
+        self.samples_spin.setValue(100_000)
+        self.samples_spin.setToolTip("smoothing: noisy copies per image for the bound")
+        self.radii_edit = QLineEdit("0,0.25,0.5,0.75,1,1.5,2")
+        self.radii_edit.setToolTip("smoothing: L2 radii the certified accuracy is reported at")
+        self.certify_combo.currentTextChanged.connect(self._certify_changed)
+        self._certify_changed("none")
+
         models_box = QGroupBox("Models")
         QVBoxLayout(models_box).addWidget(self.model_list)
         tr_box = QGroupBox("Input transformations")
@@ -102,6 +129,10 @@ class DefenseSetup(QWidget):
         form.addRow("PGD restarts", self.restarts_spin)
         form.addRow("detector FPR", self.detector_spin)
         form.addRow(self.adaptive_check)
+        form.addRow("certify", self.certify_combo)
+        form.addRow("noise sigma", self.sigma_spin)
+        form.addRow("noise samples", self.samples_spin)
+        form.addRow("L2 radii", self.radii_edit)
         lists = QHBoxLayout()
         lists.addWidget(tr_box)
         lists.addWidget(at_box)
@@ -113,6 +144,11 @@ class DefenseSetup(QWidget):
         for w in (self.transform_list, self.attack_list, self.model_list):
             w.setMaximumHeight(150)
             w.itemChanged.connect(lambda *_: self.changed.emit())
+
+    def _certify_changed(self, method: str) -> None:
+        for w in (self.sigma_spin, self.samples_spin, self.radii_edit):
+            w.setEnabled(method == "smoothing")
+        self.changed.emit()
 
     # ------------------------------------------------------------------ models
 
@@ -158,6 +194,20 @@ class DefenseSetup(QWidget):
         from advgui.core.evaluation import EvalConfig, parse_eps_grid
 
         fpr = self.detector_spin.value()
+        method = self.certify_combo.currentText()
+        certify: dict[str, Any] = {}
+        if method == "ibp":
+            certify = {"certify": "ibp"}
+        elif method == "smoothing":
+            from advgui.core.certify import parse_radii
+
+            sigma = self.sigma_spin.value()
+            certify = {
+                "certify": "smoothing",
+                "sigma": sigma if sigma > 0 else None,
+                "n_samples": self.samples_spin.value(),
+                "radii": parse_radii(self.radii_edit.text()),
+            }
         return EvalConfig(
             attacks=tuple(self.attacks()),
             eps=parse_eps_grid(self.eps_edit.text()),
@@ -166,4 +216,5 @@ class DefenseSetup(QWidget):
             pgd_steps=self.steps_spin.value(),
             adaptive=self.adaptive_check.isChecked(),
             detector_fpr=fpr if fpr > 0 else None,
+            **certify,
         ).validate()

@@ -19,6 +19,7 @@ COLUMNS = (
     ("robust_accuracy", "robust"),
     ("naive", "naive"),
     ("adaptive", "adaptive"),
+    ("certified", "certified"),
 )
 
 
@@ -57,11 +58,14 @@ class DefenseTable(QTableWidget):
         for r, row in enumerate(data):
             gap = row["adaptive"] is not None and row["naive"] - row["adaptive"] > MASKING_GAP
             for c, (key, _) in enumerate(COLUMNS):
-                value = row[key]
+                value = row.get(key)
                 if key in ("model", "transform", "attack"):
                     item = QTableWidgetItem(str(value))
                 else:
                     item = _Num(value, percent=key != "eps")
+                if key == "certified" and row.get("flags") == "certified-above-empirical":
+                    item.setBackground(QBrush(QColor(255, 190, 190)))
+                    item.setToolTip("certified above an attack's figure: a bug")
                 if gap and key in ("naive", "adaptive"):
                     item.setBackground(masked)
                     item.setToolTip("naive and adaptive attacks disagree: gradient masking")

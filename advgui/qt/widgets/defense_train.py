@@ -37,6 +37,8 @@ METHOD_TIPS = {
     "trades": "TRADES (Zhang 2019): clean loss + beta * KL to the adversarial prediction",
     "fgsm-at": "FGSM adversarial training (Goodfellow 2015): half clean, half FGSM",
     "distill": "defensive distillation (Papernot 2016): looks robust, is not",
+    "noise": "Gaussian-noise training (Cohen 2019): a base classifier for randomized smoothing",
+    "ibp": "interval bound propagation (Gowal 2019): trains a model IBP can verify at eps",
 }
 
 
@@ -51,7 +53,7 @@ class DefenseTrainPanel(QWidget):
         self, mnist_getter: Any, parent: QWidget | None = None, *, store: ModelStore | None = None
     ) -> None:
         super().__init__(parent)
-        from advgui.core.defenses.adversarial import ARCHS, DEFAULT_EPOCHS, DEFENSES
+        from advgui.core.defenses.adversarial import ARCHS, DEFENSES
 
         self.mnist_getter = mnist_getter
         self.store = store or ModelStore()
@@ -84,9 +86,12 @@ class DefenseTrainPanel(QWidget):
         self.n_spin.setRange(100, 59000)
         self.n_spin.setSingleStep(1000)
         self.n_spin.setValue(59000)
-        self.method_combo.currentTextChanged.connect(
-            lambda m: self.epochs_spin.setValue(DEFAULT_EPOCHS.get(m, 10))
-        )
+        self.sigma_spin = QDoubleSpinBox()
+        self.sigma_spin.setRange(0.05, 2.0)
+        self.sigma_spin.setSingleStep(0.25)
+        self.sigma_spin.setValue(0.5)
+        self.sigma_spin.setToolTip("noise training: the Gaussian noise's standard deviation")
+        self.method_combo.currentTextChanged.connect(self._method_changed)
         self.method_combo.setCurrentText("fast-at")
         self.train_button = QPushButton("Train defended model")
         self.stop_button = QPushButton("Stop")
@@ -107,6 +112,7 @@ class DefenseTrainPanel(QWidget):
         form.addRow("defense", self.method_combo)
         form.addRow("architecture", self.arch_combo)
         form.addRow("epsilon", self.eps_spin)
+        form.addRow("noise sigma", self.sigma_spin)
         form.addRow("epochs", self.epochs_spin)
         form.addRow("training images", self.n_spin)
         row = QHBoxLayout()
@@ -127,16 +133,25 @@ class DefenseTrainPanel(QWidget):
         lay.addWidget(self.plots, 1)
         self.train_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
+        self._method_changed(self.method_combo.currentText())
+
+    def _method_changed(self, method: str) -> None:
+        from advgui.core.defenses.adversarial import DEFAULT_EPOCHS
+
+        self.epochs_spin.setValue(DEFAULT_EPOCHS.get(method, 10))
+        self.sigma_spin.setEnabled(method == "noise")
+        self.eps_spin.setEnabled(method != "noise")
 
     def config(self) -> Any:
         from advgui.core.defenses import DefenseConfig
 
-        return DefenseConfig(
-            method=self.method_combo.currentText(),
+        return DefenseConfig.for_method(
+            self.method_combo.currentText(),
             arch=self.arch_combo.currentText(),
             eps=self.eps_spin.value(),
             epochs=self.epochs_spin.value(),
             n_train=self.n_spin.value(),
+            sigma=self.sigma_spin.value(),
         ).validate()
 
     def start(self) -> None:
@@ -156,7 +171,8 @@ class DefenseTrainPanel(QWidget):
         self.history = []
         self.plots.clear()
         progress_bar.started(self.progress_bar)
-        self.status.setText(f"training {cfg.method} at eps {cfg.eps:g}...")
+        budget = f"sigma {cfg.sigma:g}" if cfg.method == "noise" else f"eps {cfg.eps:g}"
+        self.status.setText(f"training {cfg.method} at {budget}...")
         store = self.store
 
         def work(progress: Any, cancel: Any) -> tuple[Any, str | None]:
@@ -194,9 +210,11 @@ class DefenseTrainPanel(QWidget):
         kept = result.kept_record()
         figures = ""
         if kept:
+            robust = kept.get("robust_accuracy")  # None: noise training is checked clean only
+            pgd = f", PGD {robust:.1%}" if robust is not None else ""
             figures = (
-                f": held-out clean {kept['clean_accuracy']:.1%}, "
-                f"PGD {kept['robust_accuracy']:.1%} (epoch {result.best_epoch} kept)"
+                f": held-out clean {kept['clean_accuracy']:.1%}{pgd} "
+                f"(epoch {result.best_epoch} kept)"
             )
         text = f"{clf.name}{figures}, test {result.test_accuracy:.1%}, {result.seconds:.0f} s"
         if result.cancelled:
