@@ -43,6 +43,13 @@ def _gallery_text(win, row):
     return model.data(model.index(row), Qt.ItemDataRole.DisplayRole)
 
 
+def _gallery_tip(win, row):
+    from PySide6.QtCore import Qt
+
+    model = win.attack_tab.gallery.model
+    return model.data(model.index(row), Qt.ItemDataRole.ToolTipRole)
+
+
 def test_switching_datasets_swaps_models_names_runs_and_back(
     window, qtbot, mnist, fashion, trained_cnn, fashion_cnn
 ):
@@ -56,6 +63,7 @@ def test_switching_datasets_swaps_models_names_runs_and_back(
     assert win.dataset_combo.currentData() == "mnist"
     assert win.dataset_actions["mnist"].isChecked()
     assert _gallery_text(win, 0) == f"#0: {mnist.y_test[0]}"  # MNIST keeps its digits
+    assert _gallery_tip(win, 0) == f"test image 0, label {mnist.y_test[0]}"
     assert tab.goal_combo.itemText(8) == "7" and tab.controls.goal_label.text() == "Target digit"
     assert tab.bars.tick_labels() == [str(d) for d in range(10)] and not tab.bars.horizontal
 
@@ -71,7 +79,8 @@ def test_switching_datasets_swaps_models_names_runs_and_back(
     assert trained_cnn not in win.state.models
     assert win.training_tab.model_list.list.count() == 1
     label0 = int(fashion.y_test[0])
-    assert _gallery_text(win, 0) == f"#0: {NAMES[label0]}"
+    assert _gallery_text(win, 0) == f"#0: {fashion.spec.short_names[label0]}"  # "Boot"
+    assert _gallery_tip(win, 0) == f"test image 0, label {label0} {NAMES[label0]}"
     gallery = tab.gallery
     assert gallery.filter.itemText(8) == "only 7 Sneaker"
     assert [tab.goal_combo.itemText(i + 1) for i in range(10)] == [
@@ -132,6 +141,12 @@ def test_a_model_of_the_other_dataset_is_marked_and_never_run(
     assert tab.run_attack() is None  # refused before any thread starts
     assert not tab.bars.before.any()  # no prediction from the wrong model
     assert "(other dataset)" in win.training_tab.model_list.list.item(0).text()
+    # The Defenses tab lists it marked and refuses to compare it on Fashion-MNIST.
+    defenses = win.defense_tab
+    assert defenses.setup.model_list.item(0).text().endswith("(other dataset)")
+    defenses.start()
+    assert defenses.job is None and "trained on MNIST" in defenses.status.text()
+    assert defenses.setup.model_list.styleSheet() == MARK_STYLE
     # Its own dataset's model: the mark goes.
     win.state.add_model(fashion_cnn)
     assert tab.model_combo.styleSheet() == "" and tab.error_label.text() == ""

@@ -202,7 +202,8 @@ class DefenseTab(QWidget):
 
     def _mark_field(self, field: str | None) -> None:
         """Outline the field a bad value came from (the status line says why)."""
-        widgets = {"eps": self.setup.eps_edit, "transform": self.setup.custom_transform}
+        widgets = {"eps": self.setup.eps_edit, "transform": self.setup.custom_transform,
+                   "models": self.setup.model_list}  # fmt: skip
         for name, widget in widgets.items():
             widget.setStyleSheet("border: 2px solid #b00020;" if name == field else "")
 

@@ -86,7 +86,9 @@ class GalleryModel(QAbstractListModel):
         i = int(self.rows[index.row()])
         if role == Qt.ItemDataRole.DisplayRole:
             label = int(self.labels[i])
-            return f"#{i}: {label if self.spec.digits else self.spec.class_name(label)}"
+            return (
+                f"#{i}: {self.spec.short(label)}"  # a thumbnail's width: the full name in the tip
+            )
         if role == Qt.ItemDataRole.DecorationRole:
             pix = self._cache.get(i)
             if pix is None:
@@ -124,6 +126,7 @@ class AttackGallery(QWidget):
         self.view.selectionModel().currentChanged.connect(self._on_current)
 
         self.filter = QComboBox()
+        self.filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self._fill_filter(MNIST)
         self.filter.currentIndexChanged.connect(self._on_filter)
         self.jump = QSpinBox()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -19,6 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from advgui.core import workspace
+from advgui.core.data import MNIST, DatasetSpec
 from advgui.core.errors import ParameterError
 
 TRANSFORM_PRESETS = ("squeeze-bits:1", "median:2", "jpeg:75", "noise:0.3")
@@ -57,6 +60,8 @@ class DefenseSetup(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._models: list[Any] = []
+        #: The dataset compared on: a model trained on another is marked and never compared.
+        self.spec: DatasetSpec = MNIST
         self.model_list = QListWidget()
         self.model_list.setToolTip("Models from the Training tab or loaded files")
         self.transform_list = _checklist(
@@ -129,13 +134,31 @@ class DefenseSetup(QWidget):
             it.setCheckState(was.get(id(m), Qt.CheckState.Checked))
             defense = m.meta.get("defense")
             tip = f"defense: {defense}" if defense else "no defense"
-            it.setToolTip(tip + ("; training was stopped: the model so far" if stopped else ""))
+            tip += "; training was stopped: the model so far" if stopped else ""
+            problem = workspace.model_problem(m, self.spec)
+            if problem is not None:
+                it.setText(it.text() + " (other dataset)")
+                it.setForeground(QColor("#b00020"))
+                tip = f"{problem}\n{tip}"
+            it.setToolTip(tip)
             self.model_list.addItem(it)
         self.model_list.blockSignals(False)
         self.changed.emit()
 
+    def set_dataset(self, spec: DatasetSpec) -> None:
+        """Compare on ``spec``: the list is marked again for it."""
+        self.spec = spec
+        self.set_models(self._models)
+
     def selected_models(self) -> list[Any]:
-        return [self._models[i] for i in _checked(self.model_list)]
+        """The checked models; ParameterError (field ``models``) if one belongs to another
+        dataset: it is refused, never compared on this one."""
+        chosen = [self._models[i] for i in _checked(self.model_list)]
+        for m in chosen:
+            problem = workspace.model_problem(m, self.spec)
+            if problem is not None:
+                raise ParameterError(problem, field="models")
+        return chosen
 
     # ------------------------------------------------------------------ choices
 
