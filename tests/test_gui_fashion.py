@@ -66,8 +66,17 @@ def test_switching_datasets_swaps_models_names_runs_and_back(
     assert _gallery_tip(win, 0) == f"test image 0, label {mnist.y_test[0]}"
     assert tab.goal_combo.itemText(8) == "7" and tab.controls.goal_label.text() == "Target digit"
     assert tab.bars.tick_labels() == [str(d) for d in range(10)] and not tab.bars.horizontal
+    tab.method_combo.setCurrentText("pgd")
+    assert tab.eps_spin.value() == pytest.approx(0.3)
+    win.defense_tab.train_panel.eps_spin.setValue(0.3)
 
     _switch(win, qtbot, "fashion-mnist")
+    # Its own defaults, shown as defaults: L-inf 0.1, the comparison's grid 0-0.1.
+    assert tab.eps_spin.value() == pytest.approx(0.1) and "0.1 on Fashion-MNIST" in (
+        tab.eps_spin.toolTip()
+    )
+    assert win.defense_tab.setup.eps_edit.text() == "0,0.05,0.1"
+    assert win.defense_tab.train_panel.eps_spin.value() == pytest.approx(0.1)
     assert "Fashion-MNIST" in win.windowTitle() and "Fashion-MNIST: 60000 train" in (
         win.data_label.text()
     )
@@ -109,8 +118,11 @@ def test_switching_datasets_swaps_models_names_runs_and_back(
     after = int(tab.result.pred_after[0])
     assert f"predicted {after} {NAMES[after]}" in tab.adversarial_view.caption.text()
 
+    win.defense_tab.setup.eps_edit.setText("0,0.2")  # the user's own: kept on a switch
     _switch(win, qtbot, "mnist")
     assert win.state.models == [trained_cnn] and win.state.current_model is trained_cnn
+    assert tab.eps_spin.value() == pytest.approx(0.3)  # fgsm was left at Fashion's default
+    assert win.defense_tab.setup.eps_edit.text() == "0,0.2"
     assert tab.history.entries == [] and tab.result is None
     assert _gallery_text(win, 0) == f"#0: {mnist.y_test[0]}"
     assert tab.goal_combo.itemText(8) == "7" and not tab.bars.horizontal
@@ -141,6 +153,8 @@ def test_a_model_of_the_other_dataset_is_marked_and_never_run(
     assert tab.run_attack() is None  # refused before any thread starts
     assert not tab.bars.before.any()  # no prediction from the wrong model
     assert "(other dataset)" in win.training_tab.model_list.list.item(0).text()
+    training = win.training_tab  # no predictions of it on these images
+    assert "trained on MNIST" in training.showing_label.text() and training.grid.x is None
     # The Defenses tab lists it marked and refuses to compare it on Fashion-MNIST.
     defenses = win.defense_tab
     assert defenses.setup.model_list.item(0).text().endswith("(other dataset)")

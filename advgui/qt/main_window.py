@@ -225,6 +225,7 @@ class MainWindow(QMainWindow):
         self.training_tab.grid.set_classes(spec)  # the Attack tab names its own classes
         self.training_tab.confusion.set_classes(spec)
         self.defense_tab.setup.set_dataset(spec)
+        self.defense_tab.train_panel.set_dataset(spec)
         self.dataset_actions[spec.name].setChecked(True)
         self.dataset_combo.setCurrentIndex(self.dataset_combo.findData(spec.name))
         network = "mirrors, npm" if spec.npm_package else "mirrors"

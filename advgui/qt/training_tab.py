@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from advgui.core import training
+from advgui.core import training, workspace
 from advgui.core.errors import AdvguiError, ParameterError
 from advgui.core.progress import Progress
 from advgui.core.store import ModelStore
@@ -418,7 +418,12 @@ class TrainingTab(QWidget):
             self.plots.set_history(clf.meta.get("history") or {})
             self._plotted = clf
         mnist = self.state.mnist
-        if mnist is None:
+        problem = workspace.model_problem(clf, self.state.spec)
+        if mnist is None or problem is not None:  # no predictions on the other dataset
+            if problem is not None:
+                self.grid.clear()
+                self.confusion.set_matrix(None)
+                self.showing_label.setText(problem)
             return
         cached = self._predictions.get(id(clf))
         if cached is not None and cached[0] is clf:

@@ -52,6 +52,15 @@ def _checked(w: QListWidget) -> list[int]:
     return [i for i in range(w.count()) if w.item(i).checkState() == Qt.CheckState.Checked]
 
 
+def parse_grid_quietly(text: str) -> tuple[float, ...] | None:
+    from advgui.core.evaluation import parse_eps_grid
+
+    try:
+        return tuple(parse_eps_grid(text))
+    except ParameterError:
+        return None
+
+
 class DefenseSetup(QWidget):
     """Inputs of one comparison; :meth:`eval_config` validates them (ParameterError, field)."""
 
@@ -146,8 +155,15 @@ class DefenseSetup(QWidget):
         self.changed.emit()
 
     def set_dataset(self, spec: DatasetSpec) -> None:
-        """Compare on ``spec``: the list is marked again for it."""
-        self.spec = spec
+        """Compare on ``spec``: the list is marked again for it; an epsilon grid left at the
+        other dataset's default takes this one's."""
+        old, self.spec = self.spec, spec
+        if parse_grid_quietly(self.eps_edit.text()) == tuple(old.eps_grid):
+            self.eps_edit.setText(",".join(f"{e:g}" for e in spec.eps_grid))
+        self.eps_edit.setToolTip(
+            f"L-inf budgets, separated by commas (default on {spec.title}: "
+            + ",".join(f"{e:g}" for e in spec.eps_grid) + ")"
+        )  # fmt: skip
         self.set_models(self._models)
 
     def selected_models(self) -> list[Any]:
