@@ -92,6 +92,7 @@ def test_switching_datasets_swaps_models_names_runs_and_back(
     assert _gallery_tip(win, 0) == f"test image 0, label {label0} {NAMES[label0]}"
     gallery = tab.gallery
     assert gallery.filter.itemText(8) == "only 7 Sneaker"
+    assert gallery.filter.itemText(0) == "any class"
     assert [tab.goal_combo.itemText(i + 1) for i in range(10)] == [
         f"{i} {n}" for i, n in enumerate(NAMES)
     ]
@@ -126,6 +127,7 @@ def test_switching_datasets_swaps_models_names_runs_and_back(
     assert tab.history.entries == [] and tab.result is None
     assert _gallery_text(win, 0) == f"#0: {mnist.y_test[0]}"
     assert tab.goal_combo.itemText(8) == "7" and not tab.bars.horizontal
+    assert tab.gallery.filter.itemText(8) == "only 7s"
     assert tab.bars.tick_labels() == [str(d) for d in range(10)]
 
     # And back: the same Fashion data, model and run, not read again.

@@ -152,7 +152,7 @@ class AttackGallery(QWidget):
         self.setEnabled(False)
 
     def _fill_filter(self, spec: DatasetSpec) -> None:
-        self.filter.addItem("all digits" if spec.digits else "all classes", None)
+        self.filter.addItem("all digits" if spec.digits else "any class", None)
         for d in range(spec.num_classes):
             self.filter.addItem(f"only {d}s" if spec.digits else f"only {spec.label(d)}", d)
 
