@@ -16,6 +16,13 @@ Reference measured in the same run: one PGD-40 pass over the same images on the 
 times are printed as multiples of it, so figures from a loaded machine can still be compared.
 Figures are printed, never asserted.
 
+Measured 2026-12-01 on the shared 2-core CPU (load 5-18 from other jobs), ``--n 1000
+--attack-n 200``: comparison 346 s (7.7x one PGD-40 pass of 44.7 s; goal <= 600 s); PGD-40 at
+eps 0.1: natural 6.9%, fast-AT 71.7%, PGD-AT 71.9%, TRADES 70.9%, distillation 11.0%
+(adaptive; naive overstates), squeeze-bits:1 49.1% (BPDA). Recommended: fast-AT, 10 epochs in
+377 s (6.3 min), clean 87.83%, PGD-50x10 76.5%, AutoAttack 75.0% (first 200 test images);
+PGD-AT baseline, 4 epochs in 327 s: clean 85.13%, PGD-50x10 75.5%, AutoAttack 75.0%.
+
     .venv/bin/python benchmarks/bench_fashion_defenses.py [--part recommended|comparison|all]
         [--data DIR] [--n 1000] [--attack-n N] [--epochs 10] [--baseline-epochs 4] [--quick]
         [--save DIR]
