@@ -22,6 +22,7 @@ from advgui.core.progress import Cancelled
 #: Modules in :mod:`advgui.commands` that provide ``register(subparsers)``.
 COMMAND_MODULES = (
     "data", "train", "evaluate", "defend", "selftest", "attack", "predict", "report",
+    "leaderboard",
 )  # fmt: skip
 
 

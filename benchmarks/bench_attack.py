@@ -112,7 +112,9 @@ def main() -> None:
     parser.add_argument("--model")
     parser.add_argument("--data", help="MNIST folder (default: $ADVGUI_DATA)")
     parser.add_argument("--repeats", type=int, default=5)
+    harness.add_device_option(parser)
     args = parser.parse_args()
+    harness.use_device(args.device)
     from advgui.core import training, tuning
     from advgui.core.attacks import make_attack
     from advgui.core.attacks.deck import _Descent

@@ -25,45 +25,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 
 # TensorFlow's default thread pools for both sides (see bench_strong_attacks.py).
 os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "0")
 
-from _common import art_classifier
+import harness
 
 from advgui.core import models
 from advgui.core.attacks import make_attack
 from advgui.core.attacks.batch import run_batch
-from advgui.core.data import load_mnist
 from advgui.core.progress import Progress
 
 EPS = 0.3
 #: ART's default batch (32) and larger ones.
 ART_BATCHES = (32, 256, 1000)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    import art
-    import tensorflow as tf
-
-    return (
-        f"{cpu}; {os.cpu_count()} CPU threads; load average {load}; Python "
-        f"{platform.python_version()}, TensorFlow {tf.__version__}, ART {art.__version__}"
-    )
 
 
 def pgd_at_model(mnist, save: str | None) -> models.Classifier:
@@ -106,7 +84,7 @@ def apgd(clf, x, y, art_n: int, skip_art: bool) -> None:
     best = 0.0
     for batch in ART_BATCHES:  # ART at its default batch and larger ones: its best counts
         ref = AutoProjectedGradientDescent(
-            art_classifier(clf), norm=np.inf, eps=EPS, eps_step=2 * EPS, max_iter=100,
+            harness.art_classifier(clf), norm=np.inf, eps=EPS, eps_step=2 * EPS, max_iter=100,
             nb_random_init=1, batch_size=min(batch, len(xs)), loss_type="cross_entropy",
             verbose=False,
         )  # fmt: skip
@@ -152,7 +130,7 @@ def autoattack(clf, x, y, art_n: int, skip_art: bool) -> None:
         print(f"advgui AutoAttack standard on the first {art_n}: {seconds:.0f} s, robust "
               f"accuracy {res.summary()['robust_accuracy']:.4f}")  # fmt: skip
     ours_here = float(np.mean(res.pred_after[:art_n] == ys))
-    ref = AutoAttack(art_classifier(clf), norm=np.inf, eps=EPS, batch_size=len(xs))
+    ref = AutoAttack(harness.art_classifier(clf), norm=np.inf, eps=EPS, batch_size=len(xs))
     print(f"ART 1.20 AutoAttack (default ensemble) on {len(xs)} images...", flush=True)
     t0 = time.perf_counter()
     adv = ref.generate(xs, y=ys)
@@ -175,12 +153,11 @@ def main() -> None:
     parser.add_argument("--art-n", type=int, help="images for ART (default: all --n)")
     parser.add_argument("--part", choices=("all", "autoattack", "apgd"), default="all")
     parser.add_argument("--skip-art", action="store_true")
+    harness.add_device_option(parser)
     args = parser.parse_args()
-    data_dir = os.environ.get("ADVGUI_DATA") or str(
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    )
-    mnist = load_mnist(data_dir)
-    print(f"machine: {machine()}")
+    harness.use_device(args.device)
+    mnist = harness.mnist()
+    harness.print_machine()
     clf = models.load_model(args.model) if args.model else pgd_at_model(mnist, args.save)
     x, y = mnist.x_test[: args.n], mnist.y_test[: args.n]
     art_n = min(args.art_n or args.n, args.n)

@@ -86,7 +86,8 @@ def foolbox_pgd(clf, x, y) -> tuple[float, float] | str:
 
 
 def parity(clf, mnist) -> None:
-    """ART 1.20 and advgui side by side at the settings of tests/test_attacks_art.py."""
+    """ART 1.20 and advgui side by side at the settings of
+    tests/core/attacks/test_against_art.py."""
     from art.attacks.evasion import (
         CarliniL2Method,
         DeepFool,

@@ -321,7 +321,9 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="one seed, Keras example 10 epochs, one round"
     )
+    harness.add_device_option(parser)
     args = parser.parse_args()
+    harness.use_device(args.device)
     if args.quick:
         args.seeds, args.keras_epochs = args.seeds[:1], min(args.keras_epochs, 10)
         args.rounds = 1

@@ -222,6 +222,7 @@ def machine(*, light: bool = False) -> Machine:
         version = tf().__version__
         rate = matmul_gflops()
         chosen = tuning.settings()
+        extra["device"] = chosen.device
         extra["advgui tuning"] = (
             f"conv_rewrite={int(chosen.conv_rewrite)}, one_thread_max_batch="
             f"{chosen.one_thread_max_batch}, bf16_available={int(chosen.bf16_available)}, "
@@ -236,6 +237,36 @@ def machine(*, light: bool = False) -> Machine:
         load=os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
         extra=extra,
     )
+
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def add_device_option(parser: Any) -> None:
+    """``--device auto|cpu|gpu`` for a benchmark (auto: a GPU where TensorFlow sees one)."""
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where TensorFlow runs: auto (a GPU if there is one), cpu (GPUs hidden), gpu "
+        "(refused without one); printed with the machine",
+    )
+
+
+def use_device(device: str) -> str:
+    """Apply ``--device`` before any TensorFlow work; returns what runs it."""
+    from advgui.core import tuning
+    from advgui.core.tfimport import tf
+
+    t = tf()
+    if device == "cpu":
+        t.config.set_visible_devices([], "GPU")
+        tuning.reset()
+    name = tuning.device_name()
+    if device == "gpu" and not name.startswith("GPU"):
+        raise SystemExit(f"--device gpu: TensorFlow sees no GPU here ({name})")
+    print(f"device: {name} (--device {device})", flush=True)
+    return name
 
 
 def print_machine(**kwargs: Any) -> Machine:

@@ -1,8 +1,8 @@
 """What the frozen app leaves out, in one place the spec and the tests both read.
 
-Plain Python with no PyInstaller import, so ``tests/test_packaging.py`` can check that nothing
-listed here is imported while the app trains, attacks, exports and shows its window: a module
-that is excluded but needed would only fail on a lab machine.
+Plain Python with no PyInstaller import, so ``tests/project/test_packaging.py`` can check that
+nothing listed here is imported while the app trains, attacks, exports and shows its window: a
+module that is excluded but needed would only fail on a lab machine.
 
 TensorFlow's own ``__init__`` imports nearly all of it (tf.lite, the profiler, dtensor...), so
 most of TensorFlow cannot be dropped; what can is listed with the reason.

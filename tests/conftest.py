@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
 import tarfile
 import threading
@@ -356,3 +357,141 @@ def fashion_cnn(fashion):
 def plain_s2(mnist):
     """A small strided CNN trained normally (about 97%): quick to attack."""
     return cached_model("plain-s2", mnist, lambda: fit_plain(mnist, "cnn-s2", 0, 20000))
+
+
+@pytest.fixture(scope="session")
+def est(trained_cnn):
+    """ART 1.20's estimator around ``trained_cnn``'s logits: the reference the attacks are
+    cross-checked against (skipped without ART)."""
+    pytest.importorskip("art")
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    from advgui.core.tfimport import keras
+
+    return TensorFlowV2Classifier(
+        trained_cnn.logits_model,
+        nb_classes=10,
+        input_shape=(28, 28, 1),
+        loss_object=keras().losses.SparseCategoricalCrossentropy(from_logits=True),
+        clip_values=(0.0, 1.0),
+    )
+
+
+# ---------------------------------------------------------------------------- GUI fixtures
+# Qt is imported inside them: the core's tests run without it.
+
+
+@pytest.fixture
+def state(mnist):
+    from advgui.qt.state import AppState
+
+    s = AppState()
+    s.set_dataset(mnist)
+    return s
+
+
+@pytest.fixture
+def training_tab(qtbot, state):
+    from advgui.qt.training_tab import TrainingTab
+
+    tab = TrainingTab(state)
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    yield tab
+    tab.shutdown()
+
+
+@pytest.fixture
+def attack_tab(qtbot, state, trained_cnn):
+    from advgui.qt.attack_tab import AttackTab
+
+    state.add_model(trained_cnn)
+    tab = AttackTab(state)
+    qtbot.addWidget(tab)
+    tab.resize(1200, 760)
+    tab.show()
+    yield tab
+    tab.shutdown()
+    for job in (tab.job, tab.export_job):
+        if job is not None:
+            job.wait(30000)
+
+
+@pytest.fixture
+def defense_tab(qtbot, state, trained_cnn):
+    from advgui.qt.defense_tab import DefenseTab
+
+    state.add_model(trained_cnn)
+    tab = DefenseTab(state)
+    qtbot.addWidget(tab)
+    tab.resize(1200, 800)
+    tab.show()
+    yield tab
+    tab.shutdown()
+    for job in (tab.job, tab.train_panel.job):
+        if job is not None:
+            job.wait(30000)
+
+
+@pytest.fixture
+def log_file(isolated_home):
+    """The app's log file, set up as the app does (its handlers removed afterwards)."""
+    from advgui.core import paths
+    from advgui.qt.app import setup_logging
+
+    setup_logging()
+    path = paths.log_dir() / "advgui.log"
+    yield path
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, "_advgui_log", False)]:
+        root.removeHandler(h)
+        h.close()
+
+
+# ---------------------------------------------------------------------------- shared results
+
+
+@pytest.fixture(scope="module")
+def tiny_model(mnist, tmp_path_factory) -> Path:
+    """A tiny MLP saved as a .keras file (copy it before changing it)."""
+    from advgui.core import models, training
+
+    cfg = training.TrainConfig(arch="mlp", epochs=1, n_train=500, n_val=0, batch_size=100)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    models.save_model(training.train(cfg, mnist).classifier, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(trained_cnn, mnist):
+    """Two real attack results (a targeted batch of 2, FGSM on 4): what the history keeps."""
+    from advgui.core.attacks import make_attack
+
+    x, y = mnist.x_test[:4], mnist.y_test[:4]
+    targeted = make_attack("targeted", steps=40, lam=0.05)(
+        trained_cnn, x[:2], labels=y[:2], goals=3
+    )
+    fgsm = make_attack("fgsm", eps=0.25)(trained_cnn, x, labels=y)
+    return targeted, fgsm
+
+
+@pytest.fixture(scope="session")
+def class_models(mnist, tmp_path_factory) -> list[Path]:
+    """Three small models of different strength saved as files, as a class would hand them in
+    (two MLPs and a CNN, each trained for one epoch on a few thousand real images: seconds)."""
+    from advgui.core import models, training
+
+    folder = tmp_path_factory.mktemp("class")
+    out = []
+    for name, arch, n_train, seed in (
+        ("alice", "mlp", 2000, 1),
+        ("bob", "cnn", 4000, 2),
+        ("carol", "mlp", 6000, 3),
+    ):
+        cfg = training.TrainConfig(
+            arch=arch, epochs=1, n_train=n_train, n_val=0, batch_size=64, seed=seed
+        )
+        clf = training.train(cfg, mnist).classifier
+        out.append(models.save_model(clf, folder / f"{name}.keras"))
+    return out

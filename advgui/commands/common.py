@@ -250,7 +250,12 @@ def finish(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 def dumps_json(payload: Any) -> str:
-    """Strict JSON (NaN and infinities become null, so any JSON reader accepts it)."""
+    """Strict JSON (NaN and infinities become null, so any JSON reader accepts it). A record
+    (a dict) says which device ran it (``device``: null when no model was loaded)."""
+    if isinstance(payload, dict) and "device" not in payload:
+        from advgui.core.tuning import loaded_device
+
+        payload = {**payload, "device": loaded_device()}
     return json.dumps(_finite(payload), indent=2, default=json_default, allow_nan=False) + "\n"
 
 
@@ -271,6 +276,56 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- output paths
+
+
+def add_model_outputs(p: argparse.ArgumentParser, *, json_help: str) -> None:
+    """A training command's outputs: ``--out MODEL.keras``, ``--quiet``/``--json`` and
+    ``--no-store`` (the same for ``advgui train`` and ``advgui defend``)."""
+    p.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
+    add_output_options(p, json_help=json_help)
+    p.add_argument("--no-store", action="store_true", help="do not add it to the model store")
+
+
+def train_with_bar(
+    args: argparse.Namespace,
+    train: Callable[[Callable[[Progress], None]], Any],
+    brief: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Any:
+    """Run ``train(progress)`` under the terminal progress bar, which shows ``brief(info)``:
+    only the figures a person watches, not every plot value."""
+    bar = progress_bar(args, unit="batch")
+
+    def progress(update: Progress) -> None:
+        bar(Progress(update.done, update.total, update.message, brief(update.info)))
+
+    try:
+        return train(progress)
+    finally:
+        bar.close()
+
+
+def keep_model(args: argparse.Namespace, clf: Any, out: Path) -> Path | None:
+    """Keep a trained model in the model store (unless ``--no-store``), then save it to
+    ``--out`` (a copy, not marked as the store's); the stored file's path or None."""
+    from advgui.core import models
+
+    stored = None
+    if not args.no_store:
+        stored = model_store(args).add(clf)
+        clf.meta.pop("stored", None)
+    models.save_model(clf, out)
+    return stored
+
+
+def finish_training(
+    args: argparse.Namespace, payload: dict[str, Any], text: str, stored: Path | None
+) -> int:
+    """Report a training command's result (with where the store keeps it)."""
+    if stored is not None:
+        payload["stored"] = str(stored)
+        text += f"\nkept in the model store: {stored}"
+    finish(args, payload, text)
+    return 0
 
 
 def check_model_outputs(args: argparse.Namespace) -> Path:

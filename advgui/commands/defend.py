@@ -11,18 +11,17 @@ import argparse
 from typing import Any
 
 from advgui.commands.common import (
-    add_output_options,
+    add_model_outputs,
     check_model_outputs,
     dataset_spec,
     eps_help,
-    finish,
+    finish_training,
     finite_float,
+    keep_model,
     load_data,
-    model_store,
     positive_int,
-    progress_bar,
+    train_with_bar,
 )
-from advgui.core.progress import Progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,9 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "alias of this command (the same options and implementation).",
     )
     add_defense_arguments(d, ARCHS, DEFENSES, required=True)
-    d.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
-    add_output_options(d, json_help="write per-epoch figures as JSON")
-    d.add_argument("--no-store", action="store_true", help="do not add it to the model store")
+    add_model_outputs(d, json_help="write per-epoch figures as JSON")
     d.set_defaults(func=cmd_defend)
 
 
@@ -97,33 +94,24 @@ def defense_config(args: argparse.Namespace) -> Any:
 
 def cmd_defend(args: argparse.Namespace) -> int:
     """Train, save (and keep in the store), report: ``defend`` and ``train --defense``."""
-    from advgui.core import models
     from advgui.core.defenses import train_defended
 
     out = check_model_outputs(args)
     config = defense_config(args).validate()
     spec = dataset_spec(args)
     mnist = load_data(args)
-    bar = progress_bar(args, unit="batch")
 
-    def progress(update: Progress) -> None:
-        info = update.info  # only the figures a person watches on a terminal
-        brief = {k: info[k] for k in ("epoch", "loss") if k in info}
+    def brief(info: dict[str, Any]) -> dict[str, Any]:
+        shown = {k: info[k] for k in ("epoch", "loss") if k in info}
         if info.get("epoch_end"):
-            brief["clean"] = info["clean_accuracy"]
-            brief["pgd"] = info["robust_accuracy"]
-        bar(Progress(update.done, update.total, update.message, brief))
+            shown["clean"] = info["clean_accuracy"]
+            shown["pgd"] = info["robust_accuracy"]
+        return shown
 
-    try:
-        result = train_defended(config, mnist, progress=progress)
-    finally:
-        bar.close()
+    result = train_with_bar(args, lambda p: train_defended(config, mnist, progress=p), brief)
     clf = result.classifier
     test_acc = result.test_accuracy
-    models.save_model(clf, out)
-    stored = None
-    if not args.no_store:
-        stored = model_store(args).add(clf)
+    stored = keep_model(args, clf, out)
     kept = result.kept_record()
     payload = {
         "test_accuracy": test_acc,
@@ -140,8 +128,4 @@ def cmd_defend(args: argparse.Namespace) -> int:
         f"accuracy at eps {config.eps:g}: {100 * (kept.get('robust_accuracy') or 0):.1f}% "
         f"(epoch {result.best_epoch} kept, {result.seconds:.0f} s); saved {out}"
     )
-    if stored is not None:
-        payload["stored"] = str(stored)
-        text += f"\nkept in the model store: {stored}"
-    finish(args, payload, text)
-    return 0
+    return finish_training(args, payload, text, stored)

@@ -240,6 +240,7 @@ def _step_tuning(report: dict[str, Any]) -> None:
 
     t0 = time.perf_counter()
     chosen = tuning.settings()
+    report["device"] = chosen.device
     report["tuning"] = {**chosen.to_dict(), "seconds": round(time.perf_counter() - t0, 3)}
     for line in chosen.lines():
         _say(f"  tuning: {line}")

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
 from advgui.commands.common import (
-    add_output_options,
+    add_model_outputs,
     check_model_outputs,
     dataset_spec,
-    finish,
+    finish_training,
     finite_float,
+    keep_model,
     load_data,
-    model_store,
     positive_int,
-    progress_bar,
+    train_with_bar,
 )
 from advgui.core import models, training
-from advgui.core.progress import Progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,9 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="validation images held out from the training set (default 5000)",
     )
-    p.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
-    add_output_options(p, json_help="write metrics as JSON")
-    p.add_argument("--no-store", action="store_true", help="do not add it to the model store")
+    add_model_outputs(p, json_help="write metrics as JSON")
     # --defense makes this an alias of advgui defend (advgui.commands.defend).
     from advgui.commands.defend import add_defense_arguments
     from advgui.core.defenses.adversarial import ARCHS, DEFENSES
@@ -90,27 +88,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.arch, schedule=args.schedule, seed=args.seed, **{**per_dataset, **overrides}
     ).validate()
     mnist = load_data(args)
-    bar = progress_bar(args, unit="batch")
 
-    def progress(update: Progress) -> None:
-        # The terminal line shows the figures a person watches, not every plot value.
-        info = update.info
-        brief = {k: info[k] for k in ("epoch", "loss", "accuracy", "test_accuracy") if k in info}
+    def brief(info: dict[str, Any]) -> dict[str, Any]:
+        shown = {k: info[k] for k in ("epoch", "loss", "accuracy", "test_accuracy") if k in info}
         if math.isfinite(info.get("val_accuracy", math.nan)):
-            brief["val_acc"] = info["val_accuracy"]
+            shown["val_acc"] = info["val_accuracy"]
         if math.isfinite(info.get("images_per_second", math.nan)):
-            brief["img/s"] = round(info["images_per_second"])
-        bar(Progress(update.done, update.total, update.message, brief))
+            shown["img/s"] = round(info["images_per_second"])
+        return shown
 
-    try:
-        result = training.train(config, mnist, progress=progress)
-    finally:
-        bar.close()
+    result = train_with_bar(args, lambda p: training.train(config, mnist, progress=p), brief)
     clf = result.classifier
-    if not args.no_store:
-        stored = model_store(args).add(clf)
-        clf.meta.pop("stored", None)
-    models.save_model(clf, out)
+    stored = keep_model(args, clf, out)
     payload = {
         "test_accuracy": result.test_accuracy,
         "epochs": config.epochs,
@@ -130,8 +119,4 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"test accuracy{on}: {100 * result.test_accuracy:.2f}% ({result.seconds:.1f} s); "
         f"saved {out}"
     )
-    if not args.no_store:
-        payload["stored"] = str(stored)
-        text += f"\nkept in the model store: {stored}"
-    finish(args, payload, text)
-    return 0
+    return finish_training(args, payload, text, stored)

@@ -611,6 +611,9 @@ def curves(result: dict[str, Any], attack: str | None = None) -> list[dict[str, 
 def save_json(result: dict[str, Any], path: Path | str) -> None:
     import json
 
+    from advgui.core.tuning import loaded_device
+
+    result = {**result, "device": result.get("device") or loaded_device()}
     atomic_write_text(path, json.dumps(result, indent=1, default=json_default) + "\n")
 
 

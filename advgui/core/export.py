@@ -155,6 +155,9 @@ def export_image(
                 record[f"{key}_name"] = class_names[int(value)]
             elif key in record:
                 record[f"{key}_name"] = None
+    from advgui.core.tuning import loaded_device
+
+    record.setdefault("device", loaded_device())
     record = _clean(record)
     atomic_write_text(sidecar, json.dumps(record, indent=1) + "\n")
     return record

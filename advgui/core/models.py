@@ -421,6 +421,31 @@ def load_model(path: Path | str, probe: np.ndarray | None = None) -> Classifier:
     return Classifier(model=model, meta=meta, logits_model=info.logits_model)
 
 
+def load_model_bytes(data: bytes, name: str, probe: np.ndarray | None = None) -> Classifier:
+    """A model sent as bytes (a cluster worker's copy, a file read once and vetted), loaded
+    exactly as :func:`load_model` loads a file: archive checks, Keras safe mode, MNIST shape.
+
+    The bytes go to a private scratch folder (Keras reads archives from paths) that is removed
+    afterwards; ``name`` is what messages and the metadata call the model."""
+    import tempfile
+
+    if len(data) > MAX_MODEL_BYTES:
+        raise ModelFileError(
+            f"{name}: refused: {len(data) / 2**20:,.0f} MB (at most {MAX_MODEL_BYTES >> 20} MB)"
+        )
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem)[:80] or "model"
+    with tempfile.TemporaryDirectory(prefix="advgui-model-") as folder:
+        path = Path(folder) / f"{safe}.keras"
+        path.write_bytes(data)
+        try:
+            clf = load_model(path, probe)
+        except ModelFileError as err:
+            raise ModelFileError(str(err).replace(str(path), name)) from err
+    clf.meta["name"] = clf.meta.get("name") if clf.meta.get("name") != safe else Path(name).stem
+    clf.meta["path"] = name
+    return clf
+
+
 def _one_line(err: Exception, limit: int = 300) -> str:
     """Keras's message as one line: its reason kept, tensor dumps and object lists dropped."""
     text = str(err).split("List of objects that could not be loaded")[0]

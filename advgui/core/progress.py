@@ -47,6 +47,7 @@ class Partial:
     image: Any = None  # np.ndarray (28, 28, 1): the first image as the attack has it now
     entry: dict[str, Any] | None = None  # evaluation: one model/transform's entry so far
     result: Any = None  # comparison: one finished attack's AttackResult
+    trace: Any = None  # black-box attacks: [[queries, value], ...] of the first image so far
 
 
 @dataclass

@@ -97,7 +97,10 @@ class ResultStore:
         # Microseconds in the name: entries list in the order they were made, even within
         # one second (a batch of quick attacks).
         folder_name = f"{now:%Y%m%d-%H%M%S-%f}-{_safe(kind)}-{uuid.uuid4().hex[:8]}"
-        record = {"kind": kind, "name": name or kind, "created": created, "payload": payload}
+        from advgui.core.tuning import loaded_device
+
+        record = {"kind": kind, "name": name or kind, "created": created, "payload": payload,
+                  "device": loaded_device()}  # fmt: skip
         text = json.dumps(record, indent=1, default=json_default, allow_nan=True)
         tmp = temp_name(self.root / folder_name, "r")
         final = self.root / folder_name

@@ -18,6 +18,9 @@ measured wins there, unknown elsewhere. So each path is chosen here:
 - ``background_nice``: niceness of TensorFlow's and the GUI workers' threads (a table: Linux
   sets it per thread, elsewhere it would slow the whole process).
 
+All of these are CPU paths: where TensorFlow sees a GPU (``device_name``), each is off, with
+that reason (before TensorFlow loads, an NVIDIA driver plus TensorFlow's CUDA wheels count).
+
 The measurement (under a second) runs at first use, once per machine (CPU model, flags, core count)
 and TensorFlow version; its timings are cached as JSON in the user cache. The cache file is
 read as hostile input: bounded, validated, ignored when anything is off. ``ADVGUI_TUNE`` (e.g.
@@ -225,6 +228,61 @@ def machine_key(cpu: Cpu, tf_version: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
+# --------------------------------------------------------------------------- the device
+
+
+def gpu_names() -> list[str]:
+    """The GPUs TensorFlow sees (imports it): their names where the driver tells them."""
+    from advgui.core.tfimport import tf
+
+    t = tf()
+    names = []
+    for dev in t.config.list_physical_devices("GPU"):
+        try:
+            details = t.config.experimental.get_device_details(dev)
+        except Exception:  # a device without details: its TensorFlow name
+            details = {}
+        names.append(str(details.get("device_name") or dev.name))
+    return names
+
+
+_device: str | None = None
+
+
+def device_name() -> str:
+    """What runs the work, for every record and view: ``GPU: NAME`` or ``CPU: MODEL`` (asked
+    of TensorFlow once per process; imports it)."""
+    global _device
+    if _device is None:
+        gpus = gpu_names()
+        _device = "GPU: " + ", ".join(gpus) if gpus else f"CPU: {detect_cpu().model}"
+    return _device
+
+
+def loaded_device() -> str | None:
+    """:func:`device_name` where TensorFlow is already loaded, else None (a record of work
+    that never touched a model does not pay TensorFlow's start-up for one field)."""
+    if "tensorflow" not in sys.modules:
+        return None
+    try:
+        return device_name()
+    except Exception:  # TensorFlow half-loaded (a failed import): nothing to tell
+        return None
+
+
+def gpu_likely() -> bool:
+    """Before TensorFlow loads: an NVIDIA driver and TensorFlow's CUDA wheels (the ``gpu``
+    extra) are present, so TensorFlow will most likely run on the GPU."""
+    import importlib.util
+
+    if not os.path.exists("/dev/nvidiactl"):
+        return False
+    try:
+        return importlib.util.find_spec("nvidia.cudnn") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 # --------------------------------------------------------------------------- the cache
 
 
@@ -316,6 +374,8 @@ class Settings:
     timings: dict[str, list[float]] = field(default_factory=dict)
     #: "measured now (0.6 s)", "cache FILE", or "not measured" (before TensorFlow loads).
     source: str = "not measured"
+    #: What runs the work: ``CPU: MODEL`` or ``GPU: NAME`` (every CPU-only path is off there).
+    device: str = "CPU"
 
     @property
     def one_thread(self) -> bool:
@@ -324,6 +384,7 @@ class Settings:
     def lines(self) -> list[str]:
         """One line per choice, for the log and ``advgui selftest``."""
         return [
+            f"device: {self.device}",
             f"CPU: {self.cpu.describe()}; TensorFlow {self.tensorflow}; timings: {self.source}",
             f"conv_rewrite={int(self.conv_rewrite)}: {self.reasons.get('conv_rewrite', '')}",
             f"one_thread_max_batch={self.one_thread_max_batch}: "
@@ -345,6 +406,7 @@ class Settings:
             "reasons": dict(self.reasons),
             "timings": dict(self.timings),
             "source": self.source,
+            "device": self.device,
         }
 
 
@@ -361,11 +423,17 @@ def decide(
     platform_name: str | None = None,
     overrides: dict[str, Any] | None = None,
     source: str = "not measured",
+    device: str = "CPU",
 ) -> Settings:
     """The choices for ``cpu`` from measured ``timings`` (any subset of :data:`MEASUREMENTS`;
-    a missing one leaves its path at the safe setting). Pure: no measuring, no I/O."""
+    a missing one leaves its path at the safe setting). Pure: no measuring, no I/O.
+
+    On a GPU (``device`` starting with ``GPU``) every CPU-only path is off: each was measured
+    faster on a CPU only, and on a GPU the work is not on the CPU's threads at all."""
     platform_name = sys.platform if platform_name is None else platform_name
     reasons: dict[str, str] = {}
+    if device.startswith("GPU"):
+        return _decide_gpu(cpu, timings, tf_version, overrides or {}, source, device)
 
     conv = timings.get("conv_input_grad")
     if conv is None:
@@ -464,6 +532,52 @@ def decide(
         reasons=reasons,
         timings=dict(timings),
         source=source,
+        device=device,
+    )
+
+
+def _decide_gpu(
+    cpu: Cpu,
+    timings: dict[str, list[float]],
+    tf_version: str,
+    overrides: dict[str, Any],
+    source: str,
+    device: str,
+) -> Settings:
+    """The choices on a GPU: the CPU-only paths off, each with why; ADVGUI_TUNE still wins."""
+    gpu = device.removeprefix("GPU: ")
+    reasons = {
+        "conv_rewrite": f"{gpu}: TensorFlow's own (cuDNN) gradient; the rewrite was only "
+        "measured faster on CPUs",
+        "one_thread_max_batch": f"{gpu}: the ops run on the GPU, not on the CPU's thread pool",
+        "bf16": f"{gpu}: float32 (the bfloat16 path is the CPU's bf16 instructions)",
+        "pool_override": f"{gpu}: no one-thread sessions to serve",
+        "background_nice": f"{gpu}: the GPU does the work; the CPU threads only feed it",
+    }
+    chosen: dict[str, Any] = {
+        "conv_rewrite": False,
+        "one_thread_max_batch": 0,
+        "bf16": False,
+        "pool_override": False,
+        "background_nice": 0,
+    }
+    for name, value in overrides.items():
+        if name == "bf16":
+            continue  # the CPU's bf16 path has no meaning here
+        chosen[name] = value
+        reasons[name] = f"set by ADVGUI_TUNE (else: {reasons[name]})"
+    return Settings(
+        cpu=cpu,
+        tensorflow=tf_version,
+        conv_rewrite=bool(chosen["conv_rewrite"]),
+        one_thread_max_batch=int(chosen["one_thread_max_batch"]),
+        bf16_available=False,
+        pool_override=bool(chosen["pool_override"]),
+        background_nice=int(chosen["background_nice"]),
+        reasons=reasons,
+        timings=dict(timings),
+        source=source,
+        device=device,
     )
 
 
@@ -647,6 +761,7 @@ def early_settings() -> Settings:
         if _early is None:
             cpu, version, key, path = _context()
             timings = read_cache(path, key) or {}
+            gpu = gpu_likely()
             _early = decide(
                 cpu,
                 timings,
@@ -655,6 +770,7 @@ def early_settings() -> Settings:
                 override_active=_override_active() or "tensorflow" not in sys.modules,
                 overrides=parse_overrides(os.environ.get("ADVGUI_TUNE")),
                 source=f"cache {path}" if timings else "not measured",
+                device="GPU: (expected: NVIDIA driver and CUDA wheels found)" if gpu else "CPU",
             )
         return _early
 
@@ -672,8 +788,10 @@ def settings() -> Settings:
             return _settings
         cpu, version, key, path = _context()
         cached = read_cache(path, key) or {}
+        device = device_name()
         t0 = time.perf_counter()
-        timings = calibrate(cpu, cached)
+        # On a GPU the CPU paths are off whatever they measure: nothing to time.
+        timings = cached if device.startswith("GPU") else calibrate(cpu, cached)
         spent = time.perf_counter() - t0
         if timings != cached:
             write_cache(path, key, cpu, version, timings)
@@ -687,6 +805,7 @@ def settings() -> Settings:
             override_active=_override_active(),
             overrides=parse_overrides(os.environ.get("ADVGUI_TUNE")),
             source=source,
+            device=device,
         )
         if not _logged:
             _logged = True
@@ -702,9 +821,9 @@ def pool_override_env() -> str:
 
 def reset() -> None:
     """Forget this process's choices (the next call decides again; the cache stays)."""
-    global _settings, _early, _logged
+    global _settings, _early, _logged, _device
     with _lock:
-        _settings = _early = None
+        _settings = _early = _device = None
         _logged = False
 
 

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QFileDialog,
-    QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -27,6 +26,7 @@ from advgui.core.progress import Partial, Progress
 from advgui.core.results import ResultEntry
 from advgui.core.sessions import AttackSession, RunOutput, results_folder
 from advgui.qt.dialogs import show_error
+from advgui.qt.reflow import ReflowSplitter
 from advgui.qt.state import AppState
 from advgui.qt.widgets import progress_bar
 from advgui.qt.widgets.attack_compare import AttackCompareWidget
@@ -64,7 +64,7 @@ class AttackTab(QWidget):
         self.results_tabs = QTabWidget()
         self.results_tabs.addTab(self.panel, "Result")
         self.results_tabs.addTab(self.compare, "Compare attacks")
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter = self.main_splitter = ReflowSplitter()  # stacks on a small screen
         for i, (widget, stretch) in enumerate(
             ((self.source_panel, 3), (self.controls, 2), (self.results_tabs, 5))
         ):
@@ -262,7 +262,9 @@ class AttackTab(QWidget):
             if err.field == "model":
                 self._mark_model()
             return None
-        self.panel.show_running(run.message, self.session.prediction(), run.cost_axis)
+        self.panel.show_running(
+            run.message, self.session.prediction(), run.cost_axis, run.cost_x_label
+        )
         progress_bar.started(self.progress)
         self.status.setText(run.message)
         job = self.attack_slot.start(run.work)
@@ -282,7 +284,11 @@ class AttackTab(QWidget):
 
     def _on_partial(self, partial: Partial) -> None:
         live = self.session.live_delta(partial)
-        self.panel.show_live(partial.curve, *(live or (None, None)))
+        curve, x = partial.curve, None
+        if partial.trace:  # a black-box attack: its margin or distance by queries used
+            trace = np.asarray(partial.trace, float)
+            curve, x = trace[:, 1], trace[:, 0]
+        self.panel.show_live(curve, *(live or (None, None)), x=x)
 
     def _on_result(self, output: RunOutput) -> None:
         text = self.session.finish(output)

@@ -1,13 +1,15 @@
 """Defense tab: compare models and defenses under the same attacks, train defended models.
 
-The comparison runs as one background job (progress, Stop); partial results fill the curves
-and the table as each attack finishes. Where naive and adaptive attacks disagree, the notes
-say why (gradient masking), next to the numbers.
+What the tab holds and decides (the pending comparison, partial and shown results, notes,
+history, exports) lives in :class:`~advgui.core.sessions.DefenseSession`; this file wires
+widgets to it and shows it. The comparison runs as one job in a
+:class:`~advgui.qt.workers.JobSlot` (progress, Stop); partial results fill the curves and the
+table as each attack finishes. Where naive and adaptive attacks disagree, the notes say why
+(gradient masking), next to the numbers.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -27,10 +29,11 @@ from PySide6.QtWidgets import (
 
 from advgui.core import history
 from advgui.core.errors import AdvguiError
-from advgui.core.fileio import atomic_write_bytes
 from advgui.core.progress import Partial, Progress
-from advgui.core.results import ResultEntry, ResultStore
+from advgui.core.results import ResultEntry
+from advgui.core.sessions.defense import NO_DATA, ComparisonOutput, DefenseSession
 from advgui.qt.dialogs import show_error
+from advgui.qt.reflow import ReflowSplitter
 from advgui.qt.state import AppState
 from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.widgets.defense_plot import DefensePlot
@@ -38,6 +41,7 @@ from advgui.qt.widgets.defense_setup import DefenseSetup
 from advgui.qt.widgets.defense_table import DefenseTable
 from advgui.qt.widgets.defense_train import DefenseTrainPanel
 from advgui.qt.widgets.history import HistoryBox
+from advgui.qt.widgets.leaderboard_view import LeaderboardPanel
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
 
@@ -45,6 +49,8 @@ class DefenseTab(QWidget):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
+        self.session = DefenseSession()
+        self.session.mnist = state.mnist
         self.slot = JobSlot(
             "defense-eval",
             self,
@@ -55,9 +61,6 @@ class DefenseTab(QWidget):
             on_cancel=self._on_cancel,
             on_finish=self._on_finish,
         )
-        self.result: dict[str, Any] | None = None
-        self._partial: list[dict[str, Any]] = []
-        self._meta: dict[str, Any] = {}
 
         self.setup = DefenseSetup()
         self.run_button = QPushButton("Run comparison")
@@ -114,14 +117,13 @@ class DefenseTab(QWidget):
         right_box = QWidget()
         right_lay = QVBoxLayout(right_box)
         right_lay.setContentsMargins(0, 0, 0, 0)
-        #: Every finished comparison is kept here and listed again on the next start.
-        self.results_store = ResultStore()
+        self.results_store = self.session.store
         self.history = HistoryBox(history.COMPARISON_KIND, self.results_store)
         right_lay.addWidget(self.history)
         right_lay.addWidget(right)
         right_lay.addLayout(exports)
 
-        split = QSplitter(Qt.Orientation.Horizontal)
+        split = self.main_splitter = ReflowSplitter()  # stacks on a small screen
         split.addWidget(scroll)
         split.addWidget(right_box)
         split.setStretchFactor(1, 1)
@@ -130,6 +132,8 @@ class DefenseTab(QWidget):
         self.pages = QTabWidget()
         self.pages.addTab(split, "Compare defenses")
         self.pages.addTab(self.train_panel, "Train a defended model")
+        self.leaderboard = LeaderboardPanel(lambda: self.state.mnist)
+        self.pages.addTab(self.leaderboard, "Leaderboard")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.pages)
@@ -142,6 +146,7 @@ class DefenseTab(QWidget):
         self.open_button.clicked.connect(self._open_dialog)
         self.train_panel.trained.connect(lambda clf: self.state.add_model(clf, make_current=False))
         self.state.modelsChanged.connect(self._on_models)
+        self.state.datasetChanged.connect(lambda mnist: setattr(self.session, "mnist", mnist))
         self._on_models()
         self.history.opened.connect(self.reopen)
         self.history.warned.connect(self.status.setText)
@@ -153,48 +158,34 @@ class DefenseTab(QWidget):
     def job(self) -> Job | None:
         return self.slot.job
 
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """The last complete comparison (what the exports write)."""
+        return self.session.result
+
     def _on_models(self) -> None:
         self.setup.set_models(self.state.models)
 
     def start(self) -> None:
         """Validate the choices and start the comparison in the background."""
-        from advgui.core.evaluation import evaluate
-
         if self.slot.is_running():
             return
-        if self.state.mnist is None:
-            self.status.setText("MNIST is not loaded yet (File > Import dataset...)")
+        if self.session.mnist is None:
+            self.status.setText(NO_DATA)
             return
         try:
-            models = self.setup.selected_models()
-            if not models:
-                raise AdvguiError("choose at least one model (train one or load a file)")
-            cfg = self.setup.eval_config()
-            transforms = self.setup.transforms()
+            models = self.session.chosen_models(self.setup.selected_models())
+            run = self.session.prepare(models, self.setup.eval_config(), self.setup.transforms())
         except AdvguiError as err:
             self.status.setText(str(err))
             self._mark_field(getattr(err, "field", None))
             return
         self._mark_field(None)
-        mnist = self.state.mnist
-        self._partial = []
-        self._meta = {"eps": list(cfg.eps), "attacks": list(cfg.attacks), "n": cfg.n}
-        self._show(None)
-
-        store = self.results_store
-
-        def work(progress: Any, cancel: Any) -> tuple[dict[str, Any], Any, str | None]:
-            result = evaluate(models, mnist, cfg, transforms=transforms, progress=progress,
-                              cancel=cancel)  # fmt: skip
-            try:  # kept the moment it finishes, before the GUI even hears of it
-                return result, history.save_comparison(store, result), None
-            except AdvguiError as err:
-                return result, None, str(err)
-
+        self._render()
         buttons.set_running(self.run_button, self.stop_button, True)
         progress_bar.started(self.progress_bar)
-        self.status.setText(f"comparing {len(models)} model(s) x {len(transforms)} input(s)...")
-        self.slot.start(work)
+        self.status.setText(run.message)
+        self.slot.start(run.work)
 
     def stop(self) -> None:
         if self.slot.cancel():
@@ -214,105 +205,71 @@ class DefenseTab(QWidget):
         self.status.setText(update.message)
 
     def _on_partial(self, partial: Partial) -> None:
-        entry = partial.entry
-        if entry is not None:
-            self._partial = [p for p in self._partial if p["label"] != entry["label"]]
-            self._partial.append(entry)
-            self._show({**self._meta, "results": list(self._partial)})
+        if self.session.partial(partial):
+            self._render()
 
-    def _on_result(self, result: dict[str, Any]) -> None:
-        self._show(result)
-        self.result = result
+    def _shown_complete(self, text: str) -> None:
+        """A complete comparison is in the session: show it, allow its exports."""
+        self._render()
         progress_bar.done(self.progress_bar)
-        self.status.setText(f"done in {result['seconds']:.0f} s on {result['n']} test images")
+        self.status.setText(text)
         for b in (self.export_csv_button, self.export_json_button, self.export_png_button):
             b.setEnabled(True)
 
-    def _on_evaluated(self, payload: tuple[dict[str, Any], Any, str | None]) -> None:
-        result, entry, store_error = payload
-        self._on_result(result)
-        if entry is not None:
-            self.history.add(entry)
-        if store_error:
-            self.status.setText(f"{self.status.text()}; not kept in the history: {store_error}")
+    def _on_evaluated(self, output: ComparisonOutput) -> None:
+        self._shown_complete(self.session.finish(output))
+        if output.entry is not None:
+            self.history.add(output.entry)
 
     def reopen(self, entry: ResultEntry) -> bool:
         """Show a stored comparison again (History); False, with a message, if damaged."""
-        if self.slot.is_running():
-            self.status.setText("stop the running comparison first")
-            return False
         try:
-            result = history.load_comparison(entry)
-            result.setdefault("seconds", 0.0)
-            result.setdefault("n", 0)
-            self._on_result(result)
-        except (AdvguiError, KeyError, TypeError, ValueError) as err:
-            self.result = None
-            self._show(None)
+            text = self.session.reopen(entry)
+            self._shown_complete(text)
+        except AdvguiError as err:
+            if self.session.shown is None:
+                self._render()
+            self.status.setText(str(err))
+            return False
+        except (KeyError, TypeError, ValueError) as err:  # the views found it malformed
+            self.session.clear()
+            self._render()
             self.status.setText(f"cannot reopen {entry.path.name}: {err}")
             return False
-        self.status.setText(f"reopened {entry.name} ({entry.created.replace('T', ' ')[:16]})")
         return True
 
     def _on_error(self, info: ErrorInfo) -> None:
+        self.session.abandon()
         self.status.setText(f"comparison failed: {info.message}")
         if not info.user_error:  # a bug: details in a dialog (and the log), the app goes on
             show_error(self, "Comparison failed", info)
 
     def _on_cancel(self) -> None:
+        self.session.abandon()
         progress_bar.stopped(self.progress_bar)
         self.status.setText("stopped: the curves and table show what finished before Stop")
 
     def _on_finish(self) -> None:
         buttons.set_running(self.run_button, self.stop_button, False)
 
-    def _show(self, result: dict[str, Any] | None) -> None:
-        self.plot.set_result(result)
-        self.table.set_result(result)
-        notes = [n for e in (result or {}).get("results", []) for n in e.get("notes", [])]
-        for e in (result or {}).get("results", []):
-            det = e.get("detector")
-            if det:
-                notes.append(
-                    f"{e['label']}: squeezing detector at {det['fpr_setting']:.0%} false "
-                    f"positives (measured {det['fpr_measured']:.1%}); detection rates of "
-                    "successful adversarial images: "
-                    + "; ".join(
-                        f"{a}: "
-                        + ", ".join(
-                            f"eps {eps:g} {r:.0%}"
-                            for eps, r in zip(v["eps"], v["rate"], strict=True)
-                            if r is not None
-                        )
-                        for a, v in det["detection_rate"].items()
-                    )
-                    + " (attacks not adapted to the detector)"
-                )
-        self.notes.setPlainText("\n\n".join(notes))
+    def _render(self) -> None:
+        """Show the session's shown comparison (or nothing) in the plot, table and notes."""
+        shown = self.session.shown
+        self.plot.set_result(shown)
+        self.table.set_result(shown)
+        self.notes.setPlainText(self.session.notes(shown))
 
     # ------------------------------------------------------------------ export
 
     def export_csv(self, path: str) -> None:
-        from advgui.core.evaluation import save_csv
-
-        save_csv(self._require(), path)
+        self.session.export("csv", path)
 
     def export_json(self, path: str) -> None:
-        from advgui.core.evaluation import save_json
-
-        save_json(self._require(), path)
+        self.session.export("json", path)
 
     def export_png(self, path: str) -> None:
-        self._require()
-        from advgui.core.evaluation import render_png
-
         # The same stand-alone figure as the CLI's --plot (title, units, N, date, 2x).
-        atomic_write_bytes(path, render_png(self.plot.result, self.plot.chosen_attack(), scale=2))
-
-    def _require(self) -> dict[str, Any]:
-        if self.result is None:
-            raise AdvguiError("run a comparison first")
-        return self.result
+        self.session.export("png", path, self.plot.chosen_attack())
 
     def _export_dialog(self, kind: str) -> None:
         filters = {"csv": "CSV (*.csv)", "json": "JSON (*.json)", "png": "PNG image (*.png)"}
@@ -338,20 +295,12 @@ class DefenseTab(QWidget):
 
     def load_result(self, path: str) -> None:
         """Reopen an exported JSON comparison."""
+        text = self.session.show(self.session.read(path))
         try:
-            with open(path, encoding="utf-8") as fh:
-                result = json.load(fh)
-            if not isinstance(result, dict) or not isinstance(result.get("results"), list):
-                raise ValueError("not an advgui comparison")
-            result.setdefault("seconds", 0.0)
-            result.setdefault("n", 0)
-        except (OSError, ValueError) as err:
-            raise AdvguiError(f"{path}: cannot read comparison ({err})") from err
-        try:
-            self._on_result(result)
-        except (KeyError, TypeError, ValueError) as err:
-            self.result = None
-            self._show(None)
+            self._shown_complete(text)
+        except (KeyError, TypeError, ValueError) as err:  # the views found it malformed
+            self.session.clear()
+            self._render()
             raise AdvguiError(f"{path}: not an advgui comparison ({err})") from err
 
     def shutdown(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import html
 import logging
 from pathlib import Path
 
@@ -17,38 +18,26 @@ from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QFileDialog,
-    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
-    QScrollArea,
     QTabWidget,
-    QWidget,
 )
 
 from advgui import __version__, resources
-from advgui.core import data, paths, tfimport, workspace
+from advgui.core import data, paths, tfimport, tuning, workspace
 from advgui.core.progress import Progress
 from advgui.qt import gcguard, wheelguard
 from advgui.qt.attack_tab import AttackTab
 from advgui.qt.defense_tab import DefenseTab
 from advgui.qt.dialogs import show_error
+from advgui.qt.reflow import ReflowArea
 from advgui.qt.state import AppState
 from advgui.qt.training_tab import TrainingTab
 from advgui.qt.workers import ErrorInfo, Job, JobSlot, cancel_and_join_all
 
 log = logging.getLogger(__name__)
-
-
-def _scrollable(tab: QWidget) -> QScrollArea:
-    """A tab in a scroll area: on a screen smaller than its layout (1280x800, or 1920x1080 at 2x
-    scaling) it scrolls, rather than the window growing past the screen with controls off it."""
-    area = QScrollArea()
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setWidget(tab)
-    return area
 
 
 def window_icon() -> QIcon:
@@ -106,7 +95,7 @@ class MainWindow(QMainWindow):
         self.defense_tab = DefenseTab(self.state)
         for tab, name in ((self.training_tab, "Training"), (self.attack_tab, "Attack"),
                           (self.defense_tab, "Defenses")):  # fmt: skip
-            self.tabs.addTab(_scrollable(tab), name)
+            self.tabs.addTab(ReflowArea(tab), name)
         self.setCentralWidget(self.tabs)
 
         self._build_menus()
@@ -169,6 +158,7 @@ class MainWindow(QMainWindow):
         )
         self.data_label = QLabel()
         self.tf_label = QLabel("TensorFlow: not loaded")
+        self.device_label = QLabel("")  # the device, once TensorFlow has told it
         self.job_progress = QProgressBar()
         self.job_progress.setMaximumWidth(200)
         self.job_progress.setVisible(False)
@@ -177,6 +167,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.data_label, 1)
         bar.addPermanentWidget(self.job_progress)
         bar.addPermanentWidget(self.tf_label)
+        bar.addPermanentWidget(self.device_label)
         self._show_chosen()
 
     def show_about(self) -> None:
@@ -186,7 +177,9 @@ class MainWindow(QMainWindow):
             f"<b>advgui {__version__}</b><p>A workbench for adversarial machine learning on "
             "MNIST and Fashion-MNIST: train a network, fool it with adversarial images, compare "
             "defenses.</p>"
-            f"<p>Data and models are kept in {paths.data_dir()}.</p>",
+            f"<p>Data and models are kept in {paths.data_dir()}.</p>"
+            f"<p>Device: {html.escape(tuning.loaded_device() or 'known once TensorFlow loads')}"
+            "</p>",
         )
 
     # ------------------------------------------------------------------ TensorFlow
@@ -207,6 +200,8 @@ class MainWindow(QMainWindow):
                 gcguard.release(quiet=True)
                 ok = tfimport._error is None
                 self.tf_label.setText("TensorFlow: ready" if ok else "TensorFlow: failed to load")
+                device = tuning.loaded_device() if ok else None
+                self.device_label.setText(f"Device: {device}" if device else "")
 
         self._tf_timer.timeout.connect(poll)
         self._tf_timer.start()

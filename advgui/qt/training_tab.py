@@ -1,14 +1,15 @@
 """Training tab: choose a network and its options, train it in a worker, watch it learn.
 
-The training job runs :func:`advgui.core.training.train` in a QThread (through
-:class:`~advgui.qt.workers.Job`, so every slot here runs in the GUI thread) and stores the model
-in the model store before returning, so nothing is lost if the window closes. TensorFlow is
-never imported in the GUI thread: predictions for a selected model are computed in a job too.
+What the tab holds and decides (the run, its progress lines, which model is shown and why,
+cached predictions, stored models) lives in :class:`~advgui.core.sessions.TrainingSession`;
+this file wires widgets to it and shows it. Every job runs in a
+:class:`~advgui.qt.workers.JobSlot` (its slots run in the GUI thread); the training job stores
+the model before returning, so nothing is lost if the window closes. TensorFlow is never
+imported in the GUI thread: predictions for a selected model are computed in a job too.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,19 @@ from PySide6.QtWidgets import (
 )
 
 from advgui.core import training, workspace
-from advgui.core.errors import AdvguiError, ParameterError
+from advgui.core.errors import ParameterError
 from advgui.core.progress import Progress
+from advgui.core.sessions.training import (  # re-exported: older code imports them from here
+    ARCH_LABELS,
+    FORM,
+    GUI_EVALS_PER_EPOCH,
+    TrainingSession,
+    TrainOutput,
+    format_eta,
+    showing_text,
+)
 from advgui.core.store import ModelStore
+from advgui.qt.reflow import ReflowSplitter
 from advgui.qt.state import AppState
 from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.widgets.model_list import ModelList
@@ -40,19 +51,7 @@ from advgui.qt.widgets.training_plots import TrainingPlots
 from advgui.qt.widgets.training_predictions import PredictionGrid
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
-ARCH_LABELS = {
-    "cnn": "CNN: 2 conv 5x5 + dense",
-    "mlp": "MLP: 784-256-128-10 (deck)",
-}
-#: Validation passes per epoch in the GUI: a denser validation curve than the core default.
-GUI_EVALS_PER_EPOCH = 2
-
-
-def format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "--:--"
-    whole = round(seconds)
-    return f"{whole // 60}:{whole % 60:02d}"
+__all__ = ["ARCH_LABELS", "GUI_EVALS_PER_EPOCH", "TrainingTab", "format_eta", "showing_text"]
 
 
 class TrainingTab(QWidget):
@@ -61,7 +60,9 @@ class TrainingTab(QWidget):
     ) -> None:
         super().__init__(parent)
         self.state = state
-        self.store = store or ModelStore()
+        self.session = TrainingSession(store)
+        self.session.mnist = state.mnist
+        self.store = self.session.store
         self.train_slot = JobSlot(
             "train",
             self,
@@ -69,7 +70,7 @@ class TrainingTab(QWidget):
             on_result=self._on_trained,
             on_error=self._on_error,
             on_cancel=self._on_cancelled,
-            on_finish=self._on_finished,
+            on_finish=lambda: self._set_running(False),
         )
         self.eval_slot = JobSlot("predict-test", self, on_error=self._say_error)
         self.store_slot = JobSlot(
@@ -78,11 +79,6 @@ class TrainingTab(QWidget):
             on_error=self._say_error,
             on_finish=lambda: self.state.set_pending([]),  # listed "loading" until here
         )
-        self._stopping = False
-        #: id(classifier) -> (classifier, test-set predictions), filled by training or a job.
-        self._predictions: dict[int, tuple[Any, np.ndarray]] = {}
-        self._plotted: Any = None  # the model whose curves the plots show (live ones kept)
-        self._last_run: Any = None  # the model this tab's last training run made
 
         self._build_form()
         self.plots = TrainingPlots()
@@ -96,27 +92,14 @@ class TrainingTab(QWidget):
         run_row.addWidget(self.start_button)
         run_row.addWidget(self.stop_button)
         left.addLayout(run_row)
-        left.addWidget(self.progress_bar)
-        left.addWidget(self.phase_label)
-        left.addWidget(self.speed_label)
-        left.addWidget(self.metrics_label)
-        left.addWidget(self.status_label)
-        models_box = QGroupBox("Models (shared by all tabs)")
-        QVBoxLayout(models_box).addWidget(self.model_list)
-        left.addWidget(models_box, 1)
+        for label in (self.progress_bar, self.phase_label, self.speed_label, self.metrics_label,
+                      self.status_label):  # fmt: skip
+            left.addWidget(label)
+        left.addWidget(_boxed("Models (shared by all tabs)", self.model_list), 1)
         left_panel = QWidget()
         left_panel.setLayout(left)
         left_panel.setFixedWidth(370)  # steady while the labels below change
 
-        results = QSplitter(Qt.Orientation.Horizontal)
-        pred_box = QGroupBox("Predictions on test images")
-        QVBoxLayout(pred_box).addWidget(self.grid)
-        conf_box = QGroupBox("Confusion matrix (test set)")
-        QVBoxLayout(conf_box).addWidget(self.confusion)
-        results.addWidget(pred_box)
-        results.addWidget(conf_box)
-        results.setStretchFactor(0, 3)
-        results.setStretchFactor(1, 2)
         # One rule, visible: the plots, grid and matrix show the run just done or the model
         # selected in the list, and this line says which (the form is the next run's).
         self.showing_label = QLabel("No model yet: train one or load one.")
@@ -127,24 +110,19 @@ class TrainingTab(QWidget):
         plots_lay.setContentsMargins(0, 0, 0, 0)
         plots_lay.addWidget(self.showing_label)
         plots_lay.addWidget(self.plots, 1)
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(plots_box)
-        right.addWidget(results)
-        right.setStretchFactor(0, 1)
-        right.setStretchFactor(1, 1)
-
-        outer = QSplitter(Qt.Orientation.Horizontal)
-        outer.addWidget(left_panel)
-        outer.addWidget(right)
-        outer.setStretchFactor(1, 1)
-        lay = QHBoxLayout(self)
-        lay.addWidget(outer)
+        h, v = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
+        results = _split(h, (_boxed("Predictions on test images", self.grid), 3),
+                         (_boxed("Confusion matrix (test set)", self.confusion), 2))  # fmt: skip
+        right = _split(v, (plots_box, 1), (results, 1))
+        self.main_splitter = _split(ReflowSplitter(), (left_panel, 0), (right, 1))
+        QHBoxLayout(self).addWidget(self.main_splitter)  # stacks on a small screen
 
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.arch_combo.currentIndexChanged.connect(lambda _: self.apply_defaults())
         state.currentModelChanged.connect(self._on_current_model)
-        state.datasetChanged.connect(lambda _m: self._on_current_model(state.current_model))
+        state.datasetChanged.connect(self._on_dataset)
+        state.datasetSwitched.connect(self._on_switched)
         self.apply_defaults()
         self._set_running(False)
         # Stored models join the list once the event loop runs (the window shows first).
@@ -153,64 +131,31 @@ class TrainingTab(QWidget):
     # ------------------------------------------------------------------ form
 
     def _build_form(self) -> None:
-        r = training.RANGES
+        r, defaults = training.RANGES, training.TrainConfig()
         self.arch_combo = QComboBox()
         for arch, label in ARCH_LABELS.items():
             self.arch_combo.addItem(label, arch)
-        self.epochs_spin = _int_spin(*r["epochs"])
-        self.batch_spin = _int_spin(*r["batch_size"])
         self.lr_spin = QDoubleSpinBox()
         self.lr_spin.setDecimals(5)
         self.lr_spin.setRange(1e-5, r["lr"][1])
         self.lr_spin.setSingleStep(5e-4)
-        self.schedule_combo = QComboBox()
+        self.schedule_combo, self.optimizer_combo = QComboBox(), QComboBox()
         self.schedule_combo.addItems(list(training.SCHEDULES))
-        self.optimizer_combo = QComboBox()
         self.optimizer_combo.addItems(list(training.OPTIMIZERS))
-        self.seed_spin = _int_spin(*r["seed"])
-        self.n_train_spin = _int_spin(*r["n_train"])
-        self.n_train_spin.setSingleStep(1000)
-        self.n_val_spin = _int_spin(*r["n_val"])
-        self.n_val_spin.setSingleStep(500)
-        defaults = training.TrainConfig()
-        self.seed_spin.setValue(defaults.seed)
-        self.n_train_spin.setValue(defaults.n_train)
-        self.n_val_spin.setValue(defaults.n_val)
-        self.fields: dict[str, QWidget] = {
-            "arch": self.arch_combo,
-            "epochs": self.epochs_spin,
-            "batch_size": self.batch_spin,
-            "lr": self.lr_spin,
-            "schedule": self.schedule_combo,
-            "optimizer": self.optimizer_combo,
-            "seed": self.seed_spin,
-            "n_train": self.n_train_spin,
-            "n_val": self.n_val_spin,
-        }
-        tips = {
-            "epochs": "passes over the training images",
-            "lr": "peak learning rate (one-cycle warms up to it, then anneals)",
-            "schedule": "onecycle: warm-up then cosine decay; cosine: decay only; constant",
-            "n_train": "training images, taken from the 60,000 MNIST training images",
-            "n_val": "validation images held out from the end of the training set",
-            "seed": "same seed, same data order and initial weights: same result",
-        }
+        self.epochs_spin, self.batch_spin = _int_spin(*r["epochs"]), _int_spin(*r["batch_size"])
+        self.seed_spin = _int_spin(*r["seed"], value=defaults.seed)
+        self.n_train_spin = _int_spin(*r["n_train"], step=1000, value=defaults.n_train)
+        self.n_val_spin = _int_spin(*r["n_val"], step=500, value=defaults.n_val)
+        widgets = (self.arch_combo, self.epochs_spin, self.batch_spin, self.lr_spin,
+                   self.schedule_combo, self.optimizer_combo, self.seed_spin, self.n_train_spin,
+                   self.n_val_spin)  # fmt: skip
+        self.fields: dict[str, QWidget] = dict(zip(FORM, widgets, strict=True))
         self.form_box = QGroupBox("Next run: network and training")
         form = QFormLayout(self.form_box)
-        labels = {
-            "arch": "Architecture",
-            "epochs": "Epochs",
-            "batch_size": "Batch size",
-            "lr": "Learning rate",
-            "schedule": "Schedule",
-            "optimizer": "Optimizer",
-            "seed": "Seed",
-            "n_train": "Training images",
-            "n_val": "Validation images",
-        }
         for name, widget in self.fields.items():
-            widget.setToolTip(tips.get(name, ""))
-            form.addRow(labels[name], widget)
+            label, tip = FORM[name]
+            widget.setToolTip(tip)
+            form.addRow(label, widget)
 
         self.start_button = QPushButton("Start training")
         self.stop_button = QPushButton("Stop")
@@ -230,26 +175,23 @@ class TrainingTab(QWidget):
     def apply_defaults(self) -> None:
         """Fill epochs, batch size, learning rate and optimizer with the architecture's
         benchmarked defaults."""
-        cfg = training.TrainConfig.for_arch(self.arch_combo.currentData())
+        cfg = self.session.defaults(self.arch_combo.currentData())
         self.epochs_spin.setValue(cfg.epochs)
         self.batch_spin.setValue(cfg.batch_size)
         self.lr_spin.setValue(cfg.lr)
         self.optimizer_combo.setCurrentText(cfg.optimizer)
 
+    def form_values(self) -> dict[str, Any]:
+        """The form's values by field name, as typed (not validated)."""
+        return {
+            name: w.currentData() if name == "arch" else
+            w.currentText() if isinstance(w, QComboBox) else w.value()
+            for name, w in self.fields.items()
+        }  # fmt: skip
+
     def config(self) -> training.TrainConfig:
         """The form as a validated config (:class:`ParameterError` names the bad field)."""
-        return training.TrainConfig(
-            arch=self.arch_combo.currentData(),
-            epochs=self.epochs_spin.value(),
-            batch_size=self.batch_spin.value(),
-            lr=self.lr_spin.value(),
-            schedule=self.schedule_combo.currentText(),
-            optimizer=self.optimizer_combo.currentText(),
-            seed=self.seed_spin.value(),
-            n_train=self.n_train_spin.value(),
-            n_val=self.n_val_spin.value(),
-            evals_per_epoch=GUI_EVALS_PER_EPOCH,
-        ).validate()
+        return self.session.config(**self.form_values())
 
     def say(self, text: str, *, error: bool = False) -> None:
         self.status_label.setStyleSheet("color: #b00020;" if error else "")
@@ -283,108 +225,56 @@ class TrainingTab(QWidget):
         if self.is_training():
             return None
         self._mark_field(None)
-        if self.state.mnist is None:
-            self.say(
-                "MNIST is not loaded yet (see the status bar, or File > Import dataset)", error=True
-            )
-            return None
         try:
-            cfg = self.config()
+            run = self.session.prepare(**self.form_values())
         except ParameterError as err:
             self.say(str(err), error=True)
             self._mark_field(err.field)
             return None
-        mnist = self.state.mnist
-        store = self.store
-
-        def work(progress: Any, cancel: Any) -> tuple[training.TrainResult, str | None]:
-            result = training.train(cfg, mnist, progress=progress, cancel=cancel)
-            try:  # stored the moment training ends, before the GUI even hears of it
-                store.add(result.classifier)
-            except AdvguiError as err:
-                return result, str(err)
-            return result, None
-
-        self.plots.clear(epochs=cfg.epochs)
-        self.showing_label.setText(f"Showing the run in progress: {cfg.arch.upper()}")
-        self._plotted = None
-        self._stopping = False
+        self.plots.clear(epochs=run.config.epochs)
+        self.showing_label.setText(run.showing)
         self._set_running(True)
         progress_bar.started(self.progress_bar)
         self.phase_label.setText("Preparing (TensorFlow, data)...")
         self.speed_label.setText("")
         self.metrics_label.setText("")
-        self.say(
-            f"Training {cfg.arch.upper()} on {cfg.n_train:,} images for {cfg.epochs} epoch(s)."
-        )
-        return self.train_slot.start(work)
+        self.say(run.message)
+        return self.train_slot.start(run.work)
 
     @Slot()
     def stop(self) -> None:
         if self.train_slot.cancel():
-            self._stopping = True
             buttons.disable(self.stop_button)
-            self.phase_label.setText("Stopping: testing and keeping the model so far...")
+            self.phase_label.setText(self.session.stop())
             self.speed_label.setText("")  # no ETA for a run that is ending
 
     @Slot(object)
     def _on_progress(self, update: Progress) -> None:
-        info = update.info
-        if not self._stopping:  # testing after Stop must not fill the bar
-            self.progress_bar.setValue(int(1000 * update.fraction))
         self.plots.add(update.record)  # a batch update or a validation check (or neither)
-        if update.message != "training":
-            if update.message == "testing":
-                self.phase_label.setText("Testing on the 10,000 test images...")
-            return
-        if self._stopping:
-            return
-        epochs = self.epochs_spin.value()
-        self.phase_label.setText(
-            f"Epoch {int(info['epoch'])}/{epochs}, batch {int(info['batch'])}, "
-            f"step {int(update.done)}/{int(update.total)}"
-        )
-        ips = info.get("images_per_second", math.nan)
-        speed = f"{ips:,.0f} images/s" if math.isfinite(ips) else "-- images/s"
-        self.speed_label.setText(f"{speed}, ETA {format_eta(info.get('eta_s', math.nan))}")
-        parts = [f"loss {info['loss']:.4f}", f"accuracy {100 * info['accuracy']:.2f}%"]
-        if math.isfinite(info.get("val_accuracy", math.nan)):
-            parts.append(f"validation {100 * info['val_accuracy']:.2f}%")
-        self.metrics_label.setText(", ".join(parts))
+        view = self.session.progress(update)
+        if view.bar is not None:  # testing after Stop must not fill the bar
+            self.progress_bar.setValue(view.bar)
+        for label, text in ((self.phase_label, view.phase), (self.speed_label, view.speed),
+                            (self.metrics_label, view.metrics)):  # fmt: skip
+            if text is not None:
+                label.setText(text)
 
     @Slot(object)
-    def _on_trained(self, payload: tuple[training.TrainResult, str | None]) -> None:
-        result, store_error = payload
-        clf = result.classifier
-        self._predictions[id(clf)] = (clf, result.test_predictions)
-        self._plotted = clf
-        self._last_run = clf
-        self.state.add_model(clf)
-        self.showing_label.setText(showing_text(clf, just_trained=True))
-        self._show_predictions(result.test_predictions)
-        verb = "Stopped" if result.cancelled else "Done"
-        self.phase_label.setText(
-            f"{verb} ({clf.name}, the last run): test accuracy {100 * result.test_accuracy:.2f}% "
-            f"after {clf.meta['epochs_completed']:.2f} epochs ({result.seconds:.1f} s)"
-        )
+    def _on_trained(self, output: TrainOutput) -> None:
+        view = self.session.finish(output)
+        self.state.add_model(view.model)
+        self.showing_label.setText(view.showing)
+        self._show_predictions(view.predictions)
+        self.phase_label.setText(view.phase)
         self.speed_label.setText("")  # an ETA is for a run still going
-        if result.cancelled:
-            progress_bar.stopped(self.progress_bar)
-        else:
-            progress_bar.done(self.progress_bar)
-        if store_error:
-            self.say(f"Not kept in the model store: {store_error}; use Save as.", error=True)
-        else:
-            self.say(f"Kept in the model store as {clf.meta.get('path')}")
+        (progress_bar.stopped if view.stopped else progress_bar.done)(self.progress_bar)
+        self.say(view.status, error=view.error)
 
     @Slot(object)
     def _on_error(self, info: ErrorInfo) -> None:
         self.phase_label.setText("Training failed.")
         self.say(info.message, error=True)
-        field = None
-        if info.user_error and "learning rate" in info.message:
-            field = "lr"
-        self._mark_field(field)
+        self._mark_field(self.session.failed(info.message, info.user_error))
         if not info.user_error:
             from advgui.qt.dialogs import show_error
 
@@ -392,60 +282,60 @@ class TrainingTab(QWidget):
 
     @Slot()
     def _on_cancelled(self) -> None:
+        self.session.abandon()
         progress_bar.stopped(self.progress_bar)
         self.speed_label.setText("")
         self.say("Training cancelled before it began.")
 
-    @Slot()
-    def _on_finished(self) -> None:
-        self._stopping = False
-        self._set_running(False)
-
     # ------------------------------------------------------------------ results
+
+    def _on_dataset(self, mnist: Any) -> None:
+        self.session.mnist = mnist
+        self._on_current_model(self.state.current_model)
+
+    def _on_switched(self, _spec: Any) -> None:
+        """Another dataset (see MainWindow.switch_dataset): nothing of the other's images."""
+        self.session.mnist = self.state.mnist
+        self.grid.clear()
+        self.confusion.set_matrix(None)
 
     @Slot(object)
     def _on_current_model(self, clf: Any) -> None:
         """Show the selected model's history, predictions and confusion matrix."""
+        view = self.session.select(clf)
+        if view is None:  # a run in progress keeps the plots
+            return
+        self.showing_label.setText(view.showing)
         if clf is None:
             self.grid.clear()
             self.confusion.set_matrix(None)
-            self.showing_label.setText("No model selected.")
             return
-        if self.is_training():
+        if view.history is not None:
+            self.plots.set_history(view.history)
+        if self.session.mnist is None:
             return
-        self.showing_label.setText(showing_text(clf, just_trained=clf is self._last_run))
-        if clf is not self._plotted:
-            self.plots.set_history(clf.meta.get("history") or {})
-            self._plotted = clf
-        mnist = self.state.mnist
         problem = workspace.model_problem(clf, self.state.spec)
-        if mnist is None or problem is not None:  # no predictions on the other dataset
-            if problem is not None:
-                self.grid.clear()
-                self.confusion.set_matrix(None)
-                self.showing_label.setText(problem)
+        if problem is not None:  # no predictions of it on the other dataset's images
+            self.grid.clear()
+            self.confusion.set_matrix(None)
+            self.showing_label.setText(problem)
             return
-        cached = self._predictions.get(id(clf))
-        if cached is not None and cached[0] is clf:
-            self._show_predictions(cached[1])
+        if view.predictions is not None:
+            self._show_predictions(view.predictions)
             return
-
-        def work(progress: Any, cancel: Any) -> np.ndarray:
-            return clf.predict(mnist.x_test)
 
         def done(pred: np.ndarray) -> None:
-            self._predictions[id(clf)] = (clf, pred)
-            if self.state.current_model is clf and not self.is_training():
+            if self.session.predicted(clf, pred, self.state.current_model):
                 self._show_predictions(pred)
 
-        self.eval_slot.start(work, on_result=done)  # a prediction still running is dropped
+        # A prediction still running is dropped.
+        self.eval_slot.start(self.session.predict_work(clf), on_result=done)
 
     def _show_predictions(self, pred: np.ndarray) -> None:
-        mnist = self.state.mnist
-        if mnist is None or len(pred) != len(mnist.y_test):
-            return
-        self.grid.set_predictions(mnist.x_test, mnist.y_test, pred)
-        self.confusion.set_matrix(training.confusion_matrix(mnist.y_test, pred))
+        view = self.session.prediction_view(pred)
+        if view is not None:
+            self.grid.set_predictions(view.x, view.labels, view.predictions)
+            self.confusion.set_matrix(view.confusion)
 
     # ------------------------------------------------------------------ store
 
@@ -458,26 +348,18 @@ class TrainingTab(QWidget):
         if not entries:  # nothing stored: no job, no TensorFlow
             return None
         self.state.set_pending(entries)  # listed at once, marked loading, until usable
-        store = self.store
         warnings: list[str] = []
 
-        def work(progress: Any, cancel: Any) -> list[Any]:
-            return store.load_all(progress=progress, cancel=cancel, warnings=warnings)
-
         def done(loaded: list[Any]) -> None:
-            known = {c.meta.get("path") for c in self.state.models}
-            fresh = [c for c in loaded if c.meta.get("path") not in known]
+            fresh, note, error = self.session.stored_loaded(loaded, self.state.models, warnings)
             for clf in fresh:
                 self.state.add_model(clf, make_current=False)
             if self.state.current_model is None and fresh:
                 self.state.set_current_model(fresh[-1])
-            note = f"{len(fresh)} stored model(s) loaded."
-            if warnings:
-                self.say(note + " " + " ".join(warnings), error=True)
-            elif fresh:
-                self.say(note)
+            if note is not None:
+                self.say(note, error=error)
 
-        return self.store_slot.start(work, on_result=done)
+        return self.store_slot.start(self.session.load_store_work(warnings), on_result=done)
 
     # ------------------------------------------------------------------ shutdown
 
@@ -491,24 +373,26 @@ class TrainingTab(QWidget):
             slot.join(60000)
 
 
-def showing_text(clf: Any, *, just_trained: bool) -> str:
-    """Which model the curves, grid and matrix show, and what it is."""
-    meta = clf.meta
-    facts = [str(meta.get("architecture") or "").upper() or "model"]
-    done = meta.get("epochs_completed")
-    if isinstance(done, (int, float)):
-        facts.append(f"{done:g} epoch(s)")
-    acc = meta.get("test_accuracy")
-    if isinstance(acc, (int, float)):
-        facts.append(f"test {100 * acc:.2f}%")
-    if meta.get("cancelled"):
-        facts.append("stopped")
-    which = "the run just done" if just_trained else "the model selected in the list"
-    return f"Showing {which}: {clf.name} ({', '.join(facts)})"
-
-
-def _int_spin(lo: float, hi: float) -> QSpinBox:
+def _int_spin(lo: float, hi: float, *, step: int = 1, value: int | None = None) -> QSpinBox:
     spin = QSpinBox()
     spin.setRange(int(lo), int(min(hi, 2**31 - 1)))
     spin.setGroupSeparatorShown(True)
+    spin.setSingleStep(step)
+    if value is not None:
+        spin.setValue(value)
     return spin
+
+
+def _boxed(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    QVBoxLayout(box).addWidget(widget)
+    return box
+
+
+def _split(orientation: Qt.Orientation | QSplitter, *parts: tuple[QWidget, int]) -> QSplitter:
+    """A splitter (or the one given) of ``(widget, stretch)`` parts."""
+    splitter = orientation if isinstance(orientation, QSplitter) else QSplitter(orientation)
+    for i, (widget, stretch) in enumerate(parts):
+        splitter.addWidget(widget)
+        splitter.setStretchFactor(i, stretch)
+    return splitter

@@ -60,6 +60,9 @@ class Details:
     cascade: list[dict[str, Any]] | None = None  # AutoAttack: per attack, points run on, broken
     flags: list[dict[str, Any]] | None = None  # AutoAttack: warnings about the evaluation
     chunks: int | None = None  # run in this many chunks (run_batch)
+    #: Black-box attacks: [queries used, value] of the first image as the run went (Square:
+    #: its logit margin, HopSkipJump: its distance); what the Attack tab plots.
+    trace: list[list[float]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,7 +79,11 @@ class Details:
             value = data.get(f.name)
             if value is None:
                 continue
-            if f.name in _ARRAYS:
+            if f.name == "trace":  # pairs of numbers, else dropped
+                value = _trace(value)
+                if value is None:
+                    continue
+            elif f.name in _ARRAYS:
                 value = np.asarray(value)
             elif f.name in _RECORDS and not (  # lists of plain records; else dropped
                 isinstance(value, list) and all(isinstance(v, dict) for v in value)
@@ -108,6 +115,9 @@ class Details:
             values = [getattr(p, f.name) for p in parts]
             if f.name == "chunks" or values[0] is None:
                 continue
+            if f.name == "trace":  # the first image's, which is in the first chunk
+                setattr(out, f.name, values[0])
+                continue
             if all(isinstance(v, np.ndarray) and v.ndim >= 1 for v in values):
                 setattr(out, f.name, np.concatenate(values))
             elif f.name in ("lam", "lam_tried") and all(isinstance(v, list) for v in values):
@@ -129,6 +139,21 @@ _ARRAYS = frozenset(
 )  # fmt: skip
 #: Fields holding lists of records keyed by a name ("attack" or "name").
 _RECORDS = ("cascade", "flags")
+#: The most points a stored trace may hold (one per query of a long Square run is 10,000s).
+MAX_TRACE = 100_000
+
+
+def _trace(value: Any) -> list[list[float]] | None:
+    """A stored trace as pairs of finite floats, or None when it is anything else."""
+    if not isinstance(value, list) or len(value) > MAX_TRACE:
+        return None
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if arr.ndim != 2 or arr.shape[1:] != (2,) or not np.isfinite(arr).all():
+        return None
+    return arr.tolist()
 
 
 def _add_records(lists: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -306,6 +331,12 @@ class Attack(ABC):
     def cost_axis(cls, params: dict[str, Any], targeted: bool) -> tuple[str, str] | None:
         """What ``cost_history`` holds per step: (plot title, y axis label); None when the
         attack records no cost (the Attack tab then hides its cost plot)."""
+        return None
+
+    @classmethod
+    def trace_axis(cls, params: dict[str, Any], targeted: bool) -> tuple[str, str, str] | None:
+        """What ``details.trace`` plots: (title, x axis, y axis); None for an attack without
+        one. A black-box attack's cost is counted in queries, not steps."""
         return None
 
     @classmethod

@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from advgui.core import tuning
-from advgui.core.progress import CancelToken, Progress, ProgressCallback, Throttle, check
+from advgui.core.progress import (
+    CancelToken,
+    Partial,
+    Progress,
+    ProgressCallback,
+    Throttle,
+    check,
+)
 from advgui.core.tfimport import keras, tf
 
 log = logging.getLogger(__name__)
@@ -353,6 +360,7 @@ def run_steps(
     boundary: int = 0,
     chunk_seconds: float = CHUNK_SECONDS,
     first: int = 1,
+    partial: Callable[[Any], Partial | None] | None = None,
 ) -> tuple[Any, int]:
     """Advance ``state`` by ``total`` steps through ``step_fn(state, k)`` (k steps per call).
 
@@ -362,7 +370,8 @@ def run_steps(
     unresponsive. The first call (which may trace) runs ``first`` steps. ``stop(state, done)``
     may end the loop early; it is asked at multiples of ``boundary`` steps (chunks never
     cross one) or after every chunk when ``boundary`` is 0. Returns the state and the number
-    of steps run. Progress reports ``offset + done`` of ``grand_total``.
+    of steps run. Progress reports ``offset + done`` of ``grand_total``; ``partial(state)``,
+    asked after every chunk, is what a live view shows of it (sent with the progress).
     """
     throttle = Throttle(progress, interval=0.2)
     grand = grand_total if grand_total is not None else total
@@ -376,8 +385,9 @@ def run_steps(
         state = step_fn(state, k)
         per_step = (time.perf_counter() - t0) / k
         done += k
+        live = partial(state) if partial is not None else None
         throttle(
-            Progress(offset + done, grand, message, info(state) if info else {}),
+            Progress(offset + done, grand, message, info(state) if info else {}, partial=live),
             force=done == total,
         )
         k = max(1, min(1000, int(chunk_seconds / max(per_step, 1e-6))))

@@ -28,6 +28,7 @@ from advgui.core.attacks import spec as sp
 from advgui.core.attacks.base import Attack, Details, Outcome, Task, register
 from advgui.core.attacks.engine import compiled, image_spec, run_steps, stateless_seed
 from advgui.core.attacks.spec import DECISION_BASED, MINIMUM_NORM
+from advgui.core.progress import Partial
 from advgui.core.tfimport import tf
 
 DIM = 784
@@ -55,6 +56,12 @@ class HopSkipJump(Attack):
                  advanced=True, help="random images tried to find a misclassified start"),
         sp.seed(0),
     )  # fmt: skip
+
+    @classmethod
+    def trace_axis(cls, params: dict[str, Any], targeted: bool) -> tuple[str, str, str] | None:
+        # Labels only: there is no margin to see, the distance to the image is what falls.
+        norm = "L2" if params.get("norm") == "l2" else "Linf"
+        return f"{norm} distance to the image (labels only)", "label queries", f"{norm} distance"
 
     def _build(self, clf: Any, norm: str, targeted: bool) -> Any:
         t = tf()
@@ -180,6 +187,16 @@ class HopSkipJump(Attack):
             d = (xa - x0_np).reshape(len(xa), -1).astype(np.float64)
             return np.abs(d).max(axis=1) if norm == "linf" else np.sqrt((d * d).sum(axis=1))
 
+        trace: list[list[float]] = []  # the first image's distance against its queries
+
+        def note() -> None:
+            if live[0] == 0:
+                d = (state["cur"][0] - x0_np[0]).astype(np.float64).ravel()
+                dist0 = np.abs(d).max() if norm == "linf" else np.sqrt((d * d).sum())
+                trace.append([float(queries[0]), float(dist0)])
+
+        note()
+
         def one_iteration() -> None:
             it = state["it"]
             cur_np = state["cur"]
@@ -224,6 +241,7 @@ class HopSkipJump(Attack):
             queries[live] += np.asarray(tries)
             state["cur"] = np.asarray(new)
             state["it"] = it + 1
+            note()
 
         def step_fn(_: Any, k: int) -> Any:
             for _ in range(k):
@@ -232,12 +250,13 @@ class HopSkipJump(Attack):
 
         run_steps(step_fn, None, params["steps"], progress=task.progress, cancel=task.cancel,
                   message="hsj", info=lambda _: {"median_dist": float(np.median(
-                      measure(state["cur"])))})  # fmt: skip
+                      measure(state["cur"])))},
+                  partial=lambda _: Partial(trace=list(trace)) if trace else None)  # fmt: skip
         final = state["cur"]
         ok = np.asarray(decide(t.constant(final), cls))
         best[live[ok]] = final[ok]
         dist[live[ok]] = measure(final)[ok]
         return Outcome(
             best, steps=np.where(found, state["it"], 0),
-            details=Details(min_norm=dist, queries=queries),
+            details=Details(min_norm=dist, queries=queries, trace=trace or None),
         )  # fmt: skip

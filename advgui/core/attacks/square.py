@@ -36,6 +36,7 @@ from advgui.core.attacks.engine import (
     stateless_seed,
 )
 from advgui.core.attacks.spec import SCORE_BASED
+from advgui.core.progress import Partial
 from advgui.core.tfimport import tf
 
 SIDE = 28
@@ -118,6 +119,11 @@ class Square(Attack):
                  help="what a query must lower: the logit margin or the cross-entropy"),
         sp.seed(0),
     )  # fmt: skip
+
+    @classmethod
+    def trace_axis(cls, params: dict[str, Any], targeted: bool) -> tuple[str, str, str] | None:
+        y = "max other - z_goal" if targeted else "z_true - max other"
+        return "logit margin (fooled below 0)", "queries", f"margin {y}"
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         hi = 1.0 if params["norm"] == "linf" else SIDE
@@ -264,6 +270,7 @@ class Square(Attack):
         best = x.copy()
         margin = np.array(score_fn(t.constant(x), t.constant(cls_np))[0])
         queries = np.ones(n, np.int64)
+        trace = [[1.0, float(margin[0])]]  # the first image's margin against its queries
         grand = total * restarts
         for r in range(restarts):
             todo = np.flatnonzero(margin > 0.0)
@@ -294,7 +301,13 @@ class Square(Attack):
                 out["q"][pos] = np.asarray(st[3])[rows]
 
             def step(
-                _: Any, k: int, run: dict = run, settle: Any = settle, seed: Any = seed
+                _: Any,
+                k: int,
+                run: dict = run,
+                settle: Any = settle,
+                seed: Any = seed,
+                out: dict = out,
+                first_in: bool = bool(todo[0] == 0),
             ) -> Any:
                 if run["it"] % COMPACT_EVERY == 0:
                     done = np.asarray(run["state"][1]) <= 0.0
@@ -312,6 +325,16 @@ class Square(Attack):
                         sides, which, patterns,
                     )  # fmt: skip
                 run["it"] += k
+                if first_in:  # the first image is in this restart: where it stands now
+                    rows = np.flatnonzero(run["pos"] == 0)
+                    st = run["state"]
+                    if len(rows):
+                        m_now, q_now = float(st[1][rows[0]]), int(st[3][rows[0]])
+                    else:
+                        m_now, q_now = float(out["m"][0]), int(out["q"][0])
+                    point = [float(queries[0] + q_now), min(m_now, float(margin[0]))]
+                    if point != trace[-1]:
+                        trace.append(point)
                 return None
 
             def stop(_: Any, done: int, run: dict = run) -> bool:
@@ -322,10 +345,12 @@ class Square(Attack):
                 message=f"square: restart {r + 1} of {restarts}", offset=r * total,
                 grand_total=grand, stop=stop, boundary=COMPACT_EVERY,
                 info=lambda _, run=run: {"robust": int((np.asarray(run["state"][1]) > 0).sum())},
+                partial=lambda _: Partial(trace=list(trace)),
             )  # fmt: skip
             settle(np.arange(len(run["pos"])))
             queries[todo] += out["q"]
             better = out["m"] < margin[todo]
             best[todo[better]] = out["x"][better]
             margin[todo[better]] = out["m"][better]
-        return Outcome(best, steps=queries - 1, details=Details(queries=queries, margin=-margin))
+        return Outcome(best, steps=queries - 1,
+                       details=Details(queries=queries, margin=-margin, trace=trace))  # fmt: skip

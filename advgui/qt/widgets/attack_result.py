@@ -80,8 +80,8 @@ class AttackResultPanel(QWidget):
         self.adversarial_view.set_image(view.adversarial, view.adversarial_caption)
         self.delta_view.set_delta(view.delta, view.delta_caption)
         self.bars.set_probs(view.probs_before, view.probs_after)
-        self.cost.set_axis(view.curve_axis)
-        self.cost.set_curve(view.curve)
+        self.cost.set_axis(view.curve_axis, view.curve_x_label)
+        self.cost.set_curve(view.curve, x=view.curve_x)
         self.summary.setText(view.summary)
 
     def show_source(self, view: SourceView | None) -> None:
@@ -104,20 +104,28 @@ class AttackResultPanel(QWidget):
         message: str = "running...",
         before: np.ndarray | None = None,
         cost_axis: tuple[str, str] | None = None,
+        x_label: str = "step",
     ) -> None:
         """A new run: nothing of the previous result stays (its summary neither); the cost
         plot shows only if this attack records a cost, named as it is."""
         self.cost.set_curve(None)
-        self.cost.set_axis(cost_axis)
+        self.cost.set_axis(cost_axis, x_label)
         self.adversarial_view.set_image(None, "running...")
         self.delta_view.set_delta(None)
         self.bars.set_probs(before, None)
         self.summary.setText(f'<span style="color:#7a7a7a">{message}</span>')
 
-    def show_live(self, curve: Any, image: np.ndarray | None, delta: np.ndarray | None) -> None:
-        """A partial result while the attack runs: its cost so far, its image now."""
+    def show_live(
+        self,
+        curve: Any,
+        image: np.ndarray | None,
+        delta: np.ndarray | None,
+        x: np.ndarray | None = None,
+    ) -> None:
+        """A partial result while the attack runs: its cost so far (at ``x``: a black-box
+        attack's queries), its image now."""
         if curve is not None:
-            self.cost.set_curve(curve)
+            self.cost.set_curve(curve, x=x)
         if image is not None:
             self.adversarial_view.set_image(image, "optimising...")
             self.delta_view.set_delta(delta)

@@ -208,21 +208,31 @@ class CostCurve(pg.PlotWidget):
         self.axis: tuple[str, str] | None = None
         self.set_axis(None)
 
-    def set_axis(self, axis: tuple[str, str] | None) -> None:
-        """Name what is plotted (title, y axis); None hides the plot."""
+    def set_axis(self, axis: tuple[str, str] | None, x_label: str = "step") -> None:
+        """Name what is plotted (title, y axis) against what (steps, or a black-box attack's
+        queries); None hides the plot."""
         self.axis = axis
         self.setVisible(axis is not None)
         if axis is not None:
-            self.setTitle(f"{axis[0]} per step", color="k", size="9pt")
+            title = f"{axis[0]} per step" if x_label == "step" else f"{axis[0]}, by {x_label}"
+            self.setTitle(title, color="k", size="9pt")
             self.setLabel("left", axis[1])
+            self.setLabel("bottom", x_label)
 
-    def set_curve(self, values: np.ndarray | None, axis: tuple[str, str] | None = None) -> None:
-        """Plot ``values``; with ``axis``, also say what they are (and show the plot)."""
+    def set_curve(
+        self,
+        values: np.ndarray | None,
+        axis: tuple[str, str] | None = None,
+        x: np.ndarray | None = None,
+    ) -> None:
+        """Plot ``values`` (at ``x``, else at steps 1, 2, ...); with ``axis``, also say what
+        they are (and show the plot)."""
         if axis is not None:
             self.set_axis(axis)
         self.values = np.zeros(0) if values is None else np.asarray(values, float).ravel()
         if len(self.values):
-            self.curve.setData(np.arange(1, len(self.values) + 1), self.values)
+            xs = np.arange(1, len(self.values) + 1) if x is None else np.asarray(x, float).ravel()
+            self.curve.setData(xs, self.values)
         else:
             self.curve.setData([], [])
         self.enableAutoRange()
