@@ -260,6 +260,7 @@ class MainWindow(QMainWindow):
         for view in (self.defense_tab.plot, self.defense_tab.table):
             view.set_result(None)  # the other dataset's comparison is not this one's
         self.defense_tab.notes.clear()
+        self.defense_tab.session.mnist = self.state.mnist  # None until this one is loaded
         shelf = self.state.workspace.active
         if not shelf.store_read:
             shelf.store_read = True
