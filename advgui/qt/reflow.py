@@ -21,6 +21,8 @@ class ReflowSplitter(QSplitter):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(Qt.Orientation.Horizontal, parent)
+        # A part dragged (or reflowed) to nothing would vanish with its controls.
+        self.setChildrenCollapsible(False)
         self._sizes: list[int] | None = None
 
     def side_by_side_width(self) -> int:
@@ -36,11 +38,18 @@ class ReflowSplitter(QSplitter):
         want = Qt.Orientation.Horizontal if fits else Qt.Orientation.Vertical
         if want == self.orientation():
             return False
+        parts = [self.widget(i) for i in range(self.count())]
         if want == Qt.Orientation.Vertical:
-            self._sizes = self.sizes()  # the user's split, restored when there is room again
+            sizes = self.sizes()  # the user's split, restored when there is room again
+            self._sizes = sizes if sizes and min(sizes) > 0 else None
         self.setOrientation(want)
         if want == Qt.Orientation.Horizontal and self._sizes:
             self.setSizes(self._sizes)
+        elif want == Qt.Orientation.Horizontal:
+            self.setSizes([w.sizeHint().width() for w in parts])
+        else:  # stacked: each part at its natural height
+            self.setSizes([max(w.sizeHint().height(), w.minimumSizeHint().height())
+                           for w in parts])  # fmt: skip
         return True
 
     @property

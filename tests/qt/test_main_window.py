@@ -301,6 +301,7 @@ def test_the_device_is_in_the_status_bar_and_about(qtbot, mnist_path, monkeypatc
 def test_columns_stack_on_a_small_screen_and_return_side_by_side(window, qtbot):
     """Issue 17.12: at 960x540 (1920x1080 at 2x) a tab's columns stack, so it scrolls down
     only, never sideways; at 1280x800 they are side by side again."""
+    window.resize(700, 500)  # smaller first, as a window opened on a small screen
     for size, stacked in (((960, 540), True), ((1280, 800), False), ((960, 540), True)):
         window.resize(*size)
         for i in range(window.tabs.count()):
@@ -311,6 +312,11 @@ def test_columns_stack_on_a_small_screen_and_return_side_by_side(window, qtbot):
             need = splitter.side_by_side_width()
             assert splitter.stacked == (need > area.width() - 32), (size, i, need)
             assert area.horizontalScrollBar().maximum() == 0, (size, i)
+            # No part squeezed away: each keeps at least its minimum, across and down.
+            for k, part_size in enumerate(splitter.sizes()):
+                hint = splitter.widget(k).minimumSizeHint()
+                least = hint.height() if splitter.stacked else hint.width()
+                assert part_size >= least > 0, (size, i, k, splitter.sizes())
         # The Training and Attack tabs need more than 960 side by side: those two stack.
         assert window.training_tab.main_splitter.stacked == stacked
         assert window.attack_tab.main_splitter.stacked == stacked

@@ -455,3 +455,34 @@ def test_training_without_dataset_explains(qtbot):
     tab = TrainingTab(AppState())
     qtbot.addWidget(tab)
     assert tab.start() is None and "MNIST is not loaded" in tab.status_label.text()
+
+
+def test_plot_text_reads_against_white(qtbot):
+    """Issue 17.11: titles, axes and legends of the live plots in dark text (pyqtgraph's
+    default grey on white is 3:1, too faint for small text)."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QColor
+
+    from advgui.qt.widgets.training_plots import TrainingPlots
+
+    plots = TrainingPlots(defended=True)
+    qtbot.addWidget(plots)
+
+    def luminance(c: QColor) -> float:
+        def lin(v: float) -> float:
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+        return 0.2126 * lin(c.redF()) + 0.7152 * lin(c.greenF()) + 0.0722 * lin(c.blueF())
+
+    def contrast(c: QColor) -> float:  # against the white background (WCAG)
+        return 1.05 / (luminance(c) + 0.05)
+
+    for plot in (plots.loss_plot, plots.acc_plot):
+        item = plot.getPlotItem()
+        assert contrast(item.getAxis("left").textPen().color()) >= 4.5
+        assert contrast(item.getAxis("bottom").textPen().color()) >= 4.5
+        legend = item.legend
+        assert legend is not None and legend.items
+        for _, label in legend.items:
+            color = pg.mkColor(label.opts.get("color") or pg.getConfigOption("foreground"))
+            assert contrast(color) >= 4.5, label.text
