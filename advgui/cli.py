@@ -81,14 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        if args.dataset != DEFAULT_DATASET:  # never a window on MNIST when another was asked
-            parser.error(
-                f"the window works on {DEFAULT_DATASET} for now; --dataset {args.dataset} "
-                f"applies to the commands (e.g. advgui --dataset {args.dataset} train ...)"
-            )
         from advgui.qt.app import run_app
 
-        return run_app(data_path=args.data)  # the window chooses its dataset itself
+        return run_app(data_path=args.data, dataset=args.dataset)  # the chooser starts there
     _warnings_to_stderr()
     try:
         return int(args.func(args) or 0)

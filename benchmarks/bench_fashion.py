@@ -21,12 +21,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness  # the checkout on sys.path, the machine's description
 
 from advgui.core import models, training
 from advgui.core.data import load_dataset
@@ -113,6 +110,7 @@ def main() -> None:
     )
     args = p.parse_args()
 
+    harness.print_machine()
     fashion = load_dataset("fashion-mnist", args.data, use_npm=False)
     print(f"Fashion-MNIST from {fashion.source}; {os.cpu_count()} CPUs, load {os.getloadavg()}")
     results: dict[str, dict[int, list[dict]]] = {}

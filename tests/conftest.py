@@ -199,6 +199,7 @@ def fashion(fashion_path):
 def isolated_home(tmp_path, monkeypatch):
     """Each test gets its own cache/model store/log folder."""
     monkeypatch.setenv("ADVGUI_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(paths, "_active", paths.DEFAULT_DATASET)  # a window's choice ends here
     return tmp_path / "home"
 
 
@@ -337,6 +338,19 @@ def trained_cnn(mnist):
         return training.train(cfg, mnist).classifier
 
     return cached_model("test-cnn", mnist, train)
+
+
+@pytest.fixture(scope="session")
+def fashion_cnn(fashion):
+    """A small CNN trained one epoch on 20,000 Fashion-MNIST images (about 86%), for the
+    attack, evaluation, refusal and window tests; tests must not modify it."""
+    from advgui.core import training
+
+    def train():
+        cfg = training.TrainConfig(arch="cnn", epochs=1, n_train=20000, n_val=0, batch_size=64)
+        return training.train(cfg, fashion).classifier
+
+    return cached_model("fashion-cnn", fashion, train)
 
 
 @pytest.fixture(scope="session")

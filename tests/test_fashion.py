@@ -24,21 +24,6 @@ NAMES = [
 
 
 @pytest.fixture(scope="module")
-def fashion_cnn(fashion):
-    """A small CNN trained one epoch on 20,000 Fashion-MNIST images (about 86%), for the
-    attack, evaluation and refusal tests; tests must not modify it."""
-    from conftest import cached_model
-
-    from advgui.core import training
-
-    def train():
-        cfg = training.TrainConfig(arch="cnn", epochs=1, n_train=20000, n_val=0, batch_size=64)
-        return training.train(cfg, fashion).classifier
-
-    return cached_model("fashion-cnn", fashion, train)
-
-
-@pytest.fixture(scope="module")
 def fashion_model(fashion_cnn, tmp_path_factory):
     from advgui.core import models
 
@@ -466,3 +451,34 @@ def test_train_takes_the_datasets_own_default_epochs(fashion_path, mnist_path, t
         record = json.loads(out.read_text())
         assert record["config"]["epochs"] == expect and record["dataset"] == dataset
     capsys.readouterr()
+
+
+def test_workspace_keeps_each_datasets_work_and_stores_apart(
+    isolated_home, fashion_cnn, trained_cnn
+):
+    """The window's datasets without Qt: shelves, the stores that follow the active one, the
+    refusal while work runs and the one-line reason a model of the other dataset is refused."""
+    from advgui.core import workspace
+    from advgui.core.results import ResultStore
+    from advgui.core.store import ModelStore
+
+    ws = workspace.Workspace()
+    store, results = ModelStore(), ResultStore()
+    assert ws.spec is data.MNIST and store.root == isolated_home / "data" / "models"
+    ws.active.models.append(trained_cnn)
+    fashion_shelf = ws.switch("fashion-mnist")
+    assert paths.active_dataset() == "fashion-mnist" and fashion_shelf.models == []
+    assert store.root == isolated_home / "data" / "fashion-mnist" / "models"
+    assert results.root == isolated_home / "data" / "fashion-mnist" / "results"
+    assert ModelStore(isolated_home / "elsewhere").root == isolated_home / "elsewhere"
+    ws.switch("mnist")
+    assert ws.active.models == [trained_cnn] and store.root == isolated_home / "data" / "models"
+
+    assert workspace.switch_refusal(FASHION, []) is None
+    refusal = workspace.switch_refusal(FASHION, ["a training", "an attack"])
+    assert refusal.startswith("A training and an attack are running: stop them before switching")
+    assert workspace.model_problem(trained_cnn, data.MNIST) is None
+    problem = workspace.model_problem(trained_cnn, FASHION)
+    assert "trained on MNIST, not Fashion-MNIST: refused" in problem
+    assert problem.endswith("choose MNIST in the Dataset menu") and "--dataset" not in problem
+    assert "trained on Fashion-MNIST" in workspace.model_problem(fashion_cnn, "mnist")

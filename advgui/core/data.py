@@ -127,6 +127,9 @@ class DatasetSpec:
     image_style: str = "digit"
     train_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: dict(SHAPES))
+    #: Names of at most 5 letters for the cramped places (grid captions, matrix headers);
+    #: empty: the class names themselves.
+    short_names: tuple[str, ...] = ()
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -161,6 +164,12 @@ class DatasetSpec:
             return None
         i = int(index)
         return self.class_names[i] if 0 <= i < len(self.class_names) else "?"
+
+    def short(self, index: int) -> str:
+        """The short name of class ``index`` (``7`` for MNIST, ``Snkr`` for a Sneaker)."""
+        names = self.short_names or self.class_names
+        i = int(index)
+        return names[i] if 0 <= i < len(names) else "?"
 
     def label(self, index: int | None) -> str:
         """``7`` for MNIST, ``7 Sneaker`` for Fashion-MNIST: how a class is shown in text."""
@@ -204,6 +213,7 @@ FASHION_MNIST = DatasetSpec(
     default_eps=0.1,
     eps_grid=(0.0, 0.05, 0.1),
     image_style="object",
+    short_names=("Tee", "Trous", "Pull", "Dress", "Coat", "Sand", "Shirt", "Snkr", "Bag", "Boot"),
     # The CNN's 2 epochs reach 90% here; 8 reach 92.0% (benchmarks/bench_fashion.py: 88.8%,
     # 90.0%, 90.9%, 91.4%, 91.7%, 92.0% after 1, 2, 3, 4, 6, 8 epochs; 10-22 overfit, 91.6-91.9%).
     train_defaults={"cnn": {"epochs": 8}},
@@ -817,8 +827,8 @@ def load_raw(
 def _not_found(spec: DatasetSpec, attempts: list[str]) -> str:
     choose = "" if spec is MNIST else f"--dataset {spec.name} "
     ways = [f"{choose}--data PATH", f"{spec.env}=PATH", f"`advgui data import {choose}PATH`"]
-    if spec is MNIST:  # the window imports MNIST only, until its dataset chooser lands
-        ways.append("File > Import dataset...")
+    ways.append("File > Import dataset..." if spec is MNIST else f"File > Import dataset... "
+                f"(with {spec.title} chosen in the Dataset menu)")  # fmt: skip
     package = (
         f"`apt install {spec.apt_package}` (from the distribution's own archive), or "
         if spec.apt_package

@@ -18,6 +18,9 @@ APP = "advgui"
 #: The dataset whose work lives in the top-level folders (as before datasets were named).
 DEFAULT_DATASET = "mnist"
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+#: The dataset the window works on: where stores made without a folder look (the CLI names
+#: its dataset's folders itself and never changes this).
+_active = DEFAULT_DATASET
 
 
 def _root(kind: str) -> Path:
@@ -54,18 +57,35 @@ def mnist_cache_dir() -> Path:
     return dataset_cache_dir("mnist")
 
 
-def _work_dir(dataset: str) -> Path:
-    return data_dir() if _checked(dataset) == DEFAULT_DATASET else data_dir() / dataset
+def _work_dir(dataset: str, base: Path | None = None) -> Path:
+    root = data_dir() if base is None else base
+    return root if _checked(dataset) == DEFAULT_DATASET else root / dataset
 
 
-def store_dir(dataset: str = DEFAULT_DATASET) -> Path:
-    """The model store of models trained on ``dataset``."""
-    return _work_dir(dataset) / "models"
+def store_dir(dataset: str = DEFAULT_DATASET, *, base: Path | None = None) -> Path:
+    """The model store of models trained on ``dataset`` (in ``base``, default
+    :func:`data_dir`)."""
+    return _work_dir(dataset, base) / "models"
 
 
-def results_dir(dataset: str = DEFAULT_DATASET) -> Path:
-    """Stored attack runs and comparisons made on ``dataset``."""
-    return _work_dir(dataset) / "results"
+def results_dir(dataset: str = DEFAULT_DATASET, *, base: Path | None = None) -> Path:
+    """Stored attack runs and comparisons made on ``dataset`` (in ``base``, default
+    :func:`data_dir`)."""
+    return _work_dir(dataset, base) / "results"
+
+
+def active_dataset() -> str:
+    """The dataset whose stores :class:`~advgui.core.store.ModelStore` and
+    :class:`~advgui.core.results.ResultStore` use when given no folder."""
+    return _active
+
+
+def set_active_dataset(dataset: str) -> str:
+    """Point the default stores at ``dataset``'s folders (the window's dataset chooser); the
+    previous name is returned, so a caller can put it back."""
+    global _active
+    previous, _active = _active, _checked(dataset)
+    return previous
 
 
 def log_dir() -> Path:

@@ -70,8 +70,18 @@ class ResultEntry:
 
 
 class ResultStore:
+    """Results kept in a folder (default: the active dataset's in the user's data folder as it
+    was when the store was made; the dataset part follows the window's dataset chooser)."""
+
     def __init__(self, root: Path | str | None = None) -> None:
-        self.root = Path(root) if root is not None else paths.results_dir()
+        self._root = Path(root) if root is not None else None
+        self._base = paths.data_dir()
+
+    @property
+    def root(self) -> Path:
+        if self._root is not None:
+            return self._root
+        return paths.results_dir(paths.active_dataset(), base=self._base)
 
     def add(
         self,

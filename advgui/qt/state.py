@@ -2,6 +2,10 @@
 
 Lives in the GUI thread; tabs read it and listen to its signals. Background work never
 mutates it directly: jobs return results and a GUI-thread slot stores them here.
+
+Each dataset keeps its own data, models and chosen model (a Qt-free
+:class:`~advgui.core.workspace.Workspace`); ``mnist``, ``models`` and ``current_model`` are
+the active dataset's, and :meth:`AppState.switch_dataset` swaps them all at once.
 """
 
 from __future__ import annotations
@@ -10,25 +14,58 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from advgui.core.data import Mnist
+from advgui.core.data import DatasetSpec, Mnist
+from advgui.core.workspace import Workspace
 
 
 class AppState(QObject):
     datasetChanged = Signal(object)  # Mnist
     modelsChanged = Signal()
     currentModelChanged = Signal(object)  # Classifier | None
+    #: The dataset chooser moved: the active dataset's spec (its data may not be loaded yet).
+    datasetSwitched = Signal(object)  # DatasetSpec
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, *, dataset: str | None = None) -> None:
         super().__init__(parent)
+        self.workspace = Workspace(dataset)
         self.mnist: Mnist | None = None
         self.models: list[Any] = []
         self.current_model: Any = None
         #: Stored models listed from their metadata while TensorFlow loads them (StoreEntry).
         self.pending: list[Any] = []
 
+    @property
+    def spec(self) -> DatasetSpec:
+        """The active dataset (what the chooser shows), loaded or not."""
+        return self.workspace.spec
+
     def set_dataset(self, mnist: Mnist) -> None:
+        """Loaded data: shown if it is the active dataset's, else kept on its own shelf."""
+        spec = getattr(mnist, "spec", None)
+        if isinstance(spec, DatasetSpec) and spec is not self.spec:
+            self.workspace.shelf(spec).data = mnist
+            return
         self.mnist = mnist
+        self.workspace.active.data = mnist
         self.datasetChanged.emit(mnist)
+
+    def switch_dataset(self, dataset: str | DatasetSpec) -> bool:
+        """Make ``dataset`` active: this one's models and choice are kept aside, the other's
+        come back as they were left; False if it already was active."""
+        old = self.workspace.active
+        new = self.workspace.shelf(dataset)
+        if new is old:
+            return False
+        old.data, old.models, old.current = self.mnist, self.models, self.current_model
+        self.workspace.switch(new.spec)
+        self.mnist, self.models, self.current_model = new.data, new.models, new.current
+        self.pending = []
+        self.datasetSwitched.emit(new.spec)
+        self.modelsChanged.emit()
+        self.currentModelChanged.emit(self.current_model)
+        if self.mnist is not None:
+            self.datasetChanged.emit(self.mnist)
+        return True
 
     def add_model(self, clf: Any, *, make_current: bool = True) -> None:
         if clf not in self.models:

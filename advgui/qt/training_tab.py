@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from advgui.core import training
+from advgui.core import training, workspace
 from advgui.core.errors import ParameterError
 from advgui.core.progress import Progress
 from advgui.core.sessions.training import (  # re-exported: older code imports them from here
@@ -122,6 +122,7 @@ class TrainingTab(QWidget):
         self.arch_combo.currentIndexChanged.connect(lambda _: self.apply_defaults())
         state.currentModelChanged.connect(self._on_current_model)
         state.datasetChanged.connect(self._on_dataset)
+        state.datasetSwitched.connect(self._on_switched)
         self.apply_defaults()
         self._set_running(False)
         # Stored models join the list once the event loop runs (the window shows first).
@@ -292,6 +293,12 @@ class TrainingTab(QWidget):
         self.session.mnist = mnist
         self._on_current_model(self.state.current_model)
 
+    def _on_switched(self, _spec: Any) -> None:
+        """Another dataset (see MainWindow.switch_dataset): nothing of the other's images."""
+        self.session.mnist = self.state.mnist
+        self.grid.clear()
+        self.confusion.set_matrix(None)
+
     @Slot(object)
     def _on_current_model(self, clf: Any) -> None:
         """Show the selected model's history, predictions and confusion matrix."""
@@ -306,6 +313,12 @@ class TrainingTab(QWidget):
         if view.history is not None:
             self.plots.set_history(view.history)
         if self.session.mnist is None:
+            return
+        problem = workspace.model_problem(clf, self.state.spec)
+        if problem is not None:  # no predictions of it on the other dataset's images
+            self.grid.clear()
+            self.confusion.set_matrix(None)
+            self.showing_label.setText(problem)
             return
         if view.predictions is not None:
             self._show_predictions(view.predictions)

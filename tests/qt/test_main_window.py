@@ -34,7 +34,7 @@ def test_window_has_three_tabs_and_menus(window):
     names = [window.tabs.tabText(i) for i in range(window.tabs.count())]
     assert names == ["Training", "Attack", "Defenses"]
     menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
-    assert menus == ["File", "Help"]
+    assert menus == ["File", "Dataset", "Help"]
     assert window.import_action.text().replace("&", "") == "Import dataset..."
     # The icon comes from the package data (advgui/resources), whatever the install.
     assert [(s.width(), s.height()) for s in window.windowIcon().availableSizes()] == [(256, 256)]

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from advgui.core import export, history
+from advgui.core import data, export, history, workspace
 from advgui.core.attacks.base import Attack, AttackResult
 from advgui.core.errors import AdvguiError, ParameterError
 from advgui.core.progress import CancelToken, Partial, ProgressCallback
@@ -38,9 +38,13 @@ class Source:
 
     @property
     def caption(self) -> str:
+        return self.caption_in(data.MNIST)
+
+    def caption_in(self, spec: data.DatasetSpec) -> str:
+        """The caption with the label named as ``spec`` names its classes."""
         if self.index is None:
             return "your image"
-        return f"test image {self.index}, label {self.label}"
+        return f"test image {self.index}, label {spec.label(self.label)}"
 
 
 class Batch(NamedTuple):
@@ -160,6 +164,8 @@ class AttackSession:
     def __init__(self, store: ResultStore | None = None) -> None:
         self.store = store or ResultStore()
         self.mnist: Any = None
+        #: The dataset the tab works on: how classes are named, which models may run.
+        self.spec: data.DatasetSpec = data.MNIST
         self.model: Any = None
         self.source: Source | None = None
         self.pending: PendingRun | None = None
@@ -167,6 +173,20 @@ class AttackSession:
         #: The sidecar records of the last export (what was written and read back).
         self.last_export: list[dict[str, Any]] = []
         self._prediction: tuple[Any, Source, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ dataset
+
+    def use_dataset(self, spec: data.DatasetSpec, loaded: Any = None) -> None:
+        """Work on ``spec`` (``loaded``: its data, None until loaded); a switch drops the image
+        and the result shown, which belong to the other dataset."""
+        if spec is not self.spec:
+            self.source = self.shown = None
+            self._prediction = None
+        self.spec, self.mnist = spec, loaded
+
+    def model_problem(self) -> str | None:
+        """Why the chosen model must not run here (trained on the other dataset), or None."""
+        return workspace.model_problem(self.model, self.spec)
 
     # ------------------------------------------------------------------ source
 
@@ -195,20 +215,24 @@ class AttackSession:
         src = self.source
         if src is None:
             return None
+        caption = src.caption_in(self.spec)
+        problem = self.model_problem()
+        if problem is not None:  # never a prediction from a model of the other dataset
+            return SourceView(src.x, caption, None, problem)
         probs = self.prediction()
         if probs is None:
-            return SourceView(src.x, src.caption, None, "Choose a model to see its prediction.")
-        pred = int(np.argmax(probs))
+            return SourceView(src.x, caption, None, "Choose a model to see its prediction.")
+        pred = self.spec.label(int(np.argmax(probs)))
         return SourceView(
             src.x,
-            f"{src.caption}\npredicted {pred}",
+            f"{caption}\npredicted {pred}",
             probs,
-            f"{self.model.name} predicts {pred} at {100 * probs[pred]:.1f}%; run an attack.",
+            f"{self.model.name} predicts {pred} at {100 * probs.max():.1f}%; run an attack.",
         )
 
     def choose_test_image(self, i: int) -> Source:
         if self.mnist is None:
-            raise ParameterError("MNIST is not loaded yet", field="image")
+            raise ParameterError(f"{self.spec.title} is not loaded yet", field="image")
         if not 0 <= i < len(self.mnist.y_test):
             raise ParameterError(f"no test image {i}", field="image")
         return self.set_source(self.mnist.x_test[i], int(self.mnist.y_test[i]), int(i))
@@ -258,6 +282,9 @@ class AttackSession:
             raise ParameterError(
                 "No model: train one in the Training tab or Load model...", field="model"
             )
+        problem = self.model_problem()
+        if problem is not None:
+            raise ParameterError(problem, field="model")
         if self.source is None:
             raise ParameterError("No image: pick a test image, draw or import one.", field="image")
         attack = self.check(method, params, goal)
@@ -304,7 +331,8 @@ class AttackSession:
             return None
         res = shown.result
         rec = res.record(k)
-        label = "?" if rec["source_label"] < 0 else rec["source_label"]
+        spec = self.spec
+        label = "?" if rec["source_label"] < 0 else spec.label(rec["source_label"])
         if not np.array_equal(res.x[k], shown.inputs[k]):
             where = "random start (noise)"  # the attack began from noise, not the image
         elif shown.indices:
@@ -312,12 +340,13 @@ class AttackSession:
         else:
             where = "your image"
         conf = rec["goal_confidence"]
-        goal = "" if rec["goal"] is None else f" goal {rec['goal']}"
+        goal = "" if rec["goal"] is None else f" goal {spec.label(rec['goal'])}"
+        before, after = spec.label(rec["pred_before"]), spec.label(rec["pred_after"])
         lam = res.details.lam
         lam_text = [f"lambda {lam[k]:.4g}"] if isinstance(lam, list) else []
         steps = f"{rec['steps']} step" + ("" if rec["steps"] == 1 else "s")
         figures = [
-            f"{rec['pred_before']} -> {rec['pred_after']}{goal} at {100 * conf:.1f}%",
+            f"{before} -> {after}{goal} at {100 * conf:.1f}%",
             f"L0 {rec['l0']}", f"L2 {rec['l2']:.3f}", f"Linf {rec['linf']:.3f}",
             steps, f"{rec['seconds']:.2f} s", *lam_text,
         ]  # fmt: skip
@@ -342,9 +371,9 @@ class AttackSession:
             curve = np.asarray(res.cost_history)[:, k]
         return ResultView(
             original=res.x[k],
-            original_caption=f"{where}\npredicted {rec['pred_before']}",
+            original_caption=f"{where}\npredicted {before}",
             adversarial=res.x_adv[k],
-            adversarial_caption=f"predicted {rec['pred_after']} ({100 * conf:.1f}%)",
+            adversarial_caption=f"predicted {after} ({100 * conf:.1f}%)",
             delta=res.x_adv[k] - res.x[k],
             delta_caption=f"L2 {rec['l2']:.2f}",
             probs_before=res.probs_before[k],
@@ -380,19 +409,23 @@ class AttackSession:
         """Work writing input ``k`` as PNG + enlarged PNG + JSON, verified."""
         shown = self._exportable()
         index = shown.indices[k] if shown.indices else None
-        res, clf = shown.result, shown.model
-        return lambda progress, cancel: [export.export_image(res, k, clf, path, index=index)]
+        res, clf, names = shown.result, shown.model, self.spec.class_names
+        return lambda progress, cancel: [
+            export.export_image(res, k, clf, path, index=index, class_names=names)
+        ]
 
     def export_batch_work(self, folder: str | Path) -> Work:
         """Work writing every image of the shown result into ``folder`` with a CSV index."""
         shown = self._exportable()
-        res, clf, idx = shown.result, shown.model, shown.indices
-        return lambda progress, cancel: export.export_batch(res, clf, folder, indices=idx)
+        res, clf, idx, names = shown.result, shown.model, shown.indices, self.spec.class_names
+        return lambda progress, cancel: export.export_batch(
+            res, clf, folder, indices=idx, class_names=names
+        )
 
     def exported(self, records: list[dict[str, Any]], where: str) -> str:
         self.last_export = records
         kept = sum(bool(r["png_success"]) for r in records)
-        preds = ", ".join(str(r["png_pred"]) for r in records[:10])
+        preds = ", ".join(self.spec.label(r["png_pred"]) for r in records[:10])
         return (
             f"Exported {len(records)} PNG(s) to {where}; read back and classified as "
             f"{preds}{'...' if len(records) > 10 else ''} ({kept} still adversarial)."
@@ -410,11 +443,12 @@ def results_folder() -> Path:
     """Where export dialogs open: the user's results folder (created), else home."""
     from advgui.core import paths
 
+    folder = paths.results_dir(paths.active_dataset())
     try:
-        paths.results_dir().mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return Path.home()
-    return paths.results_dir()
+    return folder
 
 
 def done_message(result: AttackResult, store_error: str | None = None) -> str:

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from advgui.core.attacks.base import ATTACKS, Attack, AttackResult, make_attack
+from advgui.core.data import MNIST, DatasetSpec
 from advgui.core.errors import ParameterError
 from advgui.core.progress import Partial, Progress
 from advgui.qt.state import AppState
@@ -173,6 +174,13 @@ class AttackCompareWidget(QWidget):
         self._build()
         self._update_buttons()
 
+    def set_classes(self, spec: DatasetSpec) -> None:
+        """Name the target classes as ``spec`` does (digits for MNIST)."""
+        if hasattr(self, "goal"):
+            word = "digit" if spec.digits else "class"
+            for d in range(spec.num_classes):
+                self.goal.setItemText(d + 1, f"target {word} {spec.label(d)}")
+
     # ------------------------------------------------------------------ layout
 
     def _build(self) -> None:
@@ -186,6 +194,7 @@ class AttackCompareWidget(QWidget):
         self.goal.addItem("untargeted", None)
         for d in range(10):
             self.goal.addItem(f"target digit {d}", d)
+        self.set_classes(MNIST)
         self.run_button = QPushButton("Run comparison")
         self.run_button.clicked.connect(self.run)
         self.stop_button = QPushButton("Stop")

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from advgui.core.data import DATASETS, MNIST, DatasetSpec
 from advgui.core.errors import ParameterError
 from advgui.core.sessions import AttackSession, attack_classes
 from advgui.qt.widgets import buttons
@@ -75,10 +76,12 @@ class AttackControls(QWidget):
         top.addRow("Method", self.method_combo)
         self.goal_combo = QComboBox()
         self.goal_combo.addItem("none (untargeted)", None)
+        self.spec: DatasetSpec = MNIST
         for d in range(10):
             self.goal_combo.addItem(str(d), d)
         self.goal_combo.setCurrentIndex(3)  # goal 2, as in the deck
-        top.addRow("Target digit", self.goal_combo)
+        self.goal_label = QLabel("Target digit")
+        top.addRow(self.goal_label, self.goal_combo)
         col.addLayout(top)
         self.forms: dict[str, ParamForm] = {}
         for name in names:
@@ -147,6 +150,31 @@ class AttackControls(QWidget):
     def params(self) -> dict[str, Any]:
         """The parameters the chosen attack takes, read from its form."""
         return self.form.values()
+
+    def set_classes(self, spec: DatasetSpec) -> None:
+        """Offer ``spec``'s classes as targets (digits for MNIST, "7 Sneaker"...); the chosen
+        target stays chosen."""
+        old, self.spec = self.spec, spec
+        for form in self.forms.values():  # the dataset's own L-inf budget, as a default
+            eps = form.spec.get("eps")
+            if eps is None or eps.default != MNIST.default_eps or form.value("eps") is None:
+                continue
+            shown = form.value("eps")
+            was_default = abs(shown - form.defaults.get("eps", eps.default)) < 1e-9
+            if spec.default_eps == eps.default:
+                form.defaults.pop("eps", None)
+            else:
+                form.defaults["eps"] = spec.default_eps
+            form.widgets["eps"].setToolTip(
+                f"default {spec.default_eps:g} on {spec.title} (L-inf; "
+                + ", ".join(f"{s.default_eps:g} on {s.title}" for s in DATASETS.values())
+                + ")"
+            )
+            if was_default and old is not spec:
+                form.set_values({"eps": form.defaults.get("eps", eps.default)}, quiet=True)
+        self.goal_label.setText("Target digit" if spec.digits else "Target class")
+        for d in range(spec.num_classes):
+            self.goal_combo.setItemText(d + 1, spec.label(d))
 
     def field(self, name: str) -> QWidget:
         """A classic field by its old name (``eps_spin``...): the chosen attack's editor, or a

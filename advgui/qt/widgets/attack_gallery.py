@@ -1,4 +1,5 @@
-"""A gallery of the 10,000 test images with their labels: filter by digit, jump to an index.
+"""A gallery of the 10,000 test images with their labels: filter by class, jump to an index.
+Labels are digits for MNIST, class names for a dataset that names its classes.
 
 Thumbnails are made on demand by the model (only the visible ones), so showing the gallery
 costs nothing up front.
@@ -21,6 +22,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from advgui.core.data import MNIST, DatasetSpec
 
 THUMB = 56
 _Index = QModelIndex | QPersistentModelIndex
@@ -45,6 +48,19 @@ class GalleryModel(QAbstractListModel):
         self.labels: np.ndarray | None = None
         self.rows = np.zeros(0, np.int64)
         self._cache: dict[int, QPixmap] = {}
+        self.spec: DatasetSpec = MNIST
+
+    def set_classes(self, spec: DatasetSpec) -> None:
+        self.beginResetModel()
+        self.spec = spec
+        self.endResetModel()
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self.images = self.labels = None
+        self.rows = np.zeros(0, np.int64)
+        self._cache.clear()
+        self.endResetModel()
 
     def set_data(self, images: np.ndarray, labels: np.ndarray) -> None:
         self.beginResetModel()
@@ -69,7 +85,10 @@ class GalleryModel(QAbstractListModel):
             return None
         i = int(self.rows[index.row()])
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"#{i}: {int(self.labels[i])}"
+            label = int(self.labels[i])
+            return (
+                f"#{i}: {self.spec.short(label)}"  # a thumbnail's width: the full name in the tip
+            )
         if role == Qt.ItemDataRole.DecorationRole:
             pix = self._cache.get(i)
             if pix is None:
@@ -81,7 +100,7 @@ class GalleryModel(QAbstractListModel):
                 self._cache[i] = pix
             return pix
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"test image {i}, label {int(self.labels[i])}"
+            return f"test image {i}, label {self.spec.label(int(self.labels[i]))}"
         if role == Qt.ItemDataRole.UserRole:
             return i
         return None
@@ -107,9 +126,8 @@ class AttackGallery(QWidget):
         self.view.selectionModel().currentChanged.connect(self._on_current)
 
         self.filter = QComboBox()
-        self.filter.addItem("all digits", None)
-        for d in range(10):
-            self.filter.addItem(f"only {d}s", d)
+        self.filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self._fill_filter(MNIST)
         self.filter.currentIndexChanged.connect(self._on_filter)
         self.jump = QSpinBox()
         self.jump.setRange(0, 9999)
@@ -131,6 +149,29 @@ class AttackGallery(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
         layout.addWidget(self.view, 1)
+        self.setEnabled(False)
+
+    def _fill_filter(self, spec: DatasetSpec) -> None:
+        self.filter.addItem("all digits" if spec.digits else "any class", None)
+        for d in range(spec.num_classes):
+            self.filter.addItem(f"only {d}s" if spec.digits else f"only {spec.label(d)}", d)
+
+    def set_classes(self, spec: DatasetSpec) -> None:
+        """Label images and the filter as ``spec`` names its classes (the filter kept)."""
+        if spec is self.model.spec:
+            return
+        chosen = self.filter.currentData()
+        self.filter.blockSignals(True)
+        self.filter.clear()
+        self._fill_filter(spec)
+        self.filter.setCurrentIndex(0 if chosen is None else max(0, self.filter.findData(chosen)))
+        self.filter.blockSignals(False)
+        self.model.set_classes(spec)
+
+    def clear(self) -> None:
+        """No dataset (another one is loading): nothing to choose from."""
+        self.model.clear()
+        self.count.setText("no dataset")
         self.setEnabled(False)
 
     def set_data(self, images: np.ndarray, labels: np.ndarray) -> None:

@@ -79,7 +79,8 @@ class AttackSourcePanel(QWidget):
         draw = QWidget()
         dl = QVBoxLayout(draw)
         self.canvas = DrawingCanvas()
-        dl.addWidget(QLabel("Draw a digit, or import a PNG/JPG (centred like MNIST)."))
+        self.draw_note = QLabel()
+        dl.addWidget(self.draw_note)
         dl.addWidget(self.canvas, 0, Qt.AlignmentFlag.AlignHCenter)
         buttons = QHBoxLayout()
         self.import_button = QPushButton("Import image...")
@@ -97,9 +98,20 @@ class AttackSourcePanel(QWidget):
         self.gallery.imageSelected.connect(self._on_test_image)
         self.model_combo.currentIndexChanged.connect(self._on_model_chosen)
         self.load_button.clicked.connect(self.choose_model_file)
+        state.datasetSwitched.connect(self._on_switched)
+        self._on_switched(state.spec)
         state.modelsChanged.connect(self.refresh_models)
         state.currentModelChanged.connect(self.refresh_models)
         self.refresh_models()
+
+    def _on_switched(self, spec: Any) -> None:
+        self.draw_note.setText(
+            "Draw a digit, or import a PNG/JPG (centred like MNIST)."
+            if spec.image_style == "digit"
+            else f"Draw, or import a PNG/JPG: fitted whole into 28x28 like {spec.title} "
+            "(no digit-style centring)."
+        )
+        self.draw_note.setWordWrap(True)
 
     def _error(self, title: str, info: ErrorInfo) -> None:
         self.said.emit(title, False)
@@ -180,7 +192,12 @@ class AttackSourcePanel(QWidget):
         """
         try:
             width, height = images.image_size(path)
-            digit = images.load_image(path) if width * height <= INLINE_DECODE_PIXELS else None
+            style = self.state.spec.image_style
+            digit = (
+                images.load_image(path, style=style)
+                if width * height <= INLINE_DECODE_PIXELS
+                else None
+            )
         except AdvguiError as err:
             self.said.emit(str(err), True)
             return False
@@ -188,7 +205,7 @@ class AttackSourcePanel(QWidget):
             self._use_imported(digit)
             return True
         self.said.emit(f"Reading {Path(path).name} ({width}x{height})...", False)
-        self.import_slot.start(lambda progress, cancel: images.load_image(path))
+        self.import_slot.start(lambda progress, cancel: images.load_image(path, style=style))
         return True
 
     def _use_imported(self, digit: np.ndarray) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QFont, QFontMetrics, QImage, QPixmap
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from advgui.core.data import MNIST, DatasetSpec
 from advgui.qt.widgets.attack_gallery import to_qimage
 from advgui.qt.widgets.plot_grid import show_grid
 
@@ -107,7 +108,11 @@ class PerturbationView(DigitView):
 
 
 class ProbabilityBars(pg.PlotWidget):
-    """The 10 class probabilities before (grey) and after (red) the attack."""
+    """The 10 class probabilities before (grey) and after (red) the attack.
+
+    Upright bars under digits for MNIST; for named classes (Fashion-MNIST) the bars lie down,
+    so each name has a row of its own and none is dropped for lack of room.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -124,8 +129,6 @@ class ProbabilityBars(pg.PlotWidget):
             color="k",
             size="9pt",
         )
-        axis = self.getAxis("bottom")
-        axis.setTicks([[(d, str(d)) for d in range(10)]])
         x = np.arange(10)
         self.before_item = pg.BarGraphItem(
             x=x - 0.2, height=np.zeros(10), width=0.38, brush="#9a9a9a", name="before"
@@ -137,12 +140,55 @@ class ProbabilityBars(pg.PlotWidget):
         self.addItem(self.after_item)
         self.before = np.zeros(10)
         self.after = np.zeros(10)
+        self.spec: DatasetSpec = MNIST
+        self.set_classes(MNIST)
+
+    @property
+    def horizontal(self) -> bool:
+        return not self.spec.digits
+
+    def tick_labels(self) -> list[str]:
+        """The class labels on the class axis, in class order."""
+        return [self.spec.class_name(d) for d in range(10)]
+
+    def set_classes(self, spec: DatasetSpec) -> None:
+        """Name the classes as ``spec`` does: digits under upright bars, names beside lying
+        ones (class 0 on top)."""
+        self.spec = spec
+        ticks = [[(d, name) for d, name in enumerate(self.tick_labels())]]
+        bottom, left = self.getAxis("bottom"), self.getAxis("left")
+        if self.horizontal:
+            self.setXRange(0, 1.0, padding=0.02)
+            self.setYRange(-0.6, 9.6, padding=0)
+            self.getViewBox().invertY(True)
+            left.setTicks(ticks)
+            font = QFont(self.font())
+            font.setPointSizeF(7.5)  # ten names in the bars' 150 px, none dropped
+            left.setStyle(tickFont=font, tickTextOffset=3)
+            left.setWidth(QFontMetrics(font).horizontalAdvance("T-shirt/top") + 14)
+            bottom.setTicks(None)
+        else:
+            self.getViewBox().invertY(False)
+            self.setYRange(0, 1.0, padding=0.02)
+            self.setXRange(-0.6, 9.6, padding=0)
+            bottom.setTicks(ticks)
+            left.setTicks(None)
+            left.setWidth(None)
+        self._draw()
 
     def set_probs(self, before: np.ndarray | None, after: np.ndarray | None) -> None:
         self.before = np.zeros(10) if before is None else np.asarray(before, float)
         self.after = np.zeros(10) if after is None else np.asarray(after, float)
-        self.before_item.setOpts(height=self.before)
-        self.after_item.setOpts(height=self.after)
+        self._draw()
+
+    def _draw(self) -> None:
+        k = np.arange(10)
+        for item, values, shift in ((self.before_item, self.before, -0.2),
+                                    (self.after_item, self.after, 0.2)):  # fmt: skip
+            if self.horizontal:
+                item.setOpts(x=None, y0=None, x0=0, y=k + shift, width=values, height=0.38)
+            else:
+                item.setOpts(x0=None, y=None, y0=0, x=k + shift, height=values, width=0.38)
 
 
 class CostCurve(pg.PlotWidget):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -20,6 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from advgui.core import workspace
+from advgui.core.data import MNIST, DatasetSpec
 from advgui.core.errors import ParameterError
 
 TRANSFORM_PRESETS = ("squeeze-bits:1", "median:2", "jpeg:75", "noise:0.3")
@@ -55,6 +58,15 @@ def _checked(w: QListWidget) -> list[int]:
     return [i for i in range(w.count()) if w.item(i).checkState() == Qt.CheckState.Checked]
 
 
+def parse_grid_quietly(text: str) -> tuple[float, ...] | None:
+    from advgui.core.evaluation import parse_eps_grid
+
+    try:
+        return tuple(parse_eps_grid(text))
+    except ParameterError:
+        return None
+
+
 class DefenseSetup(QWidget):
     """Inputs of one comparison; :meth:`eval_config` validates them (ParameterError, field)."""
 
@@ -63,6 +75,8 @@ class DefenseSetup(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._models: list[Any] = []
+        #: The dataset compared on: a model trained on another is marked and never compared.
+        self.spec: DatasetSpec = MNIST
         self.model_list = QListWidget()
         self.model_list.setToolTip("Models from the Training tab or loaded files")
         self.transform_list = _checklist(
@@ -165,13 +179,38 @@ class DefenseSetup(QWidget):
             it.setCheckState(was.get(id(m), Qt.CheckState.Checked))
             defense = m.meta.get("defense")
             tip = f"defense: {defense}" if defense else "no defense"
-            it.setToolTip(tip + ("; training was stopped: the model so far" if stopped else ""))
+            tip += "; training was stopped: the model so far" if stopped else ""
+            problem = workspace.model_problem(m, self.spec)
+            if problem is not None:
+                it.setText(it.text() + " (other dataset)")
+                it.setForeground(QColor("#b00020"))
+                tip = f"{problem}\n{tip}"
+            it.setToolTip(tip)
             self.model_list.addItem(it)
         self.model_list.blockSignals(False)
         self.changed.emit()
 
+    def set_dataset(self, spec: DatasetSpec) -> None:
+        """Compare on ``spec``: the list is marked again for it; an epsilon grid left at the
+        other dataset's default takes this one's."""
+        old, self.spec = self.spec, spec
+        if parse_grid_quietly(self.eps_edit.text()) == tuple(old.eps_grid):
+            self.eps_edit.setText(",".join(f"{e:g}" for e in spec.eps_grid))
+        self.eps_edit.setToolTip(
+            f"L-inf budgets, separated by commas (default on {spec.title}: "
+            + ",".join(f"{e:g}" for e in spec.eps_grid) + ")"
+        )  # fmt: skip
+        self.set_models(self._models)
+
     def selected_models(self) -> list[Any]:
-        return [self._models[i] for i in _checked(self.model_list)]
+        """The checked models; ParameterError (field ``models``) if one belongs to another
+        dataset: it is refused, never compared on this one."""
+        chosen = [self._models[i] for i in _checked(self.model_list)]
+        for m in chosen:
+            problem = workspace.model_problem(m, self.spec)
+            if problem is not None:
+                raise ParameterError(problem, field="models")
+        return chosen
 
     # ------------------------------------------------------------------ choices
 

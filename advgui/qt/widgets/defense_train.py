@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from advgui.core.data import MNIST, DatasetSpec
 from advgui.core.errors import AdvguiError
 from advgui.core.fit import EpochRecord
 from advgui.core.progress import Progress
@@ -78,7 +79,8 @@ class DefenseTrainPanel(QWidget):
         self.eps_spin = QDoubleSpinBox()
         self.eps_spin.setRange(0.0, 1.0)
         self.eps_spin.setSingleStep(0.05)
-        self.eps_spin.setValue(0.3)
+        self.eps_spin.setValue(MNIST.default_eps)
+        self._eps_default = MNIST.default_eps
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 200)
         self.epochs_spin.setValue(10)
@@ -141,6 +143,13 @@ class DefenseTrainPanel(QWidget):
         self.epochs_spin.setValue(DEFAULT_EPOCHS.get(method, 10))
         self.sigma_spin.setEnabled(method == "noise")
         self.eps_spin.setEnabled(method != "noise")
+
+    def set_dataset(self, spec: DatasetSpec) -> None:
+        """Offer ``spec``'s L-inf budget as the default (an epsilon the user set stays)."""
+        if abs(self.eps_spin.value() - self._eps_default) < 1e-9:
+            self.eps_spin.setValue(spec.default_eps)
+        self._eps_default = spec.default_eps
+        self.eps_spin.setToolTip(f"default {spec.default_eps:g} on {spec.title}")
 
     def config(self) -> Any:
         from advgui.core.defenses import DefenseConfig

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -23,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from advgui.core import models
+from advgui.core import models, workspace
 from advgui.core.store import ModelStore
 from advgui.qt.state import AppState
 from advgui.qt.workers import ErrorInfo, Job, run_job
@@ -89,7 +90,7 @@ class ModelList(QWidget):
         self.load_button = QPushButton("Load...")
         self.save_button = QPushButton("Save as...")
         self.remove_button = QPushButton("Remove")
-        self.load_button.setToolTip("Load a Keras .keras MNIST classifier (safe mode)")
+        self.load_button.setToolTip("Load a Keras .keras classifier (safe mode)")
         self.save_button.setToolTip("Save the selected model as a .keras file")
         self.remove_button.setToolTip("Remove the selected model (and its copy in the store)")
         self.status = QLabel()
@@ -120,7 +121,11 @@ class ModelList(QWidget):
             self.list.clear()
             for clf in self.state.models:
                 item = QListWidgetItem(describe(clf, stored=self.store.contains(clf)))
-                item.setToolTip(tooltip(clf))
+                problem = workspace.model_problem(clf, self.state.spec)
+                item.setToolTip(tooltip(clf) if problem is None else f"{problem}\n{tooltip(clf)}")
+                if problem is not None:  # listed, marked: never used here without a word
+                    item.setForeground(QColor("#b00020"))
+                    item.setText(item.text() + "  (other dataset)")
                 self.list.addItem(item)
             loaded = {str(c.meta.get("path")) for c in self.state.models}
             for entry in self.state.pending:  # after the loaded ones: rows stay aligned

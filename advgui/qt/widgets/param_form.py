@@ -121,6 +121,8 @@ class ParamForm(QWidget):
         super().__init__(parent)
         skip = set(hidden)
         self.spec = {p.name: p for p in spec if p.name not in skip}
+        #: Defaults that replace the spec's (the dataset's own L-inf budget...), by name.
+        self.defaults: dict[str, Any] = {}
         #: name -> the editor (combo, check box or spin box) holding the value.
         self.widgets: dict[str, QWidget] = {}
         #: name -> what the form row shows (the editor, or a row with its "auto" box).
@@ -210,8 +212,9 @@ class ParamForm(QWidget):
     # ------------------------------------------------------------------ values
 
     def reset(self) -> None:
-        """Show the spec's defaults (without ``edited``)."""
-        self.set_values({name: p.default for name, p in self.spec.items()}, quiet=True)
+        """Show the defaults (the spec's, or :attr:`defaults`), without ``edited``."""
+        values = {name: self.defaults.get(name, p.default) for name, p in self.spec.items()}
+        self.set_values(values, quiet=True)
 
     def set_values(self, values: dict[str, Any], *, quiet: bool = False) -> None:
         for name, value in values.items():

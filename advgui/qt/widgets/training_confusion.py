@@ -1,4 +1,6 @@
-"""A 10x10 confusion matrix (rows: actual digit, columns: predicted), painted with counts."""
+"""A 10x10 confusion matrix (rows: actual class, columns: predicted), painted with counts;
+headed by digits for MNIST, by short class names for a dataset with named classes (full names
+in the tooltips)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import numpy as np
 from PySide6.QtCore import QPoint, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QHelpEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+
+from advgui.core.data import MNIST, DatasetSpec
 
 
 class ConfusionMatrixView(QWidget):
@@ -16,9 +20,16 @@ class ConfusionMatrixView(QWidget):
         super().__init__(parent)
         self.matrix: np.ndarray | None = None
         self.margin = 34
+        self.spec: DatasetSpec = MNIST
         self.setMinimumSize(300, 300)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(True)
+
+    def set_classes(self, spec: DatasetSpec) -> None:
+        """Head rows and columns as ``spec`` names its classes; named ones need a wider margin."""
+        self.spec = spec
+        self.margin = 34 if spec.digits else 52
+        self.update()
 
     def set_matrix(self, matrix: np.ndarray | None) -> None:
         self.matrix = None if matrix is None else np.asarray(matrix, dtype=np.int64)
@@ -45,9 +56,10 @@ class ConfusionMatrixView(QWidget):
                 r, c = hit
                 row = max(1, int(self.matrix[r].sum()))
                 n = int(self.matrix[r, c])
-                QToolTip.showText(
-                    ev.globalPos(), f"actual {r}, predicted {c}: {n} ({100 * n / row:.1f}% of {r}s)"
-                )
+                actual, pred = self.spec.label(r), self.spec.label(c)
+                share = f"{100 * n / row:.1f}% of {actual}" + ("s" if self.spec.digits else "")
+                text = f"actual {actual}, predicted {pred}: {n} ({share})"
+                QToolTip.showText(ev.globalPos(), text)
                 return True
         return super().event(ev)
 
@@ -62,12 +74,12 @@ class ConfusionMatrixView(QWidget):
         painter.rotate(-90)
         painter.drawText(QRect(-40, -8, 80, 16), Qt.AlignmentFlag.AlignCenter, "actual")
         painter.restore()
+        head = self.margin - 18  # the row headers' width, right of the "actual" axis title
         for i in range(10):
+            name = self.spec.short(i)
+            painter.drawText(QRect(x0 + i * cell, 16, cell, 16), Qt.AlignmentFlag.AlignCenter, name)
             painter.drawText(
-                QRect(x0 + i * cell, 16, cell, 16), Qt.AlignmentFlag.AlignCenter, str(i)
-            )
-            painter.drawText(
-                QRect(16, y0 + i * cell, 16, cell), Qt.AlignmentFlag.AlignCenter, str(i)
+                QRect(16, y0 + i * cell, head, cell), Qt.AlignmentFlag.AlignCenter, name
             )
         if self.matrix is None:
             painter.drawText(

@@ -1,13 +1,26 @@
 """The deck's prediction grid: test digits captioned "prediction/actual", correct ones and a
 page of wrong ones (the interesting part), painted in one widget rather than hundreds of labels.
+
+On a dataset with named classes the captions use its short names ("Pull/Coat"), the full names
+in each image's tooltip.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPaintEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QHelpEvent, QImage, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+from advgui.core.data import MNIST, DatasetSpec
 
 OK_COLOR = QColor("#1b7f2a")
 BAD_COLOR = QColor("#c62828")
@@ -37,14 +50,37 @@ class DigitGrid(QWidget):
         self.caption_h = 16
         self.images: list[QImage] = []
         self.captions: list[str] = []
+        self.tips: list[str] = []
         self.ok: list[bool] = []
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
 
-    def set_items(self, images: np.ndarray, captions: list[str], ok: list[bool]) -> None:
+    def set_items(
+        self,
+        images: np.ndarray,
+        captions: list[str],
+        ok: list[bool],
+        tips: list[str] | None = None,
+    ) -> None:
         self.images = [to_qimage(img) for img in images]
         self.captions = list(captions)
+        self.tips = list(tips) if tips is not None else list(captions)
         self.ok = list(ok)
         self.update()
+
+    def item_at(self, pos: QPoint) -> int | None:
+        w, h = self.cell + 6, self.cell + self.caption_h + 4
+        c, r = pos.x() // w, pos.y() // h
+        i = r * self.columns + c
+        return i if 0 <= c < self.columns and 0 <= i < len(self.images) else None
+
+    def event(self, ev) -> bool:  # tooltips: the full class names of a cramped caption
+        if ev.type() == ev.Type.ToolTip:
+            assert isinstance(ev, QHelpEvent)
+            i = self.item_at(ev.pos())
+            if i is not None and i < len(self.tips):
+                QToolTip.showText(ev.globalPos(), self.tips[i])
+                return True
+        return super().event(ev)
 
     @property
     def cell(self) -> int:
@@ -109,6 +145,7 @@ class PredictionGrid(QWidget):
         self.y: np.ndarray | None = None
         self.pred: np.ndarray | None = None
         self.wrong_idx = np.zeros(0, dtype=np.int64)
+        self.spec: DatasetSpec = MNIST
 
         head = QHBoxLayout()
         head.addWidget(self.wrong_label, 1)
@@ -140,7 +177,10 @@ class PredictionGrid(QWidget):
         correct_idx = np.flatnonzero(ok)[: self.per_page]
         self.wrong_idx = np.flatnonzero(~ok)
         self.correct_grid.set_items(
-            x[correct_idx], [self._caption(i) for i in correct_idx], [True] * len(correct_idx)
+            x[correct_idx],
+            [self._caption(i) for i in correct_idx],
+            [True] * len(correct_idx),
+            [self._tip(i) for i in correct_idx],
         )
         self.correct_label.setText(f"Correct: {int(ok.sum())} of {len(ok)} (prediction/actual)")
         self.show_page(0)
@@ -153,7 +193,10 @@ class PredictionGrid(QWidget):
             return
         self.page = min(max(page, 0), self.pages() - 1)
         idx = self.wrong_idx[self.page * self.per_page : (self.page + 1) * self.per_page]
-        self.wrong_grid.set_items(self.x[idx], [self._caption(i) for i in idx], [False] * len(idx))
+        self.wrong_grid.set_items(
+            self.x[idx], [self._caption(i) for i in idx], [False] * len(idx),
+            [self._tip(i) for i in idx],
+        )  # fmt: skip
         self.wrong_label.setText(
             f"Wrong: {len(self.wrong_idx)} (prediction/actual), page {self.page + 1} of "
             f"{self.pages()}"
@@ -161,6 +204,17 @@ class PredictionGrid(QWidget):
         self.prev_button.setEnabled(self.page > 0)
         self.next_button.setEnabled(self.page < self.pages() - 1)
 
+    def set_classes(self, spec: DatasetSpec) -> None:
+        """Name the classes as ``spec`` does (digits for MNIST); what is shown is redrawn."""
+        self.spec = spec
+        if self.x is not None:
+            self.set_predictions(self.x, self.y, self.pred)
+
     def _caption(self, i: int) -> str:
         assert self.pred is not None and self.y is not None
-        return f"{int(self.pred[i])}/{int(self.y[i])}"
+        return f"{self.spec.short(self.pred[i])}/{self.spec.short(self.y[i])}"
+
+    def _tip(self, i: int) -> str:
+        assert self.pred is not None and self.y is not None
+        pred, actual = self.spec.label(int(self.pred[i])), self.spec.label(int(self.y[i]))
+        return f"predicted {pred}, actual {actual}"
