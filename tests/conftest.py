@@ -418,11 +418,13 @@ def attack_tab(qtbot, state, trained_cnn):
             job.wait(30000)
 
 
-@pytest.fixture
-def defense_tab(qtbot, state, trained_cnn):
+def shown_defense_tab(qtbot, state, models):
+    """A Defenses tab on ``state`` with ``models`` added, shown; afterwards shut down and its
+    jobs joined (a fixture body: ``yield from`` it)."""
     from advgui.qt.defense_tab import DefenseTab
 
-    state.add_model(trained_cnn)
+    for clf in models:
+        state.add_model(clf)
     tab = DefenseTab(state)
     qtbot.addWidget(tab)
     tab.resize(1200, 800)
@@ -432,6 +434,11 @@ def defense_tab(qtbot, state, trained_cnn):
     for job in (tab.job, tab.train_panel.job):
         if job is not None:
             job.wait(30000)
+
+
+@pytest.fixture
+def defense_tab(qtbot, state, trained_cnn):
+    yield from shown_defense_tab(qtbot, state, [trained_cnn])
 
 
 @pytest.fixture

@@ -33,23 +33,10 @@ def certified_models(mnist):
 
 
 @pytest.fixture
-def tab(qtbot, mnist, certified_models):
-    from advgui.qt.defense_tab import DefenseTab
-    from advgui.qt.state import AppState
+def tab(qtbot, state, certified_models):
+    from conftest import shown_defense_tab
 
-    state = AppState()
-    state.set_dataset(mnist)
-    for clf in certified_models:
-        state.add_model(clf)
-    w = DefenseTab(state)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.shutdown()
-    for job in (w.job, w.train_panel.job):
-        if job is not None:
-            job.wait()
+    yield from shown_defense_tab(qtbot, state, certified_models)
 
 
 def _only_model(tab, index):

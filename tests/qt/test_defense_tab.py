@@ -29,22 +29,10 @@ def small_clf(mnist):
 
 
 @pytest.fixture
-def tab(qtbot, mnist, small_clf):
-    from advgui.qt.defense_tab import DefenseTab
-    from advgui.qt.state import AppState
+def tab(qtbot, state, small_clf):
+    from conftest import shown_defense_tab
 
-    state = AppState()
-    state.set_dataset(mnist)
-    state.add_model(small_clf)
-    w = DefenseTab(state)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.shutdown()
-    for job in (w.job, w.train_panel.job):
-        if job is not None:
-            job.wait()
+    yield from shown_defense_tab(qtbot, state, [small_clf])
 
 
 def test_small_comparison_fills_curves_table_and_exports(tab, qtbot, tmp_path, mnist, small_clf):
