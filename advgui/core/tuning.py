@@ -350,8 +350,10 @@ def write_cache(path: Path, key: str, cpu: Cpu, tf_version: str, timings: dict) 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(doc, indent=1))
-    except (OSError, ExportError) as err:  # a read-only cache: measured again next time
-        log.warning("tuning cache %s not written: %s", path, err)
+    except (OSError, ExportError) as err:
+        # Measured again next time: the log file keeps it, the terminal and the CLI's one
+        # line about the user's own write (a full disk) are not the place.
+        log.info("tuning cache %s not written: %s", path, err)
         return False
     return True
 
