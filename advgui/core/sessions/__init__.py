@@ -3,7 +3,8 @@ the result it shows and its history. A tab wires widgets to a session and shows 
 drive a session directly, with real data and no window.
 
 One module per tab: :mod:`.attack` (:class:`AttackSession`), :mod:`.training`
-(:class:`TrainingSession`), :mod:`.defense` (:class:`DefenseSession`). Importing them pulls in
+(:class:`TrainingSession`), :mod:`.defense` (:class:`DefenseSession`) and the Defenses tab's
+training page, :mod:`.defended` (:class:`DefendedTrainingSession`). Importing them pulls in
 neither Qt nor TensorFlow.
 """
 
@@ -21,6 +22,12 @@ from advgui.core.sessions.attack import (
     done_message,
     results_folder,
 )
+from advgui.core.sessions.defended import (
+    DefendedOutput,
+    DefendedTrainingSession,
+    MethodForm,
+    PendingDefended,
+)
 from advgui.core.sessions.defense import ComparisonOutput, DefenseSession, PendingComparison
 from advgui.core.sessions.training import (
     ModelView,
@@ -36,9 +43,13 @@ __all__ = [
     "AttackSession",
     "Batch",
     "ComparisonOutput",
+    "DefendedOutput",
+    "DefendedTrainingSession",
     "DefenseSession",
+    "MethodForm",
     "ModelView",
     "PendingComparison",
+    "PendingDefended",
     "PendingRun",
     "PendingTraining",
     "PredictionView",

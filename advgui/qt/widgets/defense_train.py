@@ -1,8 +1,8 @@
 """Train a defended model from the Defense tab, with live held-out clean and PGD accuracy.
 
-Like the Training tab, every model that comes out (a stopped one too: the best so far, marked
-stopped) is stored in the model store inside the job, before the GUI hears of it, and joins the
-shared model list.
+The page shows and drives a :class:`~advgui.core.sessions.defended.DefendedTrainingSession`:
+like the Training tab, every model that comes out (a stopped one too: the best so far, marked
+stopped) is stored inside the job, before the GUI hears of it, and joins the shared model list.
 """
 
 from __future__ import annotations
@@ -25,22 +25,12 @@ from PySide6.QtWidgets import (
 
 from advgui.core.data import MNIST, DatasetSpec
 from advgui.core.errors import AdvguiError
-from advgui.core.fit import EpochRecord
 from advgui.core.progress import Progress
+from advgui.core.sessions.defended import METHOD_TIPS, DefendedOutput, DefendedTrainingSession
 from advgui.core.store import ModelStore
 from advgui.qt.widgets import buttons, progress_bar
 from advgui.qt.widgets.training_plots import TrainingPlots
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
-
-METHOD_TIPS = {
-    "fast-at": "FGSM from a random start, step 1.25 eps (Wong 2020); best epoch kept by PGD check",
-    "pgd-at": "PGD adversarial training (Madry 2018): strongest, slowest",
-    "trades": "TRADES (Zhang 2019): clean loss + beta * KL to the adversarial prediction",
-    "fgsm-at": "FGSM adversarial training (Goodfellow 2015): half clean, half FGSM",
-    "distill": "defensive distillation (Papernot 2016): looks robust, is not",
-    "noise": "Gaussian-noise training (Cohen 2019): a base classifier for randomized smoothing",
-    "ibp": "interval bound propagation (Gowal 2019): trains a model IBP can verify at eps",
-}
 
 
 class DefenseTrainPanel(QWidget):
@@ -57,7 +47,7 @@ class DefenseTrainPanel(QWidget):
         from advgui.core.defenses.adversarial import ARCHS, DEFENSES
 
         self.mnist_getter = mnist_getter
-        self.store = store or ModelStore()
+        self.session = DefendedTrainingSession(store or ModelStore())
         self.slot = JobSlot(
             "defense-train",
             self,
@@ -67,8 +57,6 @@ class DefenseTrainPanel(QWidget):
             on_cancel=self._on_cancel,
             on_finish=self._on_finish,
         )
-        #: The held-out checks of the run shown (one per epoch; a last one after Stop).
-        self.history: list[EpochRecord] = []
         self.method_combo = QComboBox()
         for m in DEFENSES:
             self.method_combo.addItem(m)
@@ -80,7 +68,6 @@ class DefenseTrainPanel(QWidget):
         self.eps_spin.setRange(0.0, 1.0)
         self.eps_spin.setSingleStep(0.05)
         self.eps_spin.setValue(MNIST.default_eps)
-        self._eps_default = MNIST.default_eps
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 200)
         self.epochs_spin.setValue(10)
@@ -137,64 +124,53 @@ class DefenseTrainPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self._method_changed(self.method_combo.currentText())
 
-    def _method_changed(self, method: str) -> None:
-        from advgui.core.defenses.adversarial import DEFAULT_EPOCHS
+    @property
+    def store(self) -> ModelStore:
+        return self.session.store
 
-        self.epochs_spin.setValue(DEFAULT_EPOCHS.get(method, 10))
-        self.sigma_spin.setEnabled(method == "noise")
-        self.eps_spin.setEnabled(method != "noise")
+    @property
+    def history(self) -> list:
+        """The held-out checks of the run shown (the session's)."""
+        return self.session.history
+
+    def _method_changed(self, method: str) -> None:
+        form = self.session.form_for(method)
+        self.epochs_spin.setValue(form.epochs)
+        self.sigma_spin.setEnabled(form.takes_sigma)
+        self.eps_spin.setEnabled(form.takes_eps)
 
     def set_dataset(self, spec: DatasetSpec) -> None:
         """Offer ``spec``'s L-inf budget as the default (an epsilon the user set stays)."""
-        if abs(self.eps_spin.value() - self._eps_default) < 1e-9:
-            self.eps_spin.setValue(spec.default_eps)
-        self._eps_default = spec.default_eps
+        self.eps_spin.setValue(self.session.eps_after_switch(self.eps_spin.value(), spec))
         self.eps_spin.setToolTip(f"default {spec.default_eps:g} on {spec.title}")
 
-    def config(self) -> Any:
-        from advgui.core.defenses import DefenseConfig
+    def settings(self) -> dict:
+        return {
+            "method": self.method_combo.currentText(),
+            "arch": self.arch_combo.currentText(),
+            "eps": self.eps_spin.value(),
+            "epochs": self.epochs_spin.value(),
+            "n_train": self.n_spin.value(),
+            "sigma": self.sigma_spin.value(),
+        }
 
-        return DefenseConfig.for_method(
-            self.method_combo.currentText(),
-            arch=self.arch_combo.currentText(),
-            eps=self.eps_spin.value(),
-            epochs=self.epochs_spin.value(),
-            n_train=self.n_spin.value(),
-            sigma=self.sigma_spin.value(),
-        ).validate()
+    def config(self) -> Any:
+        return self.session.config(**self.settings())
 
     def start(self) -> None:
-        from advgui.core.defenses import train_defended
-
         if self.slot.is_running():
             return
-        mnist = self.mnist_getter()
-        if mnist is None:
-            self.status.setText("MNIST is not loaded yet (File > Import dataset...)")
-            return
         try:
-            cfg = self.config()
+            run = self.session.prepare(self.mnist_getter(), **self.settings())
         except AdvguiError as err:
             self.status.setText(str(err))
             return
-        self.history = []
         self.plots.clear()
         progress_bar.started(self.progress_bar)
-        budget = f"sigma {cfg.sigma:g}" if cfg.method == "noise" else f"eps {cfg.eps:g}"
-        self.status.setText(f"training {cfg.method} at {budget}...")
-        store = self.store
-
-        def work(progress: Any, cancel: Any) -> tuple[Any, str | None]:
-            result = train_defended(cfg, mnist, progress=progress, cancel=cancel)
-            try:  # stored the moment training ends, before the GUI even hears of it
-                store.add(result.classifier)
-            except AdvguiError as err:
-                return result, str(err)
-            return result, None
-
+        self.status.setText(run.message)
         buttons.set_running(self.train_button, self.stop_button, True)
         self.running.emit(True)
-        self.slot.start(work)
+        self.slot.start(run.work)
 
     @property
     def job(self) -> Job | None:
@@ -209,38 +185,15 @@ class DefenseTrainPanel(QWidget):
         if not self.slot.is_stopping():
             self.progress_bar.setValue(int(1000 * update.fraction))
         self.plots.add(update.record)
-        if isinstance(update.record, EpochRecord):
-            self.history.append(update.record)
-            self.status.setText(update.message)
+        line = self.session.progress(update)
+        if line is not None:
+            self.status.setText(line)
 
-    def _on_result(self, payload: tuple[Any, str | None]) -> None:
-        result, store_error = payload
-        clf = result.classifier
-        kept = result.kept_record()
-        figures = ""
-        if kept:
-            robust = kept.get("robust_accuracy")  # None: noise training is checked clean only
-            pgd = f", PGD {robust:.1%}" if robust is not None else ""
-            figures = (
-                f": held-out clean {kept['clean_accuracy']:.1%}{pgd} "
-                f"(epoch {result.best_epoch} kept)"
-            )
-        text = f"{clf.name}{figures}, test {result.test_accuracy:.1%}, {result.seconds:.0f} s"
-        if result.cancelled:
-            done = clf.meta.get("epochs_completed", 0.0)
-            text = f"Stopped after {done:.2f} epochs; the model so far is kept. {text}"
-            added = "added to the models, marked stopped"
-            progress_bar.stopped(self.progress_bar)
-        else:
-            added = "added to the models"
-            progress_bar.done(self.progress_bar)
-        if store_error:
-            self.status.setText(
-                f"{text}; {added}; not kept in the model store: {store_error} (use Save as)"
-            )
-        else:
-            self.status.setText(f"{text}; {added} and kept in the model store")
-        self.trained.emit(clf)
+    def _on_result(self, output: DefendedOutput) -> None:
+        text, stopped = self.session.outcome(output)
+        (progress_bar.stopped if stopped else progress_bar.done)(self.progress_bar)
+        self.status.setText(text)
+        self.trained.emit(output.result.classifier)
 
     def _on_error(self, info: ErrorInfo) -> None:
         self.status.setText(f"training failed: {info.message}")
