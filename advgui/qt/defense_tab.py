@@ -75,20 +75,26 @@ class DefenseTab(QWidget):
         self.status.setWordWrap(True)
         self.train_panel = DefenseTrainPanel(lambda: self.state.mnist)
 
+        settings = QWidget()
+        settings_lay = QVBoxLayout(settings)
+        settings_lay.addWidget(self.setup)
+        settings_lay.addStretch(1)
+        settings_scroll = QScrollArea()
+        settings_scroll.setWidgetResizable(True)
+        settings_scroll.setWidget(settings)
+        # The settings scroll; Run, Stop, the progress and the status stay in place below
+        # them, whatever the window's height (they were below the fold at 1280x800).
         left = QWidget()
         left_lay = QVBoxLayout(left)
-        left_lay.addWidget(self.setup)
+        left_lay.setContentsMargins(0, 0, 0, 0)
+        left_lay.addWidget(settings_scroll, 1)
         run_row = QHBoxLayout()
         run_row.addWidget(self.run_button)
         run_row.addWidget(self.stop_button)
         left_lay.addLayout(run_row)
         left_lay.addWidget(self.progress_bar)
         left_lay.addWidget(self.status)
-        left_lay.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(left)
-        scroll.setMinimumWidth(360)
+        left.setMinimumWidth(360)
 
         self.plot = DefensePlot()
         self.table = DefenseTable()
@@ -127,7 +133,7 @@ class DefenseTab(QWidget):
         right_lay.addLayout(exports)
 
         split = self.main_splitter = ReflowSplitter()  # stacks on a small screen
-        split.addWidget(scroll)
+        split.addWidget(left)
         split.addWidget(right_box)
         split.setStretchFactor(1, 1)
         # Defended training has a page of its own, its live plots full size (they were

@@ -82,6 +82,7 @@ def test_ibp_certified_column_and_plot(tab, qtbot):
     assert curve["norm"] == "linf" and curve["accuracy"] == cert["verified_accuracy"]
     assert "BUG" not in tab.certified_plot.caption.text()
     assert "L-inf" in tab.certified_plot.plot.getAxis("bottom").labelText
+    assert not tab.certified_plot.plot.isHidden()  # shown once there is something certified
 
 
 def test_smoothing_certified_plot_against_l2_radius(tab, qtbot):

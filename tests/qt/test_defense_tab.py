@@ -52,6 +52,7 @@ def test_small_comparison_fills_curves_table_and_exports(tab, qtbot, tmp_path, m
     assert tab.run_button.isEnabled() and not tab.stop_button.isEnabled()
     # Two lines (bare, squeezed) plus the dashed naive curve of the squeezed model.
     assert len(tab.plot.items) == 2
+    assert tab.certified_plot.plot.isHidden()  # nothing certified: a line, the table has room
     assert tab.table.rowCount() == 2 * 3
     clean = small_clf.accuracy(mnist.x_test[:200], mnist.y_test[:200])
     entry = tab.result["results"][0]

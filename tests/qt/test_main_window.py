@@ -320,3 +320,16 @@ def test_columns_stack_on_a_small_screen_and_return_side_by_side(window, qtbot):
         # The Training and Attack tabs need more than 960 side by side: those two stack.
         assert window.training_tab.main_splitter.stacked == stacked
         assert window.attack_tab.main_splitter.stacked == stacked
+
+
+def test_run_and_stop_are_in_view_at_1280x800_without_scrolling(window, qtbot):
+    """Issue 17.9/17.10: at 1280x800 the Attack and Defenses tabs' Run, Stop and progress sit
+    inside the window as it opens (the Defenses settings scroll on their own above them)."""
+    window.resize(1280, 800)
+    attack, defense = window.attack_tab, window.defense_tab
+    for index, tab, bar in ((1, attack, attack.progress), (2, defense, defense.progress_bar)):
+        window.tabs.setCurrentIndex(index)
+        qtbot.wait(30)
+        for widget in (tab.run_button, tab.stop_button, bar):
+            corner = widget.mapTo(window, widget.rect().bottomRight())
+            assert widget.isVisible() and window.rect().contains(corner), (index, corner)

@@ -34,6 +34,8 @@ class CertifiedPlot(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.caption)
         lay.addWidget(self.plot)
+        # Only a line until there is something certified: the table keeps the room.
+        self.plot.setVisible(False)
 
     def set_result(self, result: dict[str, Any] | None) -> None:
         self.plot.clear()
@@ -50,6 +52,7 @@ class CertifiedPlot(QWidget):
                 symbolBrush=color, symbolSize=6,
             )  # fmt: skip
             self.legend.addItem(item, c["label"])
+        self.plot.setVisible(bool(self.curves))
         if self.curves:
             bad = [c["label"] for c in self.curves if not c["consistent"]]
             text = "; ".join(c["caption"] for c in self.curves)
