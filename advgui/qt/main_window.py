@@ -35,6 +35,7 @@ from advgui.qt.dialogs import show_error
 from advgui.qt.reflow import ReflowArea
 from advgui.qt.state import AppState
 from advgui.qt.training_tab import TrainingTab
+from advgui.qt.widgets.elided import ElidedLabel
 from advgui.qt.workers import ErrorInfo, Job, JobSlot, cancel_and_join_all
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class MainWindow(QMainWindow):
         self.dataset_combo.activated.connect(
             lambda i: self.switch_dataset(self.dataset_combo.itemData(i))
         )
-        self.data_label = QLabel()
+        self.data_label = ElidedLabel()  # a long source path elides, never clips
         self.tf_label = QLabel("TensorFlow: not loaded")
         self.device_label = QLabel("")  # the device, once TensorFlow has told it
         self.job_progress = QProgressBar()

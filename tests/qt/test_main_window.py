@@ -333,3 +333,24 @@ def test_run_and_stop_are_in_view_at_1280x800_without_scrolling(window, qtbot):
         for widget in (tab.run_button, tab.stop_button, bar):
             corner = widget.mapTo(window, widget.rect().bottomRight())
             assert widget.isVisible() and window.rect().contains(corner), (index, corner)
+
+
+def test_status_bar_line_elides_on_a_small_screen_with_the_whole_in_its_tooltip(window, qtbot):
+    """Issue 17.12: on a narrow window (at 2x, 960 px less TensorFlow's and the device's
+    labels) the dataset line (its source is a path) is cut in the middle with an ellipsis,
+    not clipped at the edge; the tooltip has it all."""
+    qtbot.waitUntil(lambda: "60000 train" in window.data_label.text(), timeout=20000)
+    full = window.data_label.text()
+    window.resize(1920, 1000)
+    qtbot.wait(30)
+    assert window.data_label.shown_text() == full
+    window.device_label.setText("Device: CPU: Intel(R) Xeon(R) Processor")  # as on a real run
+    window.resize(700, 540)
+    qtbot.wait(30)
+    shown = window.data_label.shown_text()
+    assert "\u2026" in shown and len(shown) < len(full) and window.data_label.toolTip() == full
+    label, right = window.data_label, window.tf_label
+    assert (
+        label.mapTo(window, label.rect().topRight()).x()
+        <= right.mapTo(window, right.rect().topLeft()).x()
+    )
