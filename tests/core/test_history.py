@@ -92,3 +92,16 @@ def test_comparisons_round_trip_and_damage(tmp_path):
     e = next(x for x in store.entries(history.COMPARISON_KIND) if x.path == broken.path)
     with pytest.raises(DataError):
         history.load_comparison(e)
+
+
+def test_a_stored_trace_is_kept_only_as_pairs_of_finite_numbers():
+    """A black-box attack's trace read back from a history file (hostile until proven
+    otherwise): pairs of finite numbers, at most MAX_TRACE of them, else dropped."""
+    from advgui.core.attacks.base import MAX_TRACE, Details
+
+    good = [[1, 0.5], [20, -0.25]]
+    assert Details.from_dict({"trace": good}).trace == [[1.0, 0.5], [20.0, -0.25]]
+    for bad in ("x", [[1, 2, 3]], [[1, "a"]], [[1, float("nan")]], [1, 2], {"a": 1},
+                [[0, 0]] * (MAX_TRACE + 1)):  # fmt: skip
+        assert Details.from_dict({"trace": bad, "queries": [3]}).trace is None, bad
+    assert Details.from_dict({"trace": [[1, 2, 3]], "queries": [3]}).queries.tolist() == [3]
