@@ -31,28 +31,21 @@ PGD-AT baseline, 4 epochs in 327 s: clean 85.13%, PGD-50x10 75.5%, AutoAttack 75
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
+import bench_defenses  # its PGD figure, epoch log and timed comparison
 import harness
 import numpy as np
 
 from advgui.core import data, evaluation, models
 from advgui.core.attacks import make_attack
-from advgui.core.attacks.batch import run_batch
 from advgui.core.defenses import DefenseConfig, train_defended
-from advgui.core.progress import Progress
 
 EPS = 0.1
 ARCH = "cnn-s2-wide"
 #: The app's default defense (DefenseConfig's and the Defenses tab's preselected method).
 RECOMMENDED = DefenseConfig().method
-
-
-def _epoch_log(update: Progress) -> None:
-    if update.info.get("epoch_end"):
-        print(f"    {update.message} ({update.info['seconds']:.0f} s)", flush=True)
 
 
 def natural(fashion: data.Dataset, epochs: int, n_train: int) -> models.Classifier:
@@ -76,17 +69,13 @@ def natural(fashion: data.Dataset, epochs: int, n_train: int) -> models.Classifi
 
 def defended(fashion: data.Dataset, method: str, *, log: bool = False, **kw) -> tuple:
     cfg = DefenseConfig(method=method, arch=ARCH, eps=EPS, **kw)
-    result = train_defended(cfg, fashion, progress=_epoch_log if log else None)
+    result = train_defended(cfg, fashion, progress=bench_defenses._epoch_log if log else None)
     print(f"  trained {result.classifier.name} in {result.seconds:.0f} s", flush=True)
     return result.classifier, result.seconds
 
 
 def pgd_robust(clf, x, y, *, steps: int, restarts: int) -> tuple[float, float]:
-    attack = make_attack("pgd", eps=EPS, steps=steps, step_size=2.5 * EPS / steps,
-                         restarts=restarts)  # fmt: skip
-    t0 = time.perf_counter()
-    res = run_batch(attack, clf, x, y, batch_size=500)
-    return float(np.mean(res.pred_after == y)), time.perf_counter() - t0
+    return bench_defenses.pgd_robust(clf, x, y, steps=steps, restarts=restarts, eps=EPS)
 
 
 def autoattack_robust(clf, x, y) -> tuple[float, float]:
@@ -153,24 +142,7 @@ def bench_comparison(args: argparse.Namespace, fashion: data.Dataset) -> None:
     # The Defenses tab's settings: FGSM + PGD, PGD-40, 1 restart, adaptive views on.
     cfg = evaluation.EvalConfig(attacks=("fgsm", "pgd"), eps=(0, 0.05, 0.1, 0.2), n=n,
                                 pgd_steps=40, restarts=1, adaptive=True)  # fmt: skip
-    load = os.getloadavg()
-    t0 = time.perf_counter()
-    result = evaluation.evaluate(trained, fashion, cfg, progress=lambda p: None)
-    squeezed = evaluation.evaluate([nat], fashion, cfg, transforms=["squeeze-bits:1"])
-    result["results"] += squeezed["results"]
-    total = time.perf_counter() - t0
-    result["seconds"] = total
-    from advgui.commands.evaluate import table_lines
-
-    print("\n".join(table_lines(result)))
-    ok = "meets" if total <= 600 else "MISSES"
-    print(
-        f"comparison {ok} the goal: {total:.0f} s for {len(result['results'])} model/transform "
-        f"pairs, FGSM and PGD-40 (naive + adaptive) at 3 epsilons on {n} images "
-        f"({total / ref_s:.1f}x one PGD-40 pass; goal <= 600 s); load before {load}, after "
-        f"{os.getloadavg()}",
-        flush=True,
-    )
+    result = bench_defenses.time_comparison(trained, nat, fashion, cfg, ref_s=ref_s, goal_s=600)
     if args.save:
         evaluation.save_json(result, Path(args.save) / "fashion-comparison.json")
 
