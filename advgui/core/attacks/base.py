@@ -207,6 +207,8 @@ class Task:
     params: dict[str, Any]
     progress: ProgressCallback | None = None
     cancel: CancelToken | None = None
+    #: Starting points, one per image (attacks with ``takes_starts``), or None.
+    starts: np.ndarray | None = None
 
 
 @dataclass
@@ -313,6 +315,9 @@ class Attack(ABC):
     supports_targeted: ClassVar[bool] = True
     #: Whether it can run without goals (pushing away from the label).
     supports_untargeted: ClassVar[bool] = True
+    #: Accepts ``starts``: points to begin from (a decision-based attack needs a misclassified
+    #: one; an image of the target class, or another run's result, beats random noise).
+    takes_starts: ClassVar[bool] = False
     #: Whether a robustness evaluation offers it (the noise attack replaces its inputs).
     evaluable: ClassVar[bool] = True
 
@@ -374,6 +379,7 @@ class Attack(ABC):
         eps: float | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        starts: np.ndarray | None = None,
     ) -> AttackResult:
         params = self.with_eps(eps)
         x = np.asarray(x, dtype=np.float32).reshape(-1, 28, 28, 1)
@@ -382,6 +388,15 @@ class Attack(ABC):
             raise ParameterError("no images to attack")
         if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
             raise ParameterError("images must be finite with pixels in [0, 1]")
+        if starts is not None:
+            if not self.takes_starts:
+                raise ParameterError(f"{self.name} does not take starting points")
+            starts = np.asarray(starts, dtype=np.float32)
+            if starts.size != x.size:
+                raise ParameterError("one starting point per image is needed")
+            starts = starts.reshape(x.shape)
+            if not np.isfinite(starts).all() or starts.min() < 0 or starts.max() > 1:
+                raise ParameterError("starting points must be finite with pixels in [0, 1]")
         x = np.asarray(self.prepare_inputs(x, params), np.float32)
         if labels is None:
             labels_arr = np.full(n, -1, dtype=np.int64)
@@ -400,7 +415,7 @@ class Attack(ABC):
         # Untargeted attacks push away from the true label, or from the clean prediction.
         ref = np.where(labels_arr >= 0, labels_arr, probs_before.argmax(axis=1))
         t0 = time.perf_counter()
-        out = self.run(clf, x, Task(ref, goals_arr, params, progress, cancel))
+        out = self.run(clf, x, Task(ref, goals_arr, params, progress, cancel, starts))
         seconds = time.perf_counter() - t0
         return finalize(
             clf,

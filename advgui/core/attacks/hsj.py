@@ -45,6 +45,7 @@ class HopSkipJump(Attack):
     name: ClassVar[str] = "hsj"
     kind: ClassVar[str] = MINIMUM_NORM
     access: ClassVar[str] = DECISION_BASED
+    takes_starts: ClassVar[bool] = True
     spec: ClassVar[tuple[sp.Param, ...]] = (
         sp.norm("l2"),
         sp.steps(50, hi=10_000),
@@ -158,9 +159,16 @@ class HopSkipJump(Attack):
         start_ok = np.asarray(decide(t.constant(x), t.constant(cls_np)))
         queries += 1
         dist = np.where(start_ok, 0.0, np.inf).astype(np.float32)
-        # A misclassified start: random noise (already adversarial images stay as they are).
+        # A misclassified start: the caller's where it is one, else random noise (already
+        # adversarial images stay as they are).
         x_adv = x.copy()
         found = start_ok.copy()
+        if task.starts is not None:
+            todo = np.flatnonzero(~found)
+            ok = np.asarray(decide(t.constant(task.starts[todo]), t.constant(cls_np[todo])))
+            queries[todo] += 1
+            x_adv[todo[ok]] = task.starts[todo[ok]]
+            found[todo[ok]] = True
         for _ in range(params["init_size"]):
             todo = np.flatnonzero(~found)
             if len(todo) == 0:

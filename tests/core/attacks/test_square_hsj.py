@@ -5,8 +5,8 @@ test: Square L-inf at eps 0.1 on 150 images with 400 queries (about 80% survive,
 still moving with every query; ART's schedule stretched to the budget, ``rescale=True``, as
 ART does), our robust accuracy averaged over 3 seeds against one ART run: a single run of
 either moves by about 1 point from seed to seed at this size. HopSkipJump on 20 images at the
-issue's budget (50 iterations, 10,000 probes at most, 100 at first): on 10 images one image's
-luck moves the median by 10-20%, which read as a gap that was not there.
+issue's budget (50 iterations, 10,000 probes at most, 100 at first), from the same random
+starts on both sides, as the walk's end depends mostly on its start.
 
 Square's L2 variant is checked on its own (it stays on the sphere and gets stronger with
 queries), not against ART: ART 1.20's L2 update divides the new square by its target norm
@@ -22,6 +22,7 @@ import pytest
 
 from advgui.core.attacks import ATTACKS, make_attack
 from advgui.core.attacks.spec import DECISION_BASED, SCORE_BASED
+from advgui.core.errors import ParameterError
 
 art = pytest.importorskip("art")
 
@@ -64,28 +65,56 @@ def test_square_l2_stays_on_the_sphere_and_gains_with_queries(trained_cnn, mnist
     assert many.success.mean() > few.success.mean() + 0.1
 
 
+def misclassified_noise(clf, x, y, seed):
+    """A uniform-noise image the model misclassifies, per image: HopSkipJump's random start."""
+    rng = np.random.default_rng(seed)
+    out, todo = np.empty_like(x), np.arange(len(x))
+    while len(todo):
+        noise = rng.uniform(0.0, 1.0, size=(len(todo), *x.shape[1:])).astype(np.float32)
+        ok = clf.predict(noise) != y[todo]
+        out[todo[ok]] = noise[ok]
+        todo = todo[~ok]
+    return out
+
+
 def test_hopskipjump_median_l2_matches_art(trained_cnn, est, mnist):
     from art.attacks.evasion import HopSkipJump
 
     x, y = mnist.x_test[:20], mnist.y_test[:20]
-    ours = make_attack("hsj", norm="l2", steps=50)(trained_cnn, x, labels=y)
+    # The same random starts on both sides: where the walk ends depends mostly on where it
+    # starts (per image two starts differ up to 2x; the median of 20 moved 10-20% between
+    # seeds of either implementation, and ART 1.20 draws its start unseeded). Measured, 3
+    # seeds of shared starts: medians 2.20/2.20, 1.94/1.82, 2.16/2.21 (ours/ART's).
+    starts = misclassified_noise(trained_cnn, x, y, seed=1)
+    ours = make_attack("hsj", norm="l2", steps=50)(trained_cnn, x, labels=y, starts=starts)
     np.random.seed(0)
     ref = HopSkipJump(
         est, norm=2, max_iter=50, max_eval=10_000, init_eval=100, init_size=100, verbose=False
-    ).generate(x)
+    ).generate(x, x_adv_init=starts)
     ok = trained_cnn.predict(ref) != y
     theirs = np.sqrt(((ref - x).astype(np.float64) ** 2).reshape(len(x), -1).sum(axis=1))
     assert ours.success.mean() >= ok.mean() - 0.1
     a, b = float(np.median(ours.l2[ours.success])), float(np.median(theirs[ok]))
-    # Issue 16 asks for 20%. The median of 20 HopSkipJump runs moves by 10-20% with the random
-    # starts (per image, two runs differ up to 2x), on either side. Measured, 3 seeds each on
-    # one trained_cnn: ours 2.27/2.07/2.19, ART's 2.21/2.22/2.19; on another trained_cnn (the
-    # fixture retrained, one seed): ours 2.27, ART's 1.88. The bound is the one a single run
-    # meets; a 20% test would need several seeds a side (minutes): left open on issue 16.
-    assert abs(a - b) <= 0.3 * b, (a, b)
+    assert abs(a - b) <= 0.2 * b, (a, b)
     assert np.allclose(ours.details.min_norm[ours.success], ours.l2[ours.success], atol=1e-4)
     # Decision-based: the queries are label queries, and there are many.
     assert ours.details.queries[ours.pred_before == y].min() > 50 * 100
+
+
+def test_hopskipjump_starts_where_it_is_told(trained_cnn, mnist):
+    """A given start is used where it is misclassified (an image of another digit: the walk
+    only comes closer to the image), and refused by an attack that takes none."""
+    x, y = mnist.x_test[:6], mnist.y_test[:6]
+    other = mnist.x_test[np.flatnonzero(mnist.y_test != y[0])[:6]]
+    other = np.where((trained_cnn.predict(other) != y)[:, None, None, None], other, x)
+    res = make_attack("hsj", norm="l2", steps=2)(trained_cnn, x, labels=y, starts=other)
+    moved = trained_cnn.predict(other) != y
+    before = np.sqrt(((other - x).astype(np.float64) ** 2).reshape(len(x), -1).sum(axis=1))
+    assert res.success[moved].all() and np.all(res.l2[moved] <= before[moved] + 1e-4)
+    with pytest.raises(ParameterError, match="does not take starting points"):
+        make_attack("fgsm", eps=0.1)(trained_cnn, x, labels=y, starts=other)
+    with pytest.raises(ParameterError, match="one starting point per image"):
+        make_attack("hsj", steps=1)(trained_cnn, x, labels=y, starts=other[:3])
 
 
 def test_hopskipjump_linf_improves_with_iterations(trained_cnn, mnist):
