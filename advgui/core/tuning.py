@@ -10,6 +10,10 @@ measured wins there, unknown elsewhere. So each path is chosen here:
   float32 one; elsewhere a bfloat16 request runs in float32.
 - ``conv_rewrite``: the attacks' depthwise/flipped-kernel input gradient (attacks/engine.py)
   where it measures faster than TensorFlow's own backward-data convolution.
+- ``strided_rewrite``: a strided convolution on the image itself (one channel) computed as a
+  stride-1 convolution of its space-to-depth blocks (attacks/engine.py): the same numbers,
+  but TensorFlow's strided backward-data convolution onto one channel ran at 6 GFLOP/s here
+  (a third of the defended CNN's input gradient); on where it measures faster.
 - ``one_thread_max_batch``: attacks on batches up to this size run on a one-thread session
   (0: never), from timing both on one image and on :data:`ONE_THREAD_LARGEST` images.
 - ``pool_override``: ``TF_OVERRIDE_GLOBAL_THREADPOOL`` (sessions get their own pool, which the
@@ -70,10 +74,13 @@ MEASUREMENTS = {
     "one_thread_8": f"seconds for 20 CNN steps on {ONE_THREAD_LARGEST} images: (one thread, pool)",
     "conv_input_grad": "seconds for the CNN's conv input gradients, batch 64: (rewrite, plain)",
     "bf16_conv": "seconds for a conv forward + input gradient, batch 64: (bfloat16, float32)",
+    "strided_conv_grad": "seconds for a 4x4 stride-2 conv on the image, forward + input "
+    "gradient, batch 256: (space-to-depth, plain)",
 }
 #: Keys ADVGUI_TUNE may set, and how their values are read.
 OVERRIDES: dict[str, Callable[[str], Any]] = {
     "conv_rewrite": lambda v: _flag(v),
+    "strided_rewrite": lambda v: _flag(v),
     "one_thread_max_batch": lambda v: _int_in(v, 0, 4096),
     "bf16": lambda v: _flag(v),
     "pool_override": lambda v: _flag(v),
@@ -378,6 +385,7 @@ class Settings:
     source: str = "not measured"
     #: What runs the work: ``CPU: MODEL`` or ``GPU: NAME`` (every CPU-only path is off there).
     device: str = "CPU"
+    strided_rewrite: bool = False
 
     @property
     def one_thread(self) -> bool:
@@ -389,6 +397,8 @@ class Settings:
             f"device: {self.device}",
             f"CPU: {self.cpu.describe()}; TensorFlow {self.tensorflow}; timings: {self.source}",
             f"conv_rewrite={int(self.conv_rewrite)}: {self.reasons.get('conv_rewrite', '')}",
+            f"strided_rewrite={int(self.strided_rewrite)}: "
+            f"{self.reasons.get('strided_rewrite', '')}",
             f"one_thread_max_batch={self.one_thread_max_batch}: "
             f"{self.reasons.get('one_thread_max_batch', '')}",
             f"bf16_available={int(self.bf16_available)}: {self.reasons.get('bf16', '')}",
@@ -401,6 +411,7 @@ class Settings:
             "cpu": self.cpu.to_dict(),
             "tensorflow": self.tensorflow,
             "conv_rewrite": self.conv_rewrite,
+            "strided_rewrite": self.strided_rewrite,
             "one_thread_max_batch": self.one_thread_max_batch,
             "bf16_available": self.bf16_available,
             "pool_override": self.pool_override,
@@ -446,6 +457,17 @@ def decide(
         reasons["conv_rewrite"] = (
             f"measured: rewrite {1e3 * conv[0]:.1f} ms vs plain {1e3 * conv[1]:.1f} ms "
             f"({_ratio(conv):.2f}x the time)"
+        )
+
+    strided = timings.get("strided_conv_grad")
+    if strided is None:
+        strided_rewrite = False
+        reasons["strided_rewrite"] = "not measured yet: TensorFlow's own gradient"
+    else:
+        strided_rewrite = strided[0] < strided[1]
+        reasons["strided_rewrite"] = (
+            f"measured: space-to-depth {1e3 * strided[0]:.1f} ms vs plain "
+            f"{1e3 * strided[1]:.1f} ms ({_ratio(strided):.2f}x the time)"
         )
 
     one, eight = timings.get("one_thread_1"), timings.get("one_thread_8")
@@ -512,6 +534,7 @@ def decide(
 
     chosen = {
         "conv_rewrite": conv_rewrite,
+        "strided_rewrite": strided_rewrite,
         "one_thread_max_batch": one_max,
         "bf16": bf16,
         "pool_override": pool,
@@ -527,6 +550,7 @@ def decide(
         cpu=cpu,
         tensorflow=tf_version,
         conv_rewrite=bool(chosen["conv_rewrite"]),
+        strided_rewrite=bool(chosen["strided_rewrite"]),
         one_thread_max_batch=int(chosen["one_thread_max_batch"]),
         bf16_available=bool(chosen["bf16"]),
         pool_override=bool(chosen["pool_override"]),
@@ -551,6 +575,8 @@ def _decide_gpu(
     reasons = {
         "conv_rewrite": f"{gpu}: TensorFlow's own (cuDNN) gradient; the rewrite was only "
         "measured faster on CPUs",
+        "strided_rewrite": f"{gpu}: TensorFlow's own (cuDNN) gradient; the rewrite was only "
+        "measured faster on CPUs",
         "one_thread_max_batch": f"{gpu}: the ops run on the GPU, not on the CPU's thread pool",
         "bf16": f"{gpu}: float32 (the bfloat16 path is the CPU's bf16 instructions)",
         "pool_override": f"{gpu}: no one-thread sessions to serve",
@@ -558,6 +584,7 @@ def _decide_gpu(
     }
     chosen: dict[str, Any] = {
         "conv_rewrite": False,
+        "strided_rewrite": False,
         "one_thread_max_batch": 0,
         "bf16": False,
         "pool_override": False,
@@ -572,6 +599,7 @@ def _decide_gpu(
         cpu=cpu,
         tensorflow=tf_version,
         conv_rewrite=bool(chosen["conv_rewrite"]),
+        strided_rewrite=bool(chosen["strided_rewrite"]),
         one_thread_max_batch=int(chosen["one_thread_max_batch"]),
         bf16_available=False,
         pool_override=bool(chosen["pool_override"]),
@@ -688,6 +716,34 @@ def measure_conv_input_grad(rng: Any, batch: int = 64) -> list[float]:
     return _median_pair(lambda: rewrite().numpy(), lambda: plain().numpy(), 5)
 
 
+def measure_strided_conv_grad(rng: Any, batch: int = 256) -> list[float]:
+    """The defended CNN's first layer (4x4, stride 2, one channel in, 32 out), forward and
+    input gradient, as engine.py rewrites it (space-to-depth) against TensorFlow's own."""
+    from advgui.core.attacks.engine import space_to_depth_conv
+    from advgui.core.tfimport import tf
+
+    t = tf()
+    x = t.constant(rng.uniform(0, 1, (batch, 28, 28, 1)).astype("float32"))
+    k = t.constant((0.1 * rng.standard_normal((4, 4, 1, 32))).astype("float32"))
+    dy = t.constant(rng.standard_normal((batch, 14, 14, 32)).astype("float32"))
+
+    def make(conv: Callable[[Any], Any]) -> Callable[[], Any]:
+        @t.function(autograph=False)
+        def run() -> Any:
+            with t.GradientTape() as tape:
+                tape.watch(x)
+                loss = t.reduce_sum(conv(x) * dy)
+            return tape.gradient(loss, x)
+
+        return lambda: run().numpy()
+
+    return _median_pair(
+        make(lambda h: space_to_depth_conv(h, k, 2, "SAME")),
+        make(lambda h: t.nn.conv2d(h, k, 2, "SAME")),
+        5,
+    )
+
+
 def measure_bf16(rng: Any, batch: int = 64) -> list[float]:
     """The CNN's second convolution, forward and input gradient, in bfloat16 and float32."""
     from advgui.core.tfimport import tf
@@ -720,6 +776,10 @@ def calibrate(cpu: Cpu, have: dict[str, list[float]]) -> dict[str, list[float]]:
     todo: list[tuple[str, Callable[[Any], dict[str, list[float]]]]] = []
     if "conv_input_grad" not in out:
         todo.append(("conv_input_grad", lambda r: {"conv_input_grad": measure_conv_input_grad(r)}))
+    if "strided_conv_grad" not in out:
+        todo.append(
+            ("strided_conv_grad", lambda r: {"strided_conv_grad": measure_strided_conv_grad(r)})
+        )
     if cpu.bf16_hardware and "bf16_conv" not in out:
         todo.append(("bf16_conv", lambda r: {"bf16_conv": measure_bf16(r)}))
     if cpu.cores > 1 and _override_active() and "one_thread_1" not in out:

@@ -38,6 +38,7 @@ CPU part\t: 0xd40
 #: Timings that favour every fast path, and that favour none (seconds: (fast path, reference)).
 FAST = {
     "conv_input_grad": [0.002, 0.005],
+    "strided_conv_grad": [0.003, 0.007],
     "bf16_conv": [0.001, 0.003],
     "one_thread_1": [0.004, 0.011],
     "one_thread_8": [0.02, 0.04],
@@ -88,6 +89,8 @@ def test_decisions_follow_the_timings():
     cpu = _cpu(EPYC_AVX2, cores=4)
     fast, slow = tuning.decide(cpu, FAST), tuning.decide(cpu, SLOW)
     assert fast.conv_rewrite and not slow.conv_rewrite
+    assert fast.strided_rewrite and not slow.strided_rewrite
+    assert "space-to-depth" in fast.reasons["strided_rewrite"]
     assert fast.one_thread_max_batch == tuning.ONE_THREAD_LARGEST and fast.pool_override
     assert slow.one_thread_max_batch == 0 and not slow.one_thread and not slow.pool_override
     only_one = dict(FAST, one_thread_8=[0.05, 0.04])  # one thread wins on 1 image only
@@ -100,6 +103,7 @@ def test_decisions_follow_the_timings():
     # Nothing measured yet: TensorFlow's own paths, and the override on so it can be measured.
     none = tuning.decide(cpu, {})
     assert not none.conv_rewrite and not none.one_thread and none.pool_override
+    assert not none.strided_rewrite
     nice = tuning.decide(cpu, {}, platform_name="linux").background_nice
     assert nice > 0 and tuning.decide(cpu, {}, platform_name="win32").background_nice == 0
     for settings in (fast, slow, none, single):
@@ -134,13 +138,15 @@ def test_calibration_runs_here_is_cached_and_reused(fresh_tuning, isolated_home)
     spent = float(first.source.split("(")[1].split(" s")[0])
     assert spent < 3.0  # under a second on an idle machine; this one is shared
     cpu = first.cpu
-    expected = {"conv_input_grad"}
+    expected = {"conv_input_grad", "strided_conv_grad"}
     expected |= {"bf16_conv"} if cpu.bf16_hardware else set()
     expected |= {"one_thread_1", "one_thread_8"} if cpu.cores > 1 else set()
     assert set(first.timings) == expected
     # The choices are what the measured timings say.
     again = tuning.decide(cpu, first.timings, tf_version=first.tensorflow)
-    for name in ("conv_rewrite", "one_thread_max_batch", "bf16_available", "pool_override"):
+    names = ("conv_rewrite", "strided_rewrite", "one_thread_max_batch", "bf16_available",
+             "pool_override")  # fmt: skip
+    for name in names:
         assert getattr(again, name) == getattr(first, name), name
     stamp = path.stat().st_mtime_ns
     doc = json.loads(path.read_text())
@@ -290,6 +296,7 @@ def test_the_device_decides_the_cpu_paths(fresh_tuning, isolated_home, monkeypat
     assert on_gpu.device == "GPU: /physical_device:GPU:0"
     assert tuning.device_name() == on_gpu.device == tuning.loaded_device()
     assert not on_gpu.conv_rewrite and on_gpu.one_thread_max_batch == 0
+    assert not on_gpu.strided_rewrite
     assert not on_gpu.bf16_available and not on_gpu.pool_override
     assert on_gpu.background_nice == 0
     assert all("GPU:0" in on_gpu.reasons[k] for k in on_gpu.reasons)

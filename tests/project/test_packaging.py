@@ -243,7 +243,9 @@ def test_selftest_passes_on_real_mnist(tmp_path, mnist_path, capsys):
     assert pgd["robust_accuracy"] <= 0.5 * pgd["clean_accuracy"] and pgd["linf"] <= 0.2 + 1e-5
     # The CPU-specific choices are shown, each with its reason (core/tuning.py).
     chosen = report["tuning"]
-    for name in ("conv_rewrite", "one_thread_max_batch", "bf16_available", "pool_override"):
+    names = ("conv_rewrite", "strided_rewrite", "one_thread_max_batch", "bf16_available",
+             "pool_override")  # fmt: skip
+    for name in names:
         assert f"tuning: {name}={int(chosen[name])}: " in text
     assert chosen["cpu"]["cores"] >= 1 and chosen["reasons"]["bf16"]
     with Image.open(out / "selftest_fgsm.png") as img:

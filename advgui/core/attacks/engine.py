@@ -82,6 +82,63 @@ def _rewritable_conv(layer: Any) -> bool:
     )
 
 
+def _strided_image_conv(layer: Any) -> bool:
+    """A strided 2-D convolution on few channels (the image itself) whose kernel the stride
+    divides: computed as a stride-1 convolution of space-to-depth blocks."""
+    if type(layer).__name__ != "Conv2D" or layer.compute_dtype != "float32":
+        return False
+    kh, kw = layer.kernel_size
+    sh, sw = layer.strides
+    return (
+        layer.data_format == "channels_last"
+        and sh == sw > 1
+        and kh % sh == 0
+        and kw % sw == 0
+        and tuple(layer.dilation_rate) == (1, 1)
+        and getattr(layer, "groups", 1) == 1
+        and int(layer.kernel.shape[2]) <= 3
+        and layer.padding.lower() in ("same", "valid")
+    )
+
+
+def space_to_depth_conv(h: Any, kernel: Any, stride: int, padding: str) -> Any:
+    """``conv2d(h, kernel, stride, padding)`` as a stride-1 convolution over ``stride`` x
+    ``stride`` blocks: output pixel i reads padded rows [s i, s i + k), i.e. blocks i .. i +
+    k/s - 1, so the kernel splits into k/s x k/s taps of s*s*C channels. Same numbers (up to
+    float rounding); the input gradient becomes a stride-1 backward convolution, which
+    TensorFlow runs several times faster than the strided one onto one channel."""
+    t = tf()
+    s = stride
+    kh, kw, c, o = (int(d) for d in kernel.shape)
+    pads = []
+    for size, k in ((int(h.shape[1]), kh), (int(h.shape[2]), kw)):
+        if padding.upper() == "SAME":
+            out = -(-size // s)
+            before = max((out - 1) * s + k - size, 0) // 2
+        else:
+            out, before = (size - k) // s + 1, 0
+        pads.append((before, (out - 1) * s + k - size - before))  # after: < 0 crops
+    (top, bottom), (left, right) = pads
+    h = t.pad(h, [[0, 0], [top, max(bottom, 0)], [left, max(right, 0)], [0, 0]])
+    if bottom < 0 or right < 0:
+        h = h[:, : int(h.shape[1]) + min(bottom, 0), : int(h.shape[2]) + min(right, 0), :]
+    blocks = t.nn.space_to_depth(h, s)
+    taps = t.reshape(kernel, [kh // s, s, kw // s, s, c, o])
+    taps = t.reshape(t.transpose(taps, [0, 2, 1, 3, 4, 5]), [kh // s, kw // s, s * s * c, o])
+    return t.nn.conv2d(blocks, taps, 1, "VALID")
+
+
+def _strided_conv(layer: Any, h: Any) -> Any:
+    """``layer(h)`` through :func:`space_to_depth_conv`, from the layer's live weights."""
+    t = tf()
+    y = space_to_depth_conv(
+        t.convert_to_tensor(h), t.convert_to_tensor(layer.kernel), layer.strides[0], layer.padding
+    )
+    if layer.use_bias:
+        y = t.nn.bias_add(y, layer.bias)
+    return layer.activation(y)
+
+
 def _conv_fast_grad(layer: Any, h: Any) -> Any:
     """``layer(h)`` with the input gradient taken as a depthwise convolution (input only: the
     kernel gets no gradient, which attacks never ask for).
@@ -183,18 +240,29 @@ def _fast_logits(model: Any) -> Callable[[Any], Any]:
     plain.rewritten = []  # type: ignore[attr-defined]
     if not tf().executing_eagerly():  # asked while tracing: no eager check possible here
         return plain
-    if not tuning.settings().conv_rewrite:  # measured slower on this CPU (core/tuning.py)
+    chosen = tuning.settings()  # each rewrite is on where it measured faster (core/tuning.py)
+    if not chosen.conv_rewrite:
         log_once("conv-rewrite-off", "conv input-gradient rewrite off on this CPU (tuning)")
-        return plain
+    if not chosen.strided_rewrite:
+        log_once("strided-rewrite-off", "strided conv rewrite off on this CPU (tuning)")
+
+    def how(layer: Any) -> Callable[[Any, Any], Any] | None:
+        if chosen.conv_rewrite and _rewritable_conv(layer):
+            return _conv_fast_grad
+        if chosen.strided_rewrite and _strided_image_conv(layer):
+            return _strided_conv
+        return None
+
     layers = _chain(model)
-    if layers is None or not any(_rewritable_conv(layer) for layer in layers):
+    if layers is None or not any(how(layer) for layer in layers):
         return plain
+    ways = [how(layer) for layer in layers]
 
     @tf().autograph.experimental.do_not_convert
     def chained(x: Any) -> Any:
         h = x
-        for layer in layers:
-            h = _conv_fast_grad(layer, h) if _rewritable_conv(layer) else layer(h, training=False)
+        for layer, way in zip(layers, ways, strict=True):
+            h = way(layer, h) if way is not None else layer(h, training=False)
         return h
 
     try:
@@ -207,7 +275,7 @@ def _fast_logits(model: Any) -> Callable[[Any], Any]:
                  reason)  # fmt: skip
         return plain
     #: Names of the layers whose input gradient was rewritten (empty: the model is called).
-    chained.rewritten = [ly.name for ly in layers if _rewritable_conv(ly)]  # type: ignore[attr-defined]
+    chained.rewritten = [ly.name for ly, w in zip(layers, ways, strict=True) if w]  # type: ignore[attr-defined]
     return chained
 
 

@@ -64,6 +64,43 @@ def test_valid_padding_dropout_and_softmax_head():
     _check_same(fn, clf.logits_model, x)
 
 
+@pytest.mark.parametrize(
+    ("kernel_size", "stride", "padding", "size"),
+    [(4, 2, "same", 28), (4, 2, "valid", 28), (6, 3, "same", 28), (4, 2, "same", 27),
+     (2, 2, "valid", 28), (4, 2, "valid", 27)],
+)  # fmt: skip
+def test_strided_image_conv_as_space_to_depth(mnist, kernel_size, stride, padding, size):
+    """The defended CNNs' first layer (4x4, stride 2, one channel) through space-to-depth:
+    the same logits and input gradient for every padding and odd sizes (27: after a 2x2
+    valid conv, where SAME pads unevenly and VALID leaves a row unread); a strided conv on
+    many channels stays as it is."""
+    k = keras()
+    k.utils.set_random_seed(5)
+    inputs = k.Input((28, 28, 1))
+    h = inputs if size == 28 else k.layers.Conv2D(2, 2, padding="valid")(inputs)
+    strided = k.layers.Conv2D(8, kernel_size, strides=stride, padding=padding, activation="relu")
+    h = strided(h)
+    h = k.layers.Conv2D(6, 4, strides=2, padding="same", activation="relu")(h)
+    outputs = k.layers.Dense(10)(k.layers.Flatten()(h))
+    model = k.Model(inputs, outputs)
+    with tuning.overridden(strided_rewrite=True, conv_rewrite=True):
+        fn = fast_logits(model)
+    assert fn.rewritten[-1:] == [strided.name] and len(fn.rewritten) == 1 + (size == 27)
+    _check_same(fn, model, mnist.x_test[:4])
+    with tuning.overridden(strided_rewrite=False, conv_rewrite=False):
+        assert fast_logits(_fresh(model)).rewritten == []
+
+
+def test_defended_cnn_gets_the_strided_rewrite(mnist):
+    from advgui.core.defenses.adversarial import build_defense_model
+
+    model = build_defense_model("cnn-s2", seed=0)
+    with tuning.overridden(strided_rewrite=True):
+        fn = fast_logits(model)
+    assert fn.rewritten == ["conv_0"]
+    _check_same(fn, model, mnist.x_test[:8])
+
+
 def test_branching_model_is_called_as_it_is(mnist):
     k = keras()
     k.utils.set_random_seed(4)
