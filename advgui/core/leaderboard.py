@@ -13,6 +13,11 @@ those bytes (:func:`advgui.core.models.load_model_bytes`), and the very bytes th
 what the workers load, again in safe mode. A file that cannot be used is listed under
 ``refused`` with the reason; it never ends the run.
 
+With ``certify`` each task also certifies its chunk with ``advgui evaluate``'s certifier (IBP at
+``eps``, or randomized smoothing at an L2 ``radius`` with a noise seed fixed by the run's seed
+and the chunk's place), so a certified figure is the same wherever the tasks ran; a model that
+cannot be certified keeps its row, with the reason.
+
 Ray (``pip install 'advgui[cluster]'``) is imported only for a cluster run. Lost tasks (a
 worker killed, a machine gone) are retried by Ray (``max_retries``); Stop cancels every task
 (``ray.cancel``) and waits until each has ended.
