@@ -353,6 +353,25 @@ def fashion_cnn(fashion):
     return cached_model("fashion-cnn", fashion, train)
 
 
+def defended_s2(mnist, method: str, **overrides):
+    """A cnn-s2 trained by ``method``'s defense (quick checks)."""
+    from advgui.core.defenses import DefenseConfig, train_defended
+
+    cfg = DefenseConfig.for_method(
+        method, arch="cnn-s2", holdout=200, check_n=200, check_steps=5, **overrides
+    )
+    return train_defended(cfg, mnist).classifier
+
+
+@pytest.fixture(scope="session")
+def ibp_s2(mnist):
+    """cnn-s2 IBP-trained at L-inf 0.1 (2 epochs of 20,000 images, ~10 s): a model IBP
+    verifies (certify tests, the certified leaderboard)."""
+    return cached_model(
+        "ibp-s2", mnist, lambda: defended_s2(mnist, "ibp", eps=0.1, epochs=2, n_train=20000)
+    )
+
+
 @pytest.fixture(scope="session")
 def plain_s2(mnist):
     """A small strided CNN trained normally (about 97%): quick to attack."""

@@ -494,6 +494,68 @@ def load_user_images(
     return np.stack(digits), used, left
 
 
+def add_certify_options(
+    p: argparse.ArgumentParser, *, certify_help: str, sigma_help: str, radius: str
+) -> None:
+    """``--certify smoothing|ibp`` and smoothing's own options, the same for ``evaluate`` and
+    ``leaderboard``; ``radius`` is ``radii`` (evaluate: a list) or ``radius`` (leaderboard:
+    the one radius its column shows)."""
+    from advgui.core.evaluation import CERTIFY_METHODS
+
+    p.add_argument("--certify", choices=CERTIFY_METHODS, help=certify_help)
+    p.add_argument("--sigma", type=finite_float, help=sigma_help)
+    p.add_argument(
+        "--n-samples", type=positive_int, help="smoothing: noise samples "
+        "per image for the bound (default 100000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--n0", type=positive_int, help="smoothing: samples to pick the class (default 100)"
+    )
+    p.add_argument(
+        "--alpha", type=finite_float, help="smoothing: failure probability (default 0.001)"
+    )
+    if radius == "radii":
+        p.add_argument(
+            "--radii",
+            help="smoothing: L2 radii to report certified accuracy at (default 0,0.25,...,2)",
+        )
+    else:
+        p.add_argument(
+            "--radius",
+            type=finite_float,
+            help="smoothing: the L2 radius whose certified accuracy is shown (default 0.5)",
+        )
+
+
+def certify_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields of :func:`add_certify_options` that were given (``certify``,
+    ``sigma``, ``n_samples``, ``n0``, ``alpha``, ``radii`` or ``radius``); a smoothing option
+    without ``--certify smoothing`` is refused. Ranges are the config's to check."""
+    smoothing_only = {
+        "--sigma": "sigma",
+        "--n-samples": "n_samples",
+        "--n0": "n0",
+        "--alpha": "alpha",
+        "--radii": "radii",
+        "--radius": "radius",
+    }
+    given = {
+        name: getattr(args, name)
+        for name in smoothing_only.values()
+        if getattr(args, name, None) is not None
+    }
+    for option, name in smoothing_only.items():
+        if name in given and args.certify != "smoothing":
+            raise ParameterError(f"{option} needs --certify smoothing", field="certify")
+    if args.certify is None:
+        return {}
+    if "radii" in given:
+        from advgui.core.certify import parse_radii
+
+        given["radii"] = parse_radii(given["radii"])
+    return {"certify": args.certify, **given}
+
+
 # ---------------------------------------------------------------------------- numbers
 
 

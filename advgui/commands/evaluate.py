@@ -10,7 +10,9 @@ from typing import Any
 
 from advgui.commands.attack import _param
 from advgui.commands.common import (
+    add_certify_options,
     add_output_options,
+    certify_options,
     check_outputs,
     dataset_spec,
     finish,
@@ -82,32 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="F",
         help="also run the feature-squeezing detector at this false-positive rate (e.g. 0.05)",
     )
-    from advgui.core.evaluation import CERTIFY_METHODS
-
-    e.add_argument(
-        "--certify",
-        choices=CERTIFY_METHODS,
-        help="also certify every bare model: smoothing (randomized smoothing, certified L2 "
-        "radius per image) or ibp (IBP-verified accuracy at each --eps)",
-    )
-    e.add_argument(
-        "--sigma",
-        type=finite_float,
-        help="smoothing noise (default: the sigma the model was noise-trained with)",
-    )
-    e.add_argument(
-        "--n-samples", type=positive_int, help="smoothing: noise samples "
-        "per image for the bound (default 100000)",
-    )  # fmt: skip
-    e.add_argument(
-        "--n0", type=positive_int, help="smoothing: samples to pick the class (default 100)"
-    )
-    e.add_argument(
-        "--alpha", type=finite_float, help="smoothing: failure probability (default 0.001)"
-    )
-    e.add_argument(
-        "--radii",
-        help="smoothing: L2 radii to report certified accuracy at (default 0,0.25,...,2)",
+    add_certify_options(
+        e,
+        certify_help="also certify every bare model: smoothing (randomized smoothing, "
+        "certified L2 radius per image) or ibp (IBP-verified accuracy at each --eps)",
+        sigma_help="smoothing noise (default: the sigma the model was noise-trained with)",
+        radius="radii",
     )
     add_output_options(e, json_help="write the results as JSON")
     e.add_argument("--csv", metavar="OUT.csv", help="write one row per model/attack/epsilon")
@@ -149,26 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     spec = dataset_spec(args)
     grid = spec.eps_grid if args.eps is None else evaluation.parse_eps_grid(args.eps)
     attacks = tuple(dict.fromkeys(args.attack or ("fgsm", "pgd")))
-    certify_opts: dict[str, Any] = {}
-    smoothing_only = {
-        "--sigma": ("sigma", args.sigma),
-        "--n-samples": ("n_samples", args.n_samples),
-        "--n0": ("n0", args.n0),
-        "--alpha": ("alpha", args.alpha),
-        "--radii": ("radii", args.radii),
-    }
-    for option, (_, value) in smoothing_only.items():
-        if value is not None and args.certify != "smoothing":
-            raise ParameterError(f"{option} needs --certify smoothing", field="certify")
-    if args.certify is not None:
-        certify_opts = {"certify": args.certify}
-        for name, value in smoothing_only.values():
-            if value is not None:
-                certify_opts[name] = value
-        if args.radii is not None:
-            from advgui.core.certify import parse_radii
-
-            certify_opts["radii"] = parse_radii(args.radii)
+    certify_opts = certify_options(args)
     cfg = evaluation.EvalConfig(
         attacks=attacks,
         eps=grid,

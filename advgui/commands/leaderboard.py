@@ -7,7 +7,9 @@ import os
 
 from advgui.commands.attack import _param
 from advgui.commands.common import (
+    add_certify_options,
     add_output_options,
+    certify_options,
     check_outputs,
     dataset_spec,
     finish,
@@ -28,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="rank many models (a class's submissions) under one attack",
         description="Attack every model the same way (the first --n test images, one attack, "
         "one seed) and rank them by robust accuracy, with clean accuracy, AutoAttack's "
-        "cascade and warning flags. Files that are not usable models are listed as refused. "
+        "cascade and warning flags (and, with --certify, a certified figure beside the robust "
+        "one). Files that are not usable models are listed as refused. "
         "--cluster sends the (model x image-chunk) tasks to a Ray cluster.",
     )
     p.add_argument(
@@ -62,6 +65,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="a parameter of the attack, e.g. version=plus or queries=1000 (repeatable)",
     )
+    add_certify_options(
+        p,
+        certify_help="also certify every model, in the same tasks: ibp (IBP-verified accuracy "
+        "at --eps, L-inf) or smoothing (randomized smoothing's certified accuracy at --radius, "
+        "L2); a model that cannot be certified gets the reason in its row",
+        sigma_help="smoothing noise, the same for every model (default 0.5)",
+        radius="radius",
+    )
     p.add_argument(
         "--cluster",
         metavar="HOST:PORT",
@@ -86,6 +97,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         chunk=args.chunk,
         seed=args.seed,
         params=dict(args.param),
+        **certify_options(args),
     ).validate()
     files = leaderboard.model_files(args.models)
     check_outputs(

@@ -13,6 +13,11 @@ those bytes (:func:`advgui.core.models.load_model_bytes`), and the very bytes th
 what the workers load, again in safe mode. A file that cannot be used is listed under
 ``refused`` with the reason; it never ends the run.
 
+With ``certify`` each task also certifies its chunk with ``advgui evaluate``'s certifier (IBP at
+``eps``, or randomized smoothing at an L2 ``radius`` with a noise seed fixed by the run's seed
+and the chunk's place), so a certified figure is the same wherever the tasks ran; a model that
+cannot be certified keeps its row, with the reason.
+
 Ray (``pip install 'advgui[cluster]'``) is imported only for a cluster run. Lost tasks (a
 worker killed, a machine gone) are retried by Ray (``max_retries``); Stop cancels every task
 (``ray.cancel``) and waits until each has ended.
@@ -76,6 +81,15 @@ class LeaderboardConfig:
     chunk: int = DEFAULT_CHUNK
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    #: Certification beside the attack, as ``advgui evaluate --certify`` does it: None,
+    #: "ibp" (verified at ``eps``, L-inf) or "smoothing" (certified at the L2 ``radius`` with
+    #: the same ``sigma`` for every model: a leaderboard compares like with like).
+    certify: str | None = None
+    sigma: float = 0.5
+    n_samples: int = 100_000
+    n0: int = 100
+    alpha: float = 0.001
+    radius: float = 0.5
 
     def validate(self) -> LeaderboardConfig:
         from advgui.core.evaluation import eval_attacks
@@ -105,20 +119,90 @@ class LeaderboardConfig:
                     field=name,
                 )
         self.make_attack()  # every parameter checked by the attack's spec before any work
+        if self.certify is not None:
+            self._validate_certify()
         return self
 
-    def make_attack(self) -> Any:
-        """The attack exactly as ``advgui evaluate`` runs it at this epsilon (L-inf)."""
-        from advgui.core.evaluation import EvalConfig, make_eval_attack
+    def _validate_certify(self) -> None:
+        """Sigma and the sample counts under their own names (so a form can mark the field),
+        then the rest as ``evaluate`` checks it."""
+        from advgui.core.params import check_number
 
-        cfg = EvalConfig(
+        self.sigma = check_number("sigma", self.sigma, lo=1e-3, hi=10.0)
+        self.n_samples = check_number(
+            "n_samples", self.n_samples, lo=1, hi=100_000_000, integer=True, label="n-samples"
+        )
+        self.n0 = check_number("n0", self.n0, lo=1, hi=10_000_000, integer=True)
+        self.alpha = check_number("alpha", self.alpha, lo=1e-12, hi=0.5)
+        self.radius = check_number("radius", self.radius, lo=0.0, hi=100.0)
+        self.eval_config().validate()
+
+    def eval_config(self, seed: int | None = None) -> Any:
+        """This leaderboard as an :class:`~advgui.core.evaluation.EvalConfig` of one attack at
+        one epsilon (and the certification, at ``radius`` for smoothing), so the attack and the
+        certificate are made by the very code ``advgui evaluate`` runs."""
+        from advgui.core.evaluation import EvalConfig
+
+        cert: dict[str, Any] = {}
+        if self.certify is not None:
+            cert = {"certify": self.certify}
+            if self.certify == "smoothing":
+                cert.update(
+                    sigma=self.sigma, n0=self.n0, n_samples=self.n_samples, alpha=self.alpha,
+                    radii=(float(self.radius),),
+                )  # fmt: skip
+        return EvalConfig(
             attacks=(self.attack,),
             eps=(self.eps,),
             n=int(self.n),
-            seed=int(self.seed),
+            seed=int(self.seed if seed is None else seed),
             attack_params={self.attack: dict(self.params)},
+            **cert,
         )
-        return make_eval_attack(cfg, self.attack)
+
+    def make_attack(self) -> Any:
+        """The attack exactly as ``advgui evaluate`` runs it at this epsilon (L-inf)."""
+        from advgui.core.evaluation import make_eval_attack
+
+        return make_eval_attack(self.eval_config(), self.attack)
+
+    def certify_text(self) -> str:
+        """What the certified column holds, for a heading."""
+        if self.certify == "ibp":
+            return f"IBP-verified at eps {self.eps:g} (L-inf)"
+        if self.certify == "smoothing":
+            return (
+                f"smoothing certified at L2 radius {self.radius:g} (sigma {self.sigma:g}, "
+                f"n {self.n_samples}, alpha {self.alpha:g})"
+            )
+        return ""
+
+
+#: The Leaderboard page's certify choice, as shown, and the method each stands for.
+CERTIFY_CHOICES = {"none": None, "smoothing": "smoothing", "IBP": "ibp"}
+
+
+def form_config(
+    *, attack: str, eps: float, n: int, certify: str = "none", sigma: str = "", n_samples: str = ""
+) -> LeaderboardConfig:
+    """The Leaderboard page's fields (sigma and n-samples as typed) as a checked config; a bad
+    value is a ParameterError whose ``field`` (``sigma``, ``n_samples``...) the page marks."""
+    if certify not in CERTIFY_CHOICES:
+        raise ParameterError(
+            f"certify must be one of {', '.join(CERTIFY_CHOICES)}, got {certify!r}",
+            field="certify",
+        )
+    method = CERTIFY_CHOICES[certify]
+    extra: dict[str, Any] = {}
+    if method == "smoothing":
+        extra = {"sigma": sigma.strip(), "n_samples": n_samples.strip()}
+    return LeaderboardConfig(attack=attack, eps=eps, n=n, certify=method, **extra).validate()
+
+
+def certify_seed(seed: int, chunk: int) -> int:
+    """Smoothing's noise seed for one chunk: fixed by the run's seed and the chunk's place, so
+    a chunk draws the same noise wherever it runs, and no two chunks draw the same."""
+    return int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1)[0])
 
 
 # --------------------------------------------------------------------------- model files
@@ -250,13 +334,15 @@ def run_task(
     x: np.ndarray,
     y: np.ndarray,
     config: dict[str, Any],
+    chunk: int = 0,
     *,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
-    """One task, here or on a worker: which images the model gets right, clean and under the
-    attack, and the attack's details. A model that cannot be used is an ``error``, not an
-    exception, so that the run goes on without it."""
+    """One task, here or on a worker: which images the model gets right, clean, under the
+    attack and (with ``certify``) certified, and the attack's details. A model that cannot be
+    used is an ``error``, not an exception, so that the run goes on without it; one that
+    cannot be certified keeps its figures and gets ``certify_error``."""
     from advgui.core.attacks.batch import run_batch
     from advgui.core.attacks.spec import MINIMUM_NORM
     from advgui.core.evaluation import _project
@@ -270,15 +356,16 @@ def run_task(
         x = np.asarray(x, np.float32).reshape(-1, 28, 28, 1)
         y = np.asarray(y, np.int64)
         clean = clf.predict(x) == y
+        half = _scaled(progress, 0.0, 0.5) if cfg.certify else progress
         if attack.kind == MINIMUM_NORM:
             goals = (y + 1) % 10 if not attack.supports_untargeted else None
             res = run_batch(
-                attack, clf, x, y, goals=goals, batch_size=len(x), progress=progress, cancel=cancel
+                attack, clf, x, y, goals=goals, batch_size=len(x), progress=half, cancel=cancel
             )
             x_adv = _project(x, res.x_adv, cfg.eps)
         else:
             res = run_batch(
-                attack, clf, x, y, eps=cfg.eps, batch_size=len(x), progress=progress, cancel=cancel
+                attack, clf, x, y, eps=cfg.eps, batch_size=len(x), progress=half, cancel=cancel
             )
             x_adv = res.x_adv
         robust = clean & (clf.predict(x_adv) == y)
@@ -286,13 +373,50 @@ def run_task(
         raise
     except AdvguiError as err:
         return {"error": str(err), "seconds": time.perf_counter() - t0, **where}
-    return {
-        "clean": clean,
-        "robust": robust,
-        "details": res.details,
-        "seconds": time.perf_counter() - t0,
-        **where,
-    }
+    out = {"clean": clean, "robust": robust, "details": res.details}
+    if cfg.certify:
+        out.update(_certify_chunk(clf, x, y, cfg, chunk, _scaled(progress, 0.5, 1.0), cancel))
+    return {**out, "seconds": time.perf_counter() - t0, **where}
+
+
+def _certify_chunk(
+    clf: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: LeaderboardConfig,
+    chunk: int,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> dict[str, Any]:
+    """Per image, certified correct at the budget, by ``advgui evaluate``'s certifier; a
+    model it cannot handle ("not verifiable: layer X") gets ``certify_error``."""
+    from advgui.core import evaluation
+
+    ecfg = cfg.eval_config(seed=certify_seed(cfg.seed, chunk))
+    try:
+        rec = evaluation.certify_entry(clf, x, y, ecfg, progress=progress, cancel=cancel)
+    except Cancelled:
+        raise
+    except ParameterError as err:  # NotVerifiable is one
+        return {"certify_error": str(err)}
+    if rec["method"] == "ibp":
+        certified = np.asarray(rec["verified"][0], bool)
+        return {"certified": certified}
+    certified = np.asarray(rec["correct"], bool) & (
+        np.asarray(rec["radius"], np.float64) >= cfg.radius
+    )
+    return {"certified": certified, "abstained": int(sum(p < 0 for p in rec["prediction"]))}
+
+
+def _scaled(progress: ProgressCallback | None, lo: float, hi: float) -> ProgressCallback | None:
+    """Progress of one part of a task as a share ``lo..hi`` of the whole task."""
+    if progress is None:
+        return None
+
+    def sub(update: Progress) -> None:
+        progress(Progress(lo + (hi - lo) * update.fraction, 1.0, update.message))
+
+    return sub
 
 
 # --------------------------------------------------------------------------- executors
@@ -505,7 +629,7 @@ def run(
             def submit(task: Task, sub: Any, token: Any) -> dict[str, Any]:
                 mf = kept[task.model]
                 xs, ys = x[task.start : task.stop], y[task.start : task.stop]
-                return run_task(mf.data, mf.sha256, mf.name, xs, ys, settings,
+                return run_task(mf.data, mf.sha256, mf.name, xs, ys, settings, task.chunk,
                                 progress=sub, cancel=token)  # fmt: skip
 
             executor.run(tasks, submit, done, lambda d: report(d), cancel)
@@ -518,10 +642,10 @@ def run(
             def args(task: Task) -> tuple:
                 mf = kept[task.model]
                 xs, ys = x[task.start : task.stop], y[task.start : task.stop]
-                return (model_refs[task.model], mf.sha256, mf.name, xs, ys, settings)
+                return (model_refs[task.model], mf.sha256, mf.name, xs, ys, settings, task.chunk)
 
             executor.run(tasks, args, done, lambda d: report(d), cancel)
-        ranking, worker_refused = _merge(kept, tasks, results, n)
+        ranking, worker_refused = _merge(kept, tasks, results, n, cfg)
         refused.extend(worker_refused)
         workers = sorted({(str(r.get("host")), int(r.get("pid", 0))) for r in results.values()})
         task_seconds = [float(r.get("seconds", 0.0)) for r in results.values()]
@@ -556,10 +680,15 @@ def _reason(err: Exception, path: Path) -> str:
 
 
 def _merge(
-    kept: list[ModelFile], tasks: list[Task], results: dict[int, dict[str, Any]], n: int
+    kept: list[ModelFile],
+    tasks: list[Task],
+    results: dict[int, dict[str, Any]],
+    n: int,
+    cfg: LeaderboardConfig,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Per model, its chunks in order: correct images joined, details merged; then ranked by
-    robust accuracy, clean accuracy, name (a tie is broken the same way every time)."""
+    """Per model, its chunks in order: correct images joined, details merged, certified
+    figures checked against the robust ones; then ranked by robust accuracy, clean accuracy,
+    name (a tie is broken the same way every time)."""
     from advgui.core.attacks.base import Details
 
     entries, refused = [], []
@@ -581,25 +710,67 @@ def _merge(
             {"name": str(f.get("name")), "message": str(f.get("message", ""))}
             for f in (getattr(details, "flags", None) or [])
         ]
-        entries.append(
-            {
-                "model": mf.name,
-                "file": mf.file,
-                "sha256": mf.sha256,
-                "defense": mf.defense,
-                "clean_accuracy": float(clean.mean()),
-                "robust_accuracy": float(robust.mean()),
-                "robust": int(robust.sum()),
-                "n": int(n),
-                "cascade": cascade,
-                "flags": flags,
-                "seconds": float(sum(r["seconds"] for r in mine)),
-            }
-        )
+        entry = {
+            "model": mf.name,
+            "file": mf.file,
+            "sha256": mf.sha256,
+            "defense": mf.defense,
+            "clean_accuracy": float(clean.mean()),
+            "robust_accuracy": float(robust.mean()),
+            "robust": int(robust.sum()),
+            "n": int(n),
+            "cascade": cascade,
+            "flags": flags,
+            "seconds": float(sum(r["seconds"] for r in mine)),
+        }
+        if cfg.certify is not None:
+            entry.update(_certified(mine, entry, cfg))
+        entries.append(entry)
     entries.sort(key=lambda e: (-e["robust_accuracy"], -e["clean_accuracy"], e["model"], e["file"]))
     for rank, e in enumerate(entries, 1):
         e["rank"] = rank
     return [{"rank": e.pop("rank"), **e} for e in entries], refused
+
+
+def _certified(
+    mine: list[dict[str, Any]], entry: dict[str, Any], cfg: LeaderboardConfig
+) -> dict[str, Any]:
+    """A model's certified figure (its chunks joined), or the reason it has none, checked by
+    ``advgui evaluate``'s own test: IBP-verified above the attack's robust accuracy at the
+    same eps (or above clean) is a bug, flagged and kept so it can be looked at. Smoothing's
+    figure is for the smoothed classifier and the L2 norm, so no L-inf attack on the base
+    model bounds it; only evaluate's smoothing checks apply."""
+    from advgui.core.evaluation import check_certified
+
+    errors = [r["certify_error"] for r in mine if "certify_error" in r]
+    if errors:
+        return {"certified_accuracy": None, "certified": None, "certify_error": errors[0]}
+    certified = np.concatenate([r["certified"] for r in mine])
+    acc = float(certified.mean())
+    if cfg.certify == "ibp":
+        cert: dict[str, Any] = {"method": "ibp", "eps": [cfg.eps], "verified_accuracy": [acc]}
+    else:
+        cert = {"method": "smoothing", "radii": [cfg.radius], "certified_accuracy": [acc]}
+    view = {
+        "label": entry["model"],
+        "clean_accuracy": entry["clean_accuracy"],
+        "attacks": {cfg.attack: {"eps": [cfg.eps], "robust_accuracy": [entry["robust_accuracy"]]}},
+        "certified": cert,
+    }
+    notes = check_certified(view)
+    out: dict[str, Any] = {
+        "certified_accuracy": acc,
+        "certified": int(certified.sum()),
+        "certified_consistent": bool(cert["consistent"]),
+    }
+    if cfg.certify == "smoothing":
+        out["abstained"] = int(sum(r.get("abstained", 0) for r in mine))
+    if notes:
+        entry["flags"] = [
+            *entry["flags"],
+            *({"name": "certified-above-empirical", "message": note} for note in notes),
+        ]
+    return out
 
 
 def comparable(result: dict[str, Any]) -> dict[str, Any]:
@@ -616,9 +787,33 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- outputs
 
 CSV_FIELDS = (
-    "rank", "model", "file", "defense", "clean_accuracy", "robust_accuracy", "robust", "n",
-    "cascade", "flags", "sha256",
+    "rank", "model", "file", "defense", "clean_accuracy", "robust_accuracy",
+    "certified_accuracy", "robust", "n", "cascade", "flags", "sha256",
 )  # fmt: skip
+
+
+def certifying(result: dict[str, Any]) -> bool:
+    """Whether the run certified (its outputs then show the certified column)."""
+    return bool((result.get("config") or {}).get("certify"))
+
+
+def certified_cell(entry: dict[str, Any]) -> str:
+    """The certified figure of a row as text: a share, or why there is none."""
+    if entry.get("certify_error"):
+        return "-"
+    acc = entry.get("certified_accuracy")
+    if acc is None:
+        return ""
+    mark = "" if entry.get("certified_consistent", True) else "!"
+    return f"{100 * acc:.1f}%{mark}"
+
+
+def _certify_head(result: dict[str, Any]) -> str:
+    cfg = result.get("config") or {}
+    if not certifying(result):
+        return ""
+    known = {k: v for k, v in cfg.items() if k in LeaderboardConfig.__dataclass_fields__}
+    return LeaderboardConfig(**known).certify_text()
 
 
 def _cascade_text(entry: dict[str, Any]) -> str:
@@ -630,15 +825,23 @@ def _cascade_text(entry: dict[str, Any]) -> str:
 def table_lines(result: dict[str, Any]) -> list[str]:
     """The leaderboard for a terminal."""
     head = f"{result['attack']} at eps {result['eps']:g} (L-inf) on {result['n']} test images"
-    lines = [head, f"{'#':>3} {'model':28} {'clean':>7} {'robust':>7}  cascade / flags"]
+    cert = certifying(result)
+    if cert:
+        head += f"; certified: {_certify_head(result)}"
+    column = f" {'certified':>9}" if cert else ""
+    lines = [head, f"{'#':>3} {'model':28} {'clean':>7} {'robust':>7}{column}  cascade / flags"]
     for e in result["ranking"]:
         extra = _cascade_text(e)
         flags = ", ".join(f["name"] for f in e["flags"])
         if flags:
             extra = f"{extra}; flags: {flags}" if extra else f"flags: {flags}"
+        if e.get("certify_error"):
+            why = f"not certified: {e['certify_error']}"
+            extra = f"{extra}; {why}" if extra else why
+        cell = f" {certified_cell(e):>9}" if cert else ""
         lines.append(
             f"{e['rank']:>3} {e['model'][:28]:28} {100 * e['clean_accuracy']:6.1f}% "
-            f"{100 * e['robust_accuracy']:6.1f}%  {extra}".rstrip()
+            f"{100 * e['robust_accuracy']:6.1f}%{cell}  {extra}".rstrip()
         )
     for r in result["refused"]:
         lines.append(f"  refused {Path(r['file']).name}: {r['reason']}")
@@ -654,7 +857,10 @@ def to_csv(result: dict[str, Any]) -> str:
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for e in result["ranking"]:
-        row = dict(e, cascade=_cascade_text(e), flags=", ".join(f["name"] for f in e["flags"]))
+        flags = [f["name"] for f in e["flags"]]
+        if e.get("certify_error"):
+            flags.append(f"not certified: {e['certify_error']}")
+        row = dict(e, cascade=_cascade_text(e), flags=", ".join(flags))
         writer.writerow({k: row.get(k, "") for k in CSV_FIELDS})
     for r in result["refused"]:
         writer.writerow({"model": Path(r["file"]).stem, "file": r["file"], "flags": "refused: "
@@ -667,14 +873,21 @@ def to_html(result: dict[str, Any]) -> str:
     escaped: model names come from students' file names."""
     esc = html.escape
     title = f"Leaderboard: {result['attack']} at eps {result['eps']:g}, {result['n']} test images"
+    cert = certifying(result)
     rows = []
     for e in result["ranking"]:
         flags = "<br>".join(f"<b>{esc(f['name'])}</b>: {esc(f['message'])}" for f in e["flags"])
+        cell = ""
+        if cert:
+            text = certified_cell(e)
+            if e.get("certify_error"):
+                text = f"not certified: {e['certify_error']}"
+            cell = f"<td class=n>{esc(text)}</td>"
         rows.append(
             "<tr>"
             f"<td>{e['rank']}</td><td>{esc(e['model'])}</td><td>{esc(e['defense'])}</td>"
             f"<td class=n>{100 * e['clean_accuracy']:.1f}%</td>"
-            f"<td class=n><b>{100 * e['robust_accuracy']:.1f}%</b></td>"
+            f"<td class=n><b>{100 * e['robust_accuracy']:.1f}%</b></td>{cell}"
             f"<td>{esc(_cascade_text(e))}</td><td>{flags}</td>"
             f"<td><code>{esc(e['sha256'][:12])}</code></td></tr>"
         )
@@ -695,8 +908,10 @@ def to_html(result: dict[str, Any]) -> str:
         f"<p>{esc(result.get('dataset', 'mnist'))}; seed {result['config']['seed']}; "
         f"{result['tasks']} tasks on {esc(result['executor'])}; {esc(result['created'])}; "
         f"advgui {esc(result['advgui'])}; device {esc(result['device'])}</p>"
-        "<table><tr><th>#</th><th>model</th><th>defense</th><th>clean</th><th>robust</th>"
-        "<th>cascade (images broken)</th><th>flags</th><th>sha256</th></tr>"
+        + (f"<p>Certified: {esc(_certify_head(result))}</p>" if cert else "")
+        + "<table><tr><th>#</th><th>model</th><th>defense</th><th>clean</th><th>robust</th>"
+        + ("<th>certified</th>" if cert else "")
+        + "<th>cascade (images broken)</th><th>flags</th><th>sha256</th></tr>"
         + "".join(rows)
         + f"</table>{refused_html}</body></html>\n"
     )

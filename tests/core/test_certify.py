@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import cached_model
+from conftest import cached_model, defended_s2
 
 from advgui.cli import main
 from advgui.core import certify, evaluation, models
@@ -19,28 +19,11 @@ from advgui.core.errors import ParameterError
 from advgui.core.progress import Cancelled, CancelToken
 
 
-def _defended(mnist, method: str, **overrides):
-    from advgui.core.defenses import DefenseConfig, train_defended
-
-    cfg = DefenseConfig.for_method(
-        method, arch="cnn-s2", holdout=200, check_n=200, check_steps=5, **overrides
-    )
-    return train_defended(cfg, mnist).classifier
-
-
 @pytest.fixture(scope="module")
 def noise_s2(mnist):
     """cnn-s2 trained under Gaussian noise of sigma 0.5 (1 epoch of 20,000 images, ~6 s)."""
     return cached_model(
-        "noise-s2", mnist, lambda: _defended(mnist, "noise", sigma=0.5, epochs=1, n_train=20000)
-    )
-
-
-@pytest.fixture(scope="module")
-def ibp_s2(mnist):
-    """cnn-s2 IBP-trained at L-inf 0.1 (2 epochs of 20,000 images, ~10 s)."""
-    return cached_model(
-        "ibp-s2", mnist, lambda: _defended(mnist, "ibp", eps=0.1, epochs=2, n_train=20000)
+        "noise-s2", mnist, lambda: defended_s2(mnist, "noise", sigma=0.5, epochs=1, n_train=20000)
     )
 
 

@@ -94,6 +94,29 @@ def test_cluster_ranks_as_the_local_run(cluster, submissions, mnist, local):
     assert result["tasks"] == 9
 
 
+@pytest.mark.parametrize(
+    "certify",
+    [{"certify": "smoothing", "sigma": 0.25, "n_samples": 200, "n0": 20, "radius": 0.25},
+     {"certify": "ibp"}],
+    ids=["smoothing", "ibp"],
+)  # fmt: skip
+def test_cluster_certifies_as_the_local_run(cluster, submissions, mnist, certify):
+    """Each chunk draws its own noise from the run's seed and its place, wherever it runs."""
+    cfg = {**CFG, "n": 40, **certify}
+    here = leaderboard.run([submissions], mnist, leaderboard.LeaderboardConfig(**cfg))
+    there = leaderboard.run(
+        [submissions], mnist, leaderboard.LeaderboardConfig(**cfg), cluster=cluster
+    )
+    assert there["executor"] == f"ray {cluster}" and there["tasks"] == 6
+    assert leaderboard.comparable(there) == leaderboard.comparable(here)
+    figures = [e["certified_accuracy"] for e in there["ranking"]]
+    assert len(figures) == 3 and all(0.0 <= f <= 1.0 for f in figures)
+    if certify["certify"] == "smoothing":  # plain models keep most images at sigma 0.25
+        assert max(figures) > 0.5
+    else:  # IBP is vacuous on normally trained models, never above the attack's figure
+        assert all(e["certified_accuracy"] <= e["robust_accuracy"] for e in there["ranking"])
+
+
 def test_killed_worker_is_retried_and_the_result_is_unchanged(cluster, submissions, mnist, local):
     killed: list[int] = []
 

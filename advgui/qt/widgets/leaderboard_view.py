@@ -32,7 +32,9 @@ from advgui.qt.widgets import buttons
 from advgui.qt.widgets.param_form import MARK_STYLE
 from advgui.qt.workers import ErrorInfo, Job, JobSlot
 
-COLUMNS = ("#", "model", "clean", "robust", "progress / cascade and flags")
+COLUMNS = ("#", "model", "clean", "robust", "certified", "progress / cascade and flags")
+#: The last column: progress while a model runs, then its cascade, flags or refusal.
+NOTES = len(COLUMNS) - 1
 
 
 class LeaderboardPanel(QWidget):
@@ -67,6 +69,18 @@ class LeaderboardPanel(QWidget):
         self.n_spin = QSpinBox()
         self.n_spin.setRange(1, 10000)
         self.n_spin.setValue(1000)
+        from advgui.core.leaderboard import CERTIFY_CHOICES
+
+        self.certify_combo = QComboBox()
+        self.certify_combo.addItems(list(CERTIFY_CHOICES))
+        self.certify_combo.setToolTip(
+            "Also certify every model: IBP-verified at epsilon (L-inf), or randomized "
+            "smoothing's certified accuracy at L2 radius 0.5"
+        )
+        self.sigma_edit = QLineEdit("0.5")
+        self.sigma_edit.setToolTip("Smoothing noise, the same for every model")
+        self.samples_edit = QLineEdit("1000")
+        self.samples_edit.setToolTip("Smoothing: noise samples per image for the bound")
         self.cluster_edit = QLineEdit()
         self.cluster_edit.setPlaceholderText("empty: this machine; HOST:PORT: a Ray cluster")
         self.run_button = QPushButton("Rank the models")
@@ -93,6 +107,9 @@ class LeaderboardPanel(QWidget):
         form.addRow("Attack", self.attack_combo)
         form.addRow("Epsilon (L-inf)", self.eps_spin)
         form.addRow("Test images", self.n_spin)
+        form.addRow("Certify", self.certify_combo)
+        form.addRow("Sigma", self.sigma_edit)
+        form.addRow("Noise samples", self.samples_edit)
         form.addRow("Ray cluster", self.cluster_edit)
         run_row = QHBoxLayout()
         run_row.addWidget(self.run_button)
@@ -105,6 +122,8 @@ class LeaderboardPanel(QWidget):
         lay.addWidget(self.table, 1)
 
         self.browse_button.clicked.connect(self._browse)
+        self.certify_combo.currentTextChanged.connect(self._certify_changed)
+        self._certify_changed(self.certify_combo.currentText())
         self.run_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
 
@@ -115,8 +134,12 @@ class LeaderboardPanel(QWidget):
         if folder:
             self.folder_edit.setText(folder)
 
+    def _certify_changed(self, choice: str) -> None:
+        for w in (self.sigma_edit, self.samples_edit):
+            w.setEnabled(choice == "smoothing")
+
     def _mark(self, widget: QWidget | None, message: str) -> None:
-        for w in (self.folder_edit, self.cluster_edit):
+        for w in (self.folder_edit, self.cluster_edit, self.sigma_edit, self.samples_edit):
             w.setStyleSheet(MARK_STYLE if w is widget else "")
         self.status.setText(message)
 
@@ -139,13 +162,18 @@ class LeaderboardPanel(QWidget):
             return None
         try:
             files = leaderboard.model_files([Path(text)])
-            cfg = leaderboard.LeaderboardConfig(
+            cfg = leaderboard.form_config(
                 attack=self.attack_combo.currentText(),
                 eps=round(self.eps_spin.value(), 4),
                 n=self.n_spin.value(),
-            ).validate()
+                certify=self.certify_combo.currentText(),
+                sigma=self.sigma_edit.text(),
+                n_samples=self.samples_edit.text(),
+            )
         except ParameterError as err:
-            self._mark(self.folder_edit if err.field == "models" else None, str(err))
+            fields = {"models": self.folder_edit, "sigma": self.sigma_edit,
+                      "n_samples": self.samples_edit}  # fmt: skip
+            self._mark(fields.get(err.field or ""), str(err))
             return None
         cluster = self.cluster_edit.text().strip() or None
         self._mark(None, f"Checking {len(files)} file(s)...")
@@ -185,10 +213,11 @@ class LeaderboardPanel(QWidget):
             self.table.insertRow(row)
             self.table.setItem(row, 1, QTableWidgetItem(str(model)))
         done, total = update.info.get("model_done", 0), update.info.get("model_total", 0)
-        self.table.setItem(row, 4, QTableWidgetItem(f"{done}/{total} chunks done"))
+        self.table.setItem(row, NOTES, QTableWidgetItem(f"{done}/{total} chunks done"))
 
     def _on_result(self, result: dict[str, Any]) -> None:
         from advgui.core.attacks.flags import cascade_text
+        from advgui.core.leaderboard import certified_cell
 
         self.result = result
         self.table.setRowCount(0)
@@ -197,18 +226,21 @@ class LeaderboardPanel(QWidget):
             self.table.insertRow(row)
             flags = ", ".join(f["name"] for f in e["flags"])
             extra = cascade_text(e["cascade"]) + (f"; flags: {flags}" if flags else "")
+            if e.get("certify_error"):
+                extra += f"; not certified: {e['certify_error']}"
             cells = (str(e["rank"]), e["model"], f"{e['clean_accuracy']:.1%}",
-                     f"{e['robust_accuracy']:.1%}", extra)  # fmt: skip
+                     f"{e['robust_accuracy']:.1%}", certified_cell(e),
+                     extra.removeprefix("; "))  # fmt: skip
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if col == 4 and e["flags"]:
+                if col == NOTES and e["flags"]:
                     item.setToolTip("\n".join(f["message"] for f in e["flags"]))
                 self.table.setItem(row, col, item)
         for r in result["refused"]:
             row = self.table.rowCount()
             self.table.insertRow(row)
             self.table.setItem(row, 1, QTableWidgetItem(Path(r["file"]).name))
-            self.table.setItem(row, 4, QTableWidgetItem(f"refused: {r['reason']}"))
+            self.table.setItem(row, NOTES, QTableWidgetItem(f"refused: {r['reason']}"))
         self.progress_bar.setValue(1000)
         self.status.setText(
             f"{len(result['ranking'])} model(s) ranked, {len(result['refused'])} refused; "
