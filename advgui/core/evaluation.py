@@ -443,20 +443,20 @@ def evaluate(
             if progress is not None:
                 progress(
                     Progress(counter.done, counter.total, f"Certifying {tg.label}: 0/{n} images",
-                             {"step": "certify"}, Partial(entry=_partial(entry)))
+                             partial=Partial(entry=_partial(entry)))
                 )  # fmt: skip
             entry["certified"] = certify_entry(
                 tg.clf, x, y, cfg, progress=_per_image(counter.sub(f"Certifying {tg.label}"), n),
                 cancel=cancel,
             )  # fmt: skip
-            counter.step(f"Certifying {tg.label}: {n}/{n} images", {"step": "certify"})
+            counter.step(f"Certifying {tg.label}: {n}/{n} images")
             if cfg.certify == "smoothing" and cfg.smoothing_attack > 0:
                 entry["certified"]["empirical"] = smoothing_empirical(
                     tg.clf, x, y, entry["certified"], cfg,
                     progress=counter.sub(f"Attacking smoothed {tg.label} (SmoothAdv PGD-L2)"),
                     cancel=cancel,
                 )  # fmt: skip
-                counter.step(f"Attacking smoothed {tg.label}: done", {"step": "certify"})
+                counter.step(f"Attacking smoothed {tg.label}: done")
             entry["notes"].extend(check_certified(entry))
         if cfg.detector_fpr is not None and tg.transform == "none":
             entry["detector"] = _detector(tg, mnist, cfg, x, y, adv_for_detector)
@@ -530,7 +530,7 @@ def _per_image(progress: ProgressCallback, n: int) -> ProgressCallback:
 
     def report(update: Progress) -> None:
         k = int(update.fraction * n)
-        progress(Progress(update.done, update.total, f"{k}/{n} images", {"step": "certify"}))
+        progress(Progress(update.done, update.total, f"{k}/{n} images"))
 
     return report
 
@@ -551,16 +551,11 @@ def smoothing_empirical(
     from advgui.core.certify.smoothing import empirical_check
 
     m = min(int(cfg.smoothing_attack), len(x))
-
-    def report(update: Progress) -> None:
-        if progress is not None:
-            progress(Progress(update.done, update.total, update.message, {"step": "certify"}))
-
     return empirical_check(
         clf, x[:m], y[:m], np.asarray(cert["radius"][:m]), np.asarray(cert["correct"][:m], bool),
         list(cfg.radii), sigma=float(cert["sigma"]), alpha=float(cert["alpha"]),
         steps=cfg.smoothing_attack_steps, samples=cfg.smoothing_attack_samples,
-        votes=cfg.smoothing_attack_votes, seed=cfg.seed, progress=report, cancel=cancel,
+        votes=cfg.smoothing_attack_votes, seed=cfg.seed, progress=progress, cancel=cancel,
     )  # fmt: skip
 
 

@@ -285,6 +285,10 @@ def test_cli_certify_error_paths(tmp_path, capsys, mnist_path, noise_s2):
         [*base, "--model", str(noise), "--certify", "smoothing", "--radii", "x"], capsys, "radii"
     )
     _one_line_exit_2(
+        [*base, "--model", str(noise), "--certify", "ibp", "--smoothing-attack", "5"], capsys,
+        "--smoothing-attack needs --certify smoothing",
+    )  # fmt: skip
+    _one_line_exit_2(
         [*base, "--model", str(noise), "--certify", "smoothing", "--alpha", "0.9"], capsys,
         "alpha",
     )  # fmt: skip
@@ -297,14 +301,15 @@ def test_cli_evaluate_certify_smoothing_json_csv_table(tmp_path, capsys, mnist_p
     argv = [
         "--data", str(mnist_path), "evaluate", "--model", str(model), "--n", "30",
         "--attack", "fgsm", "--eps", "0,0.1", "--certify", "smoothing", "--n-samples", "500",
-        "--radii", "0,0.5", "--json", str(out), "--csv", str(csv),
+        "--radii", "0,0.5", "--smoothing-attack", "0", "--json", str(out), "--csv", str(csv),
     ]  # fmt: skip
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert "certified (smoothing, sigma 0.5, n 500" in table and "r=0.5:" in table
+    assert "empirical" not in table  # --smoothing-attack 0: no attack on the smoothed model
     cert = json.loads(out.read_text())["results"][0]["certified"]
     assert cert["sigma"] == 0.5 and cert["n_samples"] == 500 and cert["radii"] == [0.0, 0.5]
-    assert len(cert["radius"]) == 30 and cert["consistent"]
+    assert len(cert["radius"]) == 30 and cert["consistent"] and "empirical" not in cert
     radius, correct = np.array(cert["radius"]), np.array(cert["correct"], bool)
     assert cert["certified_accuracy"][1] == pytest.approx(np.mean(correct & (radius >= 0.5)))
     assert "certified:smoothing,0.5," in csv.read_text()
