@@ -512,3 +512,14 @@ def test_cli_ibp_plot_has_the_verified_line(tmp_path, capsys, mnist_path, ibp_s2
     assert _marker_colour(plot, frame, points) == [evaluation.PALETTE[1]] * 3
     points = zip(cert["eps"][1:], fgsm[1:], strict=True)
     assert _marker_colour(plot, frame, points) == [evaluation.PALETTE[0]] * 2
+
+
+def test_votes_draw_independent_noise_per_image(mnist, noise_s2):
+    """The empirical check's votes (independent=True) give each image its own noise, as its
+    tolerance assumes; certification's sampler shares a call's draws among images."""
+    x, _ = _test(mnist, 1)
+    same = np.repeat(x, 4, axis=0)
+    shared = smoothing.Sampler(noise_s2, 1.0).counts(same, 500)
+    own = smoothing.Sampler(noise_s2, 1.0, independent=True).counts(same, 500)
+    assert np.all(shared == shared[0]) and np.all(own.sum(axis=1) == 500)
+    assert len({tuple(row) for row in own}) > 1
