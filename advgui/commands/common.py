@@ -529,7 +529,8 @@ def add_certify_options(
 
 def certify_options(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields of :func:`add_certify_options` that were given (``certify``,
-    ``sigma``, ``n_samples``, ``n0``, ``alpha``, ``radii`` or ``radius``); a smoothing option
+    ``sigma``, ``n_samples``, ``n0``, ``alpha``, ``radii`` or ``radius``, and evaluate's
+    ``smoothing_attack`` options); a smoothing option
     without ``--certify smoothing`` is refused. Ranges are the config's to check."""
     smoothing_only = {
         "--sigma": "sigma",
@@ -538,6 +539,8 @@ def certify_options(args: argparse.Namespace) -> dict[str, Any]:
         "--alpha": "alpha",
         "--radii": "radii",
         "--radius": "radius",
+        "--smoothing-attack": "smoothing_attack",
+        "--smoothing-attack-samples": "smoothing_attack_samples",
     }
     given = {
         name: getattr(args, name)
@@ -577,4 +580,15 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: a whole number, 0 allowed (0 turns a step off)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value

@@ -95,6 +95,13 @@ class EvalConfig:
     n_samples: int = 100_000
     alpha: float = 0.001
     radii: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    #: Smoothing's empirical check: SmoothAdv PGD-L2 on the first this many of the ``n``
+    #: images at every radius (0: no check), ``smoothing_attack_samples`` noise draws per
+    #: step, g's class after it from ``smoothing_attack_votes`` draws.
+    smoothing_attack: int = 100
+    smoothing_attack_samples: int = 16
+    smoothing_attack_steps: int = 20
+    smoothing_attack_votes: int = 1000
 
     def validate(self) -> EvalConfig:
         attacks = [str(a).strip() for a in self.attacks]
@@ -125,6 +132,10 @@ class EvalConfig:
             ("pgd_steps", self.pgd_steps, 1, 10000),
             ("eot_samples", self.eot_samples, 1, 100),
             ("batch_size", self.batch_size, 1, 10000),
+            ("smoothing_attack", self.smoothing_attack, 0, 10000),
+            ("smoothing_attack_samples", self.smoothing_attack_samples, 1, 1024),
+            ("smoothing_attack_steps", self.smoothing_attack_steps, 1, 1000),
+            ("smoothing_attack_votes", self.smoothing_attack_votes, 1, 1_000_000),
         ):
             if not isinstance(value, (int, np.integer)) or not lo <= int(value) <= hi:
                 raise ParameterError(
@@ -331,7 +342,8 @@ def evaluate(
             fixed = _kind(a) == FIXED_BUDGET
             units += views * (len(eps_pos) if fixed else (1 if eps_pos else 0))
     if cfg.certify is not None:
-        units += sum(tg.transform == "none" for tg in targets)
+        checked = 2 if cfg.certify == "smoothing" and cfg.smoothing_attack > 0 else 1
+        units += checked * sum(tg.transform == "none" for tg in targets)
     counter = _Counter(units + len(targets), progress)
     if cfg.certify is not None:  # refused before any attack runs: sigma, a verifiable model
         for tg in targets:
@@ -426,9 +438,25 @@ def evaluate(
                              partial=Partial(entry=_partial(entry)))
                 )  # fmt: skip
         if cfg.certify is not None and tg.transform == "none":
+            # Shown as running until it ends: a Stop here leaves it marked, not blank.
+            entry["certified"] = {"method": cfg.certify, "status": "running"}
+            if progress is not None:
+                progress(
+                    Progress(counter.done, counter.total, f"Certifying {tg.label}: 0/{n} images",
+                             partial=Partial(entry=_partial(entry)))
+                )  # fmt: skip
             entry["certified"] = certify_entry(
-                tg.clf, x, y, cfg, progress=counter.sub(f"{tg.label}: certify"), cancel=cancel
-            )
+                tg.clf, x, y, cfg, progress=_per_image(counter.sub(f"Certifying {tg.label}"), n),
+                cancel=cancel,
+            )  # fmt: skip
+            counter.step(f"Certifying {tg.label}: {n}/{n} images")
+            if cfg.certify == "smoothing" and cfg.smoothing_attack > 0:
+                entry["certified"]["empirical"] = smoothing_empirical(
+                    tg.clf, x, y, entry["certified"], cfg,
+                    progress=counter.sub(f"Attacking smoothed {tg.label} (SmoothAdv PGD-L2)"),
+                    cancel=cancel,
+                )  # fmt: skip
+                counter.step(f"Attacking smoothed {tg.label}: done")
             entry["notes"].extend(check_certified(entry))
         if cfg.detector_fpr is not None and tg.transform == "none":
             entry["detector"] = _detector(tg, mnist, cfg, x, y, adv_for_detector)
@@ -497,11 +525,45 @@ def certify_entry(
     return cert.record(list(cfg.radii))
 
 
+def _per_image(progress: ProgressCallback, n: int) -> ProgressCallback:
+    """A certifier's progress (noisy copies or batches) as ``k/n images``."""
+
+    def report(update: Progress) -> None:
+        k = int(update.fraction * n)
+        progress(Progress(update.done, update.total, f"{k}/{n} images"))
+
+    return report
+
+
+def smoothing_empirical(
+    clf: Classifier,
+    x: np.ndarray,
+    y: np.ndarray,
+    cert: dict[str, Any],
+    cfg: EvalConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """The smoothed classifier under SmoothAdv PGD-L2 at each of ``cfg.radii``, on the first
+    ``cfg.smoothing_attack`` images, beside their certified accuracy
+    (:func:`advgui.core.certify.smoothing.empirical_check`)."""
+    from advgui.core.certify.smoothing import empirical_check
+
+    m = min(int(cfg.smoothing_attack), len(x))
+    return empirical_check(
+        clf, x[:m], y[:m], np.asarray(cert["radius"][:m]), np.asarray(cert["correct"][:m], bool),
+        list(cfg.radii), sigma=float(cert["sigma"]), alpha=float(cert["alpha"]),
+        steps=cfg.smoothing_attack_steps, samples=cfg.smoothing_attack_samples,
+        votes=cfg.smoothing_attack_votes, seed=cfg.seed, progress=progress, cancel=cancel,
+    )  # fmt: skip
+
+
 def certified_violations(entry: dict[str, Any]) -> list[str]:
     """Where a certified figure is above an empirical one on the same model, norm and budget:
     a bug (a certificate no attack can break was broken, or a bound is unsound)."""
     cert = entry.get("certified")
-    if not isinstance(cert, dict):
+    if not isinstance(cert, dict) or "status" in cert:
         return []
     out = []
     if cert.get("method") == "ibp":
@@ -520,6 +582,15 @@ def certified_violations(entry: dict[str, Any]) -> list[str]:
         for r, a, b in zip(cert["radii"][1:], acc[:-1], acc[1:], strict=True):
             if b > a + 1e-12:
                 out.append(f"certified accuracy rises to {b:.1%} at radius {r:g}")
+        emp = cert.get("empirical")
+        if isinstance(emp, dict):
+            for r, c, e, tol in zip(emp["radii"], emp["certified_accuracy"], emp["accuracy"],
+                                    emp["tolerance"], strict=True):  # fmt: skip
+                if c > e + tol + 1e-12:
+                    out.append(
+                        f"certified {c:.1%} above SmoothAdv's {e:.1%} at L2 radius {r:g} on "
+                        f"the first {emp['n']} images (Monte Carlo tolerance {tol:.1%})"
+                    )
     return out
 
 
@@ -527,7 +598,7 @@ def check_certified(entry: dict[str, Any]) -> list[str]:
     """Flag :func:`certified_violations` in the entry (``certified.consistent``) and return the
     notes; the figures stay, so the bug can be looked at."""
     cert = entry.get("certified")
-    if not isinstance(cert, dict):
+    if not isinstance(cert, dict) or "status" in cert:
         return []
     bad = certified_violations(entry)
     cert["consistent"] = not bad
@@ -678,7 +749,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         cert = entry.get("certified")
         verified = (
             dict(zip(cert["eps"], cert["verified_accuracy"], strict=True))
-            if isinstance(cert, dict) and cert.get("method") == "ibp"
+            if isinstance(cert, dict) and cert.get("method") == "ibp" and "status" not in cert
             else {}
         )
         for attack, res in entry["attacks"].items():
@@ -716,10 +787,38 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _certified_rows(entry: dict[str, Any], cert: dict[str, Any]) -> list[dict[str, Any]]:
     """The certified figures as rows beside the attacks': ``attack`` is ``certified:ibp``
-    (``eps`` the L-inf budget) or ``certified:smoothing`` (``eps`` the L2 radius)."""
+    (``eps`` the L-inf budget) or ``certified:smoothing`` (``eps`` the L2 radius), then
+    smoothing's empirical check as ``empirical:smoothing`` rows (the attack's figure as
+    ``robust_accuracy``, the same images' certified one as ``certified``). A certification
+    still running or stopped is one row with no figure, its ``flags`` saying which."""
+    base = {
+        "model": entry["model"],
+        "transform": entry["transform"],
+        "defense": entry["defense"],
+        "clean_accuracy": entry["clean_accuracy"],
+        "naive": None,
+        "adaptive": None,
+        "cascade": None,
+    }
+    if "status" in cert:
+        return [
+            {**base, "attack": f"certified:{cert.get('method')}", "eps": None,
+             "robust_accuracy": None, "flags": str(cert["status"]), "certified": None}
+        ]  # fmt: skip
     ibp = cert.get("method") == "ibp"
     budgets = cert["eps"] if ibp else cert["radii"]
     figures = cert["verified_accuracy"] if ibp else cert["certified_accuracy"]
+    flags = None if cert.get("consistent", True) else "certified-above-empirical"
+    emp = cert.get("empirical")
+    empirical = []
+    if not ibp and isinstance(emp, dict):
+        empirical = [
+            {**base, "attack": "empirical:smoothing", "eps": r, "robust_accuracy": e,
+             "flags": "certified-above-empirical" if c > e + tol + 1e-12 else None,
+             "certified": c}
+            for r, e, c, tol in zip(emp["radii"], emp["accuracy"], emp["certified_accuracy"],
+                                    emp["tolerance"], strict=True)
+        ]  # fmt: skip
     return [
         {
             "model": entry["model"],
@@ -732,16 +831,16 @@ def _certified_rows(entry: dict[str, Any], cert: dict[str, Any]) -> list[dict[st
             "naive": None,
             "adaptive": None,
             "cascade": None,
-            "flags": None if cert.get("consistent", True) else "certified-above-empirical",
+            "flags": flags,
             "certified": a,
         }
         for e, a in zip(budgets, figures, strict=True)
-    ]
+    ] + empirical
 
 
 CSV_FIELDS = (
     "model", "transform", "defense", "attack", "eps", "clean_accuracy", "robust_accuracy",
-    "naive", "adaptive", "cascade", "flags",
+    "naive", "adaptive", "cascade", "flags", "certified",
 )  # fmt: skip
 
 
@@ -796,19 +895,44 @@ PALETTE = [
 ]  # fmt: skip
 
 
-def render_png(
-    result: dict[str, Any],
-    attack: str | None = None,
-    size: tuple[int, int] = (900, 600),
-    scale: int = 1,
-) -> bytes:
-    """Robust accuracy versus epsilon as a PNG that stands alone: title (attack, N, date),
-    axes with units, models in a legend beside the plot. Pillow: no display or Qt needed.
-    ``scale`` multiplies the pixels (2: sharp on a slide or a high-DPI screen)."""
+@dataclass(frozen=True)
+class PlotFrame:
+    """Where a stand-alone PNG plot's axes sit, in pixels (``scale`` times 900x600): one
+    place for the robust and the certified plots, and for tests to find a point."""
+
+    size: tuple[int, int] = (900, 600)
+    scale: int = 1
+    x_max: float = 1.0
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        k = max(1, int(self.scale))
+        w, h = self.size[0] * k, self.size[1] * k
+        return 70 * k, w - 270 * k, 70 * k, h - 60 * k
+
+    def px(self, x: float, acc: float) -> tuple[float, float]:
+        left, right, top, bottom = self.box
+        return (left + (right - left) * x / (self.x_max or 1.0), bottom - (bottom - top) * acc)
+
+
+def _dashed(d: Any, pts: list[tuple[float, float]], color: Any, width: int) -> None:
+    """A dashed polyline: every other tenth of each segment drawn."""
+    for a, b in itertools.pairwise(pts):
+        for s in range(0, 10, 2):
+            s1 = s + 1
+            p0 = (a[0] + (b[0] - a[0]) * s / 10, a[1] + (b[1] - a[1]) * s / 10)
+            p1 = (a[0] + (b[0] - a[0]) * s1 / 10, a[1] + (b[1] - a[1]) * s1 / 10)
+            d.line([p0, p1], fill=color, width=width)
+
+
+def _figure(
+    result: dict[str, Any], frame: PlotFrame, ticks: Sequence[float], x_label: str, title: str
+) -> tuple[Any, Any, Any]:
+    """A white canvas with the frame's axes, grid, ticks, labels and title: (image, draw,
+    small font)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    k = max(1, int(scale))
-    w, h = size[0] * k, size[1] * k
+    k = max(1, int(frame.scale))
 
     def font(pt: int) -> Any:
         try:
@@ -817,61 +941,181 @@ def render_png(
             return ImageFont.load_default()
 
     small, normal, big = font(11), font(13), font(16)
-    img = Image.new("RGB", (w, h), "white")
+    img = Image.new("RGB", (frame.size[0] * k, frame.size[1] * k), "white")
     d = ImageDraw.Draw(img)
-    left, right, top, bottom = 70 * k, w - 270 * k, 70 * k, h - 60 * k
-    eps_all = result.get("eps") or [0.0, 1.0]
-    x_max = max(eps_all) or 1.0
-
-    def px(e: float, acc: float) -> tuple[float, float]:
-        return (left + (right - left) * e / x_max, bottom - (bottom - top) * acc)
-
+    left, right, top, bottom = frame.box
     d.rectangle([left, top, right, bottom], outline="black", width=k)
     for i in range(6):
         acc = i / 5
-        yy = px(0, acc)[1]
+        yy = frame.px(0, acc)[1]
         d.line([left, yy, right, yy], fill=(225, 225, 225), width=k)
         d.text((left - 8 * k, yy), f"{acc:.0%}", fill="black", font=small, anchor="rm")
-    for e in eps_all:
-        xx = px(e, 0)[0]
+    for e in ticks:
+        xx = frame.px(e, 0)[0]
         d.text((xx, bottom + 8 * k), f"{e:g}", fill="black", font=small, anchor="ma")
-    d.text(((left + right) // 2, bottom + 30 * k), "epsilon (L-inf, pixel values in [0, 1])",
-           fill="black", font=normal, anchor="ma")  # fmt: skip
-    d.text((18 * k, (top + bottom) // 2), "robust\naccuracy", fill="black", font=small,
+    d.text(((left + right) // 2, bottom + 30 * k), x_label, fill="black", font=normal,
+           anchor="ma")  # fmt: skip
+    y_label = "certified\naccuracy" if x_label.startswith("L2") else "robust\naccuracy"
+    d.text((18 * k, (top + bottom) // 2), y_label, fill="black", font=small,
            anchor="lm")  # fmt: skip
-    which = attack or "the worst of " + ", ".join(result.get("attacks", []))
     created = result.get("created") or _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    d.text((left, 14 * k), f"Robust accuracy under {which}", fill="black", font=big)
+    d.text((left, 14 * k), title, fill="black", font=big)
     dataset = result.get("dataset_title", "MNIST")
     d.text((left, 40 * k), f"{result.get('n', '?')} {dataset} test images; {created}; "
            f"advgui {__version__}", fill=(60, 60, 60), font=small)  # fmt: skip
-    for i, c in enumerate(curves(result, attack)):
-        color = PALETTE[i % len(PALETTE)]
-        pts = [px(e, a) for e, a in zip(c["eps"], c["robust"], strict=True)]
-        if len(pts) > 1:
-            d.line(pts, fill=color, width=3 * k)
-        for p in pts:
-            r = 4 * k
-            d.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=color)
-        if c["naive"] is not None:
-            npts = [px(e, a) for e, a in zip(c["eps"], c["naive"], strict=True)]
-            for a, b in itertools.pairwise(npts):  # dashed: naive (masked) figure
-                for s in range(0, 10, 2):
-                    p0 = (a[0] + (b[0] - a[0]) * s / 10, a[1] + (b[1] - a[1]) * s / 10)
-                    p1 = (a[0] + (b[0] - a[0]) * (s + 1) / 10, a[1] + (b[1] - a[1]) * (s + 1) / 10)
-                    d.line([p0, p1], fill=color, width=2 * k)
-        ly = top + (10 + 24 * i) * k
-        d.line([right + 15 * k, ly + 7 * k, right + 40 * k, ly + 7 * k], fill=color, width=3 * k)
-        d.text((right + 46 * k, ly), c["label"][:34], fill="black", font=small)
-    d.text((right + 15 * k, bottom - 20 * k), "dashed: naive attack", fill=(60, 60, 60),
-           font=small)  # fmt: skip
+    return img, d, small
+
+
+def _markers(d: Any, pts: list[tuple[float, float]], color: Any, k: int, square: bool) -> None:
+    for p in pts:
+        r = 4 * k
+        box = [p[0] - r, p[1] - r, p[0] + r, p[1] + r]
+        (d.rectangle if square else d.ellipse)(box, fill=color)
+
+
+def _legend(d: Any, frame: PlotFrame, i: int, label: str, color: Any, font: Any,
+            dashed: bool = False) -> None:  # fmt: skip
+    k = max(1, int(frame.scale))
+    _, right, top, _ = frame.box
+    ly = top + (10 + 24 * i) * k
+    seg = [(right + 15 * k, ly + 7 * k), (right + 40 * k, ly + 7 * k)]
+    if dashed:
+        _dashed(d, seg, color, 2 * k)
+    else:
+        d.line(seg, fill=color, width=3 * k)
+    d.text((right + 46 * k, ly), label[:34], fill="black", font=font)
+
+
+def _png(img: Any) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
 
 
+def verified_curves(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """IBP-verified accuracy per certified entry against the L-inf epsilon, for the robust
+    plot (the same figures as the JSON's ``certified.verified_accuracy``)."""
+    from advgui.core.certify.curves import certified_curves
+
+    return [c for c in certified_curves(result) if c["norm"] == "linf"]
+
+
+def render_png(
+    result: dict[str, Any],
+    attack: str | None = None,
+    size: tuple[int, int] = (900, 600),
+    scale: int = 1,
+) -> bytes:
+    """Robust accuracy versus epsilon as a PNG that stands alone: title (attack, N, date),
+    axes with units, models in a legend beside the plot; IBP-verified accuracy, where there
+    is some, as its own dashed line with square markers. Pillow: no display or Qt needed.
+    ``scale`` multiplies the pixels (2: sharp on a slide or a high-DPI screen)."""
+    k = max(1, int(scale))
+    eps_all = result.get("eps") or [0.0, 1.0]
+    frame = PlotFrame(size, k, max(eps_all) or 1.0)
+    which = attack or "the worst of " + ", ".join(result.get("attacks", []))
+    img, d, small = _figure(result, frame, eps_all, "epsilon (L-inf, pixel values in [0, 1])",
+                            f"Robust accuracy under {which}")  # fmt: skip
+    _, right, _, bottom = frame.box
+    robust = curves(result, attack)
+    for i, c in enumerate(robust):
+        color = PALETTE[i % len(PALETTE)]
+        pts = [frame.px(e, a) for e, a in zip(c["eps"], c["robust"], strict=True)]
+        if len(pts) > 1:
+            d.line(pts, fill=color, width=3 * k)
+        _markers(d, pts, color, k, square=False)
+        if c["naive"] is not None:  # dashed: naive (masked) figure
+            npts = [frame.px(e, a) for e, a in zip(c["eps"], c["naive"], strict=True)]
+            _dashed(d, npts, color, 2 * k)
+        _legend(d, frame, i, c["label"], color, small)
+    verified = verified_curves(result)
+    if verified:
+        d.text((right + 15 * k, bottom - 36 * k), "squares: IBP-verified", fill=(60, 60, 60),
+               font=small)  # fmt: skip
+    for j, c in enumerate(verified):
+        color = PALETTE[(len(robust) + j) % len(PALETTE)]
+        pts = [frame.px(e, a) for e, a in zip(c["radii"], c["accuracy"], strict=True)]
+        _dashed(d, pts, color, 3 * k)
+        _markers(d, pts, color, k, square=True)
+        _legend(d, frame, len(robust) + j, c["label"] + " verified", color, small, dashed=True)
+    d.text((right + 15 * k, bottom - 20 * k), "dashed: naive attack", fill=(60, 60, 60),
+           font=small)  # fmt: skip
+    return _png(img)
+
+
+def certified_series(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per smoothed entry: ``label``, ``radii`` (L2), ``certified`` (all images, as the JSON's
+    ``certified_accuracy``) and, where the empirical check ran, ``empirical`` (SmoothAdv's
+    accuracy on its first ``empirical_n`` images) - what the certified plot draws."""
+    out = []
+    for entry in result.get("results", []):
+        cert = entry.get("certified") if isinstance(entry, dict) else None
+        if not isinstance(cert, dict) or cert.get("method") != "smoothing" or "status" in cert:
+            continue
+        emp = cert.get("empirical") if isinstance(cert.get("empirical"), dict) else None
+        out.append(
+            {
+                "label": str(entry.get("label", "model")),
+                "sigma": cert.get("sigma"),
+                "radii": [float(r) for r in cert["radii"]],
+                "certified": [float(a) for a in cert["certified_accuracy"]],
+                "empirical": None if emp is None else [float(a) for a in emp["accuracy"]],
+                "empirical_n": None if emp is None else int(emp["n"]),
+                "consistent": bool(cert.get("consistent", True)),
+            }
+        )
+    return out
+
+
+def render_certified_png(
+    result: dict[str, Any], size: tuple[int, int] = (900, 600), scale: int = 1
+) -> bytes:
+    """Smoothing's certified accuracy against the L2 radius (solid, square markers), with
+    SmoothAdv's empirical accuracy of the same smoothed model (dashed) above it."""
+    k = max(1, int(scale))
+    series = certified_series(result)
+    radii = sorted({r for s in series for r in s["radii"]}) or [0.0, 1.0]
+    frame = PlotFrame(size, k, max(radii) or 1.0)
+    sigmas = ", ".join(sorted({f"{s['sigma']:g}" for s in series if s["sigma"] is not None}))
+    title = f"Certified accuracy, randomized smoothing (sigma {sigmas})"
+    img, d, small = _figure(result, frame, radii, "L2 radius (pixel values in [0, 1])", title)
+    _, right, _, bottom = frame.box
+    for i, c in enumerate(series):
+        color = PALETTE[i % len(PALETTE)]
+        pts = [frame.px(r, a) for r, a in zip(c["radii"], c["certified"], strict=True)]
+        if len(pts) > 1:
+            d.line(pts, fill=color, width=3 * k)
+        _markers(d, pts, color, k, square=True)
+        if c["empirical"] is not None:
+            epts = [frame.px(r, a) for r, a in zip(c["radii"], c["empirical"], strict=True)]
+            _dashed(d, epts, color, 2 * k)
+        bug = "" if c["consistent"] else " BUG"
+        _legend(d, frame, i, c["label"] + bug, color, small)
+    d.text((right + 15 * k, bottom - 36 * k), "solid: certified", fill=(60, 60, 60), font=small)
+    shown = sorted({c["empirical_n"] for c in series if c["empirical_n"] is not None})
+    if shown:
+        on = "/".join(str(m) for m in shown)
+        d.text((right + 15 * k, bottom - 20 * k), f"dashed: SmoothAdv PGD-L2 ({on} images)",
+               fill=(60, 60, 60), font=small)  # fmt: skip
+    return _png(img)
+
+
+def certified_png_path(path: Path | str) -> Path:
+    """Where ``--plot OUT.png`` puts smoothing's certified plot: ``OUT-certified.png``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}-certified{p.suffix or '.png'}")
+
+
 def save_png(
     result: dict[str, Any], path: Path | str, attack: str | None = None, scale: int = 2
-) -> None:
-    """The plot as a PNG file at ``scale`` times 900x600 (2x by default)."""
+) -> list[Path]:
+    """The plot as a PNG file at ``scale`` times 900x600 (2x by default) and, where smoothing
+    certified something, its certified plot beside it (:func:`certified_png_path`); the
+    files written."""
     atomic_write_bytes(path, render_png(result, attack, scale=scale))
+    written = [Path(path)]
+    if certified_series(result):
+        extra = certified_png_path(path)
+        atomic_write_bytes(extra, render_certified_png(result, scale=scale))
+        written.append(extra)
+    return written

@@ -254,15 +254,18 @@ class DefenseTab(QWidget):
         return True
 
     def _on_error(self, info: ErrorInfo) -> None:
-        self.session.abandon()
+        if self.session.abandon():
+            self._render()
         self.status.setText(f"comparison failed: {info.message}")
         if not info.user_error:  # a bug: details in a dialog (and the log), the app goes on
             show_error(self, "Comparison failed", info)
 
     def _on_cancel(self) -> None:
-        self.session.abandon()
+        cut = self.session.abandon(stopped=True)
+        if cut:
+            self._render()
         progress_bar.stopped(self.progress_bar)
-        self.status.setText("stopped: the curves and table show what finished before Stop")
+        self.status.setText(self.session.stopped_text(cut))
 
     def _on_finish(self) -> None:
         buttons.set_running(self.run_button, self.stop_button, False)

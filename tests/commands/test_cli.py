@@ -208,6 +208,8 @@ CERTIFY_NUMERIC = {
     "--n0": ("0", "1000000000"),
     "--alpha": ("nan", "0", "0.9"),
     "--radii": ("", "-1", "a,b", "1,nan"),
+    "--smoothing-attack": ("-1", "a", "1000000"),
+    "--smoothing-attack-samples": ("0", "nan", "100000"),
 }
 
 

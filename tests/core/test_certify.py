@@ -268,6 +268,10 @@ def test_cli_certify_error_paths(tmp_path, capsys, mnist_path, noise_s2):
         [*base, "--model", str(noise), "--certify", "smoothing", "--radii", "x"], capsys, "radii"
     )
     _one_line_exit_2(
+        [*base, "--model", str(noise), "--certify", "ibp", "--smoothing-attack", "5"], capsys,
+        "--smoothing-attack needs --certify smoothing",
+    )  # fmt: skip
+    _one_line_exit_2(
         [*base, "--model", str(noise), "--certify", "smoothing", "--alpha", "0.9"], capsys,
         "alpha",
     )  # fmt: skip
@@ -280,14 +284,15 @@ def test_cli_evaluate_certify_smoothing_json_csv_table(tmp_path, capsys, mnist_p
     argv = [
         "--data", str(mnist_path), "evaluate", "--model", str(model), "--n", "30",
         "--attack", "fgsm", "--eps", "0,0.1", "--certify", "smoothing", "--n-samples", "500",
-        "--radii", "0,0.5", "--json", str(out), "--csv", str(csv),
+        "--radii", "0,0.5", "--smoothing-attack", "0", "--json", str(out), "--csv", str(csv),
     ]  # fmt: skip
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert "certified (smoothing, sigma 0.5, n 500" in table and "r=0.5:" in table
+    assert "empirical" not in table  # --smoothing-attack 0: no attack on the smoothed model
     cert = json.loads(out.read_text())["results"][0]["certified"]
     assert cert["sigma"] == 0.5 and cert["n_samples"] == 500 and cert["radii"] == [0.0, 0.5]
-    assert len(cert["radius"]) == 30 and cert["consistent"]
+    assert len(cert["radius"]) == 30 and cert["consistent"] and "empirical" not in cert
     radius, correct = np.array(cert["radius"]), np.array(cert["correct"], bool)
     assert cert["certified_accuracy"][1] == pytest.approx(np.mean(correct & (radius >= 0.5)))
     assert "certified:smoothing,0.5," in csv.read_text()
@@ -335,3 +340,169 @@ def test_bad_certify_config_is_refused():
         evaluation.EvalConfig(certify="ibp", sigma=0.5).validate()
     with pytest.raises(ParameterError, match="n must"):
         certify.SmoothingConfig(n=0).validate()
+
+
+# --------------------------------------------------------------------------- plots, empirical
+
+
+def _marker_colour(png, frame, points):
+    """The colours at the centres of a plot's markers (``points``: (x, accuracy) pairs)."""
+    from advgui.core.images import open_image
+
+    with open_image(png) as img:
+        rgb = img.convert("RGB")
+        return [rgb.getpixel(tuple(round(v) for v in frame.px(x, a))) for x, a in points]
+
+
+def _not_blank(png, size):
+    from advgui.core.images import open_image
+
+    with open_image(png) as img:
+        assert img.size == size
+        arr = np.asarray(img.convert("RGB"))
+    coloured = np.any(np.abs(arr.astype(int) - arr.mean(axis=2, keepdims=True)) > 30, axis=2)
+    assert coloured.mean() > 0.002  # curves drawn, not only a white frame with black text
+
+
+def test_cli_smoothing_plot_and_empirical_check(tmp_path, capsys, mnist_path, noise_s2):
+    """--certify smoothing --plot writes OUT-certified.png (certified against the L2 radius,
+    drawn from the JSON's own figures) and runs SmoothAdv on the smoothed classifier: its
+    accuracy sits beside the certified one in the table, JSON and CSV, never below it beyond
+    the Monte Carlo tolerance; a certified figure forced above it is flagged."""
+    import csv as csv_module
+
+    from advgui.commands.evaluate import table_lines
+
+    model = tmp_path / "noise.keras"
+    models.save_model(noise_s2, model)
+    out, table_csv, plot = tmp_path / "e.json", tmp_path / "e.csv", tmp_path / "p.png"
+    argv = [
+        "--data", str(mnist_path), "evaluate", "--model", str(model), "--n", "40",
+        "--attack", "fgsm", "--eps", "0,0.1", "--certify", "smoothing", "--n-samples", "500",
+        "--radii", "0,0.5,1", "--smoothing-attack", "24", "--smoothing-attack-samples", "8",
+        "--json", str(out), "--csv", str(table_csv), "--plot", str(plot),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    certified_png = tmp_path / "p-certified.png"
+    assert f"plot: {plot}, {certified_png}" in text
+    assert "certified / empirical on the first 24 images (SmoothAdv PGD-L2" in text
+    result = json.loads(out.read_text())
+    cert = result["results"][0]["certified"]
+    emp = cert["empirical"]
+    assert emp["n"] == 24 and emp["samples"] == 8 and emp["radii"] == [0.0, 0.5, 1.0]
+    radius = np.array(cert["radius"][:24])
+    correct = np.array(cert["correct"][:24], bool)
+    for r, c, a, tol in zip(emp["radii"], emp["certified_accuracy"], emp["accuracy"],
+                            emp["tolerance"], strict=True):  # fmt: skip
+        assert c == pytest.approx(np.mean(correct & (radius >= r)))  # the same 24 images
+        assert c <= a + tol and 0 <= tol < 0.2
+    assert emp["accuracy"] == sorted(emp["accuracy"], reverse=True)
+    assert emp["accuracy"][-1] < emp["accuracy"][0]  # the attack does break some at r = 1
+    assert cert["consistent"]
+    rows = list(csv_module.DictReader(table_csv.open()))
+    rows = [r for r in rows if r["attack"] == "empirical:smoothing"]
+    assert [float(r["eps"]) for r in rows] == emp["radii"]
+    assert [float(r["robust_accuracy"]) for r in rows] == pytest.approx(emp["accuracy"])
+    assert [float(r["certified"]) for r in rows] == pytest.approx(emp["certified_accuracy"])
+
+    # The plots: 2x 900x600, not blank, and the markers where the JSON's figures put them.
+    _not_blank(plot, (1800, 1200))
+    _not_blank(certified_png, (1800, 1200))
+    (series,) = evaluation.certified_series(result)
+    assert series["certified"] == cert["certified_accuracy"] and series["radii"] == cert["radii"]
+    assert series["empirical"] == emp["accuracy"] and series["empirical_n"] == 24
+    frame = evaluation.PlotFrame(scale=2, x_max=1.0)
+    points = zip(cert["radii"], cert["certified_accuracy"], strict=True)
+    seen = _marker_colour(certified_png, frame, points)
+    assert seen == [evaluation.PALETTE[0]] * 3
+
+    # A certified figure above the attack's (beyond the tolerance) is a bug, flagged.
+    entry = result["results"][0]
+    emp["certified_accuracy"][2] = emp["accuracy"][2] + emp["tolerance"][2] + 0.05
+    notes = evaluation.check_certified(entry)
+    assert cert["consistent"] is False
+    assert notes and "SmoothAdv" in notes[0] and "radius 1" in notes[0]
+    flagged = [r for r in evaluation.rows(result) if r["attack"] == "empirical:smoothing"]
+    assert [r["flags"] for r in flagged] == [None, None, "certified-above-empirical"]
+    assert any("/" in line and line.rstrip().endswith("!") for line in table_lines(result))
+
+
+def test_miss_tolerance_is_a_chernoff_bound():
+    assert smoothing.miss_tolerance(0.0, 100) == 0.0
+    for mu in (0.01, 0.5, 3.0):
+        k = round(smoothing.miss_tolerance(mu, 100) * 100)
+        assert k >= mu
+
+        def tail(j, mu=mu):
+            return np.exp(-mu) * (np.e * mu / j) ** j
+
+        assert tail(k + 1) < smoothing.CHECK_LEVEL <= (tail(k) if k > mu else 1.0)
+    assert smoothing.miss_tolerance(0.5, 100) < smoothing.miss_tolerance(3.0, 100)
+
+
+def test_smoothing_steps_report_images_and_stop_in_the_attack(mnist, noise_s2):
+    """Certification reports "Certifying <model>: k/N images", the attack on the smoothed
+    classifier its own step; Stop during that attack ends the evaluation at once."""
+    import time
+
+    cfg = evaluation.EvalConfig(
+        attacks=("fgsm",), eps=(0.0, 0.1), n=20, certify="smoothing", n_samples=500,
+        radii=(0.0, 0.5, 1.0, 2.0), smoothing_attack=20, smoothing_attack_samples=8,
+    )  # fmt: skip
+    token = CancelToken()
+    messages, stopped_at = [], []
+
+    def progress(update):
+        messages.append(update.message)
+        attacking = "Attacking smoothed" in update.message and "r=0.5" in update.message
+        if attacking and not stopped_at:
+            stopped_at.append(time.perf_counter())
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        evaluation.evaluate([noise_s2], mnist, cfg, progress=progress, cancel=token)
+    assert stopped_at and time.perf_counter() - stopped_at[0] < 2.0
+    label = noise_s2.name
+    assert f"Certifying {label}: 0/20 images" in messages
+    assert f"Certifying {label}: 20/20 images" in messages
+    assert not any("r=1:" in m for m in messages)  # nothing ran after Stop
+
+
+def test_cli_ibp_plot_has_the_verified_line(tmp_path, capsys, mnist_path, ibp_s2):
+    """--certify ibp --plot: one PNG, the IBP-verified accuracy drawn beside the attack (square
+    markers at the JSON's figures, in its own colour); no certified-radius file."""
+    model = tmp_path / "ibp.keras"
+    models.save_model(ibp_s2, model)
+    out, plot = tmp_path / "e.json", tmp_path / "p.png"
+    argv = [
+        "--data", str(mnist_path), "evaluate", "--model", str(model), "--n", "100",
+        "--attack", "fgsm", "--eps", "0,0.05,0.1", "--certify", "ibp", "--json", str(out),
+        "--plot", str(plot),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert f"plot: {plot}\n" in capsys.readouterr().out
+    assert not (tmp_path / "p-certified.png").exists()
+    result = json.loads(out.read_text())
+    cert = result["results"][0]["certified"]
+    _not_blank(plot, (1800, 1200))
+    (curve,) = evaluation.verified_curves(result)
+    assert curve["radii"] == cert["eps"] and curve["accuracy"] == cert["verified_accuracy"]
+    fgsm = result["results"][0]["attacks"]["fgsm"]["robust_accuracy"]
+    assert cert["verified_accuracy"][-1] < fgsm[-1]  # two lines, apart
+    frame = evaluation.PlotFrame(scale=2, x_max=0.1)
+    points = zip(cert["eps"], cert["verified_accuracy"], strict=True)
+    assert _marker_colour(plot, frame, points) == [evaluation.PALETTE[1]] * 3
+    points = zip(cert["eps"][1:], fgsm[1:], strict=True)
+    assert _marker_colour(plot, frame, points) == [evaluation.PALETTE[0]] * 2
+
+
+def test_votes_draw_independent_noise_per_image(mnist, noise_s2):
+    """The empirical check's votes (independent=True) give each image its own noise, as its
+    tolerance assumes; certification's sampler shares a call's draws among images."""
+    x, _ = _test(mnist, 1)
+    same = np.repeat(x, 4, axis=0)
+    shared = smoothing.Sampler(noise_s2, 1.0).counts(same, 500)
+    own = smoothing.Sampler(noise_s2, 1.0, independent=True).counts(same, 500)
+    assert np.all(shared == shared[0]) and np.all(own.sum(axis=1) == 500)
+    assert len({tuple(row) for row in own}) > 1

@@ -91,3 +91,37 @@ def test_damaged_files_and_entries_are_refused(session, tmp_path):
     with pytest.raises(AdvguiError, match="cannot reopen"):
         session.reopen(damaged)
     assert session.shown is None and session.result is None
+
+
+def test_stop_during_certification_marks_it_stopped(session, trained_cnn):
+    """A real comparison stopped while certifying: the attack's figures stay shown, the
+    certification is marked stopped with no figure (never a partial one), the status says so."""
+    from advgui.core.evaluation import rows
+    from advgui.core.progress import Cancelled
+
+    cfg = EvalConfig(attacks=("fgsm",), eps=(0.0, 0.1), n=100, certify="ibp").validate()
+    run = session.prepare([trained_cnn], cfg, ["none"])
+    token = CancelToken()
+    steps = []
+
+    def progress(update):
+        if update.partial is not None:
+            session.partial(update.partial)
+        if update.message.startswith("Certifying"):
+            steps.append(update.message)
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        run.work(progress, token)
+    assert steps == [f"Certifying {trained_cnn.name}: 0/100 images"]
+    cut = session.abandon(stopped=True)
+    assert cut == [trained_cnn.name] and session.pending is None and session.result is None
+    assert "stopped while certifying" in session.stopped_text(cut)
+    (entry,) = session.shown["results"]
+    assert entry["certified"] == {"method": "ibp", "status": "stopped"}
+    table = rows(session.shown)
+    assert [r["attack"] for r in table] == ["fgsm", "fgsm", "certified:ibp"]
+    assert all(r["certified"] is None for r in table)
+    assert table[1]["robust_accuracy"] == entry["attacks"]["fgsm"]["robust_accuracy"][1]
+    assert table[2]["flags"] == "stopped" and table[2]["robust_accuracy"] is None
+    assert session.stopped_text([]).startswith("stopped: the curves")

@@ -96,6 +96,7 @@ def test_smoothing_certified_plot_against_l2_radius(tab, qtbot):
     s.sigma_spin.setValue(0.0)  # "as trained": the model's sigma 0.5
     s.samples_spin.setValue(500)
     s.radii_edit.setText("0,0.5")
+    s.smoothing_attack_spin.setValue(10)
     _run(tab, qtbot)
     cert = tab.result["results"][0]["certified"]
     assert cert["sigma"] == 0.5 and cert["n_samples"] == 500 and len(cert["radius"]) == 30
@@ -103,6 +104,62 @@ def test_smoothing_certified_plot_against_l2_radius(tab, qtbot):
     assert curve["norm"] == "l2" and curve["radii"] == [0.0, 0.5]
     assert curve["accuracy"] == cert["certified_accuracy"]
     assert "sigma 0.5" in tab.certified_plot.caption.text()
+    emp = cert["empirical"]
+    assert emp["n"] == 10 and curve["empirical"] == emp["accuracy"]  # drawn dashed beside it
+    shown = {
+        tab.table.item(r, 3).value: tab.table.item(r, 5).value
+        for r in range(tab.table.rowCount())
+        if tab.table.item(r, 2).text() == "empirical:smoothing"
+    }
+    assert shown == pytest.approx(dict(zip(emp["radii"], emp["accuracy"], strict=True)))
+
+
+def test_stop_during_certification_keeps_the_attacks(tab, qtbot):
+    """Certification is its own step ("Certifying <model>: k/N images"); Stop during it ends
+    the job within seconds, the attack rows stay, the certified column says stopped and holds
+    no number."""
+    import time
+
+    from advgui.qt.widgets.defense_table import COLUMNS
+
+    _only_model(tab, 1)
+    s = tab.setup
+    check_only(s.transform_list, {"none"})
+    check_only(s.attack_list, {"fgsm"})
+    s.eps_edit.setText("0,0.1")
+    s.n_spin.setValue(30)
+    s.certify_combo.setCurrentText("smoothing")
+    s.sigma_spin.setValue(0.0)
+    s.samples_spin.setValue(2_000_000)  # minutes of certifying: Stop comes long before its end
+    tab.run_button.click()
+    assert tab.job is not None, tab.status.text()
+    label = tab.state.models[1].name
+    qtbot.waitUntil(lambda: f"Certifying {label}: " in tab.status.text(), timeout=60000)
+    assert tab.status.text().endswith("/30 images"), tab.status.text()
+    rows = {tab.table.item(r, 2).text() for r in range(tab.table.rowCount())}
+    assert rows == {"fgsm", "certified:smoothing"}  # the attack shown while certifying
+    t0 = time.perf_counter()
+    tab.stop_button.click()
+    with qtbot.waitSignal(tab.job.finished, timeout=10000):
+        pass
+    assert time.perf_counter() - t0 < 5.0
+    assert tab.job.outcome == "cancelled"
+    assert "stopped while certifying" in tab.status.text() and label in tab.status.text()
+    assert tab.progress_bar.text().startswith("stopped at")
+    col = [key for key, _ in COLUMNS].index("certified")
+    robust = [key for key, _ in COLUMNS].index("robust_accuracy")
+    by_attack = {}
+    for r in range(tab.table.rowCount()):
+        by_attack.setdefault(tab.table.item(r, 2).text(), []).append(r)
+    assert len(by_attack["fgsm"]) == 2  # eps 0 and 0.1, with their figures
+    for r in by_attack["fgsm"]:
+        assert tab.table.item(r, robust).text().endswith("%")
+        assert tab.table.item(r, col).text() == ""
+    (r,) = by_attack["certified:smoothing"]
+    assert tab.table.item(r, col).text() == "stopped"
+    assert tab.table.item(r, robust).text() == ""
+    assert not tab.certified_plot.curves and "stopped" in tab.certified_plot.caption.text()
+    assert tab.result is None  # nothing complete to export
 
 
 def test_bad_certification_input_marks_the_field(tab, qtbot):

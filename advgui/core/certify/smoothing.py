@@ -74,7 +74,7 @@ class SmoothingConfig:
         return self
 
 
-def _count_fn(clf: Any, sigma: float) -> Callable[..., Any]:
+def _count_fn(clf: Any, sigma: float, independent: bool = False) -> Callable[..., Any]:
     """A compiled ``(x (G, 28, 28, 1), m, seed (2,)) -> (G, classes)`` counts of f's
     predictions over ``m`` noisy copies of each image; kept in the classifier's cache.
 
@@ -83,7 +83,8 @@ def _count_fn(clf: Any, sigma: float) -> Callable[..., Any]:
     forward pass here). Each image's samples stay independent N(0, sigma^2 I) draws (every
     call has its own seed), which is all its certificate needs; only the certificates of
     images of one call are correlated, which leaves each one's 1 - alpha guarantee and the
-    expected certified accuracy as they are."""
+    expected certified accuracy as they are. ``independent``: every image draws its own
+    noise (the empirical check's votes, whose tolerance counts on independent misses)."""
     from advgui.core.attacks.engine import compiled
 
     model = clf.logits_model
@@ -101,12 +102,9 @@ def _count_fn(clf: Any, sigma: float) -> Callable[..., Any]:
         )
         def count(x: Any, m: Any, seed: Any) -> Any:
             g = t.shape(x)[0]
-            noise = t.random.stateless_normal(
-                t.concat([[m], t.shape(x)[1:]], 0), seed, dtype=t.float32
-            )
-            batch = t.reshape(
-                x[:, None] + sigma * noise[None], t.concat([[g * m], t.shape(x)[1:]], 0)
-            )
+            draws = t.concat([[g if independent else 1, m], t.shape(x)[1:]], 0)
+            noise = t.random.stateless_normal(draws, seed, dtype=t.float32)
+            batch = t.reshape(x[:, None] + sigma * noise, t.concat([[g * m], t.shape(x)[1:]], 0))
             z = model(batch, training=False)
             pred = t.argmax(z, axis=1, output_type=t.int32)
             onehot = t.one_hot(pred, t.shape(z)[1], dtype=t.int32)
@@ -114,7 +112,8 @@ def _count_fn(clf: Any, sigma: float) -> Callable[..., Any]:
 
         return count
 
-    return compiled(clf, ("smoothing-counts", id(model), float(sigma)), build)
+    key = ("smoothing-counts", id(model), float(sigma), bool(independent))
+    return compiled(clf, key, build)
 
 
 class Sampler:
@@ -132,8 +131,9 @@ class Sampler:
         cancel: CancelToken | None = None,
         total: int = 0,
         message: str = "smoothing",
+        independent: bool = False,
     ) -> None:
-        self.fn = _count_fn(clf, float(sigma))
+        self.fn = _count_fn(clf, float(sigma), independent)
         self.seed = int(seed)
         self.chunk = int(chunk)
         self.progress = progress
@@ -288,6 +288,39 @@ def parse_radii(text: str) -> tuple[float, ...]:
     return tuple(values)
 
 
+def _attack_step(clf: Any, sigma: float, samples: int) -> Callable[..., Any]:
+    """One compiled SmoothAdv step (see :func:`attack_l2`), kept in the classifier's cache:
+    the empirical check calls it for every batch and radius."""
+    from advgui.core.attacks.engine import compiled
+
+    model = clf.logits_model
+
+    def build() -> Any:
+        t = tf()
+
+        @t.function(autograph=False, reduce_retracing=True)
+        def step(xa: Any, x0: Any, yy: Any, r: Any, size: Any, seed_: Any) -> Any:
+            n = t.shape(xa)[0]
+            with t.GradientTape() as tape:
+                tape.watch(xa)
+                batch = t.repeat(xa, samples, axis=0)
+                noise = t.random.stateless_normal(t.shape(batch), seed_, dtype=t.float32)
+                p = t.nn.softmax(model(batch + sigma * noise, training=False))
+                mean = t.reduce_mean(t.reshape(p, [n, samples, -1]), axis=1)
+                loss = -t.reduce_sum(t.math.log(t.gather(mean, yy, batch_dims=1) + 1e-12))
+            g = tape.gradient(loss, xa)
+            norm = t.sqrt(t.reduce_sum(g * g, axis=[1, 2, 3], keepdims=True)) + 1e-12
+            xa = xa + size[:, None, None, None] * g / norm
+            d = xa - x0
+            dn = t.sqrt(t.reduce_sum(d * d, axis=[1, 2, 3], keepdims=True)) + 1e-12
+            d = d * t.minimum(1.0, r[:, None, None, None] / dn)
+            return t.clip_by_value(x0 + d, 0.0, 1.0)
+
+        return step
+
+    return compiled(clf, ("smoothadv-step", id(model), float(sigma), int(samples)), build)
+
+
 def attack_l2(
     clf: Any,
     x: np.ndarray,
@@ -298,36 +331,18 @@ def attack_l2(
     steps: int = 20,
     samples: int = 64,
     seed: int = 0,
+    progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """PGD in L2 against the smoothed classifier itself (Salman et al. 2019's SmoothAdv): each
     step ascends the cross-entropy of f's softmax averaged over ``samples`` noise draws (EOT),
     normalised L2 steps of 2.5 eps / steps, projected on the ball of ``eps`` (one per image
     allowed) and the pixel range. The empirical check of a certificate: inside the certified
-    radius it must not change g's class."""
+    radius it must not change g's class. Progress per step, Stop between steps."""
     t = tf()
-    model = clf.logits_model
+    step = _attack_step(clf, float(sigma), int(samples))
     x = np.asarray(x, np.float32).reshape(-1, 28, 28, 1)
     radius = np.broadcast_to(np.asarray(eps, np.float32), (len(x),)).copy()
-
-    @t.function(autograph=False, reduce_retracing=True)
-    def step(xa: Any, x0: Any, yy: Any, r: Any, size: Any, seed_: Any) -> Any:
-        n = t.shape(xa)[0]
-        with t.GradientTape() as tape:
-            tape.watch(xa)
-            batch = t.repeat(xa, samples, axis=0)
-            noise = t.random.stateless_normal(t.shape(batch), seed_, dtype=t.float32)
-            p = t.nn.softmax(model(batch + sigma * noise, training=False))
-            mean = t.reduce_mean(t.reshape(p, [n, samples, -1]), axis=1)
-            loss = -t.reduce_sum(t.math.log(t.gather(mean, yy, batch_dims=1) + 1e-12))
-        g = tape.gradient(loss, xa)
-        norm = t.sqrt(t.reduce_sum(g * g, axis=[1, 2, 3], keepdims=True)) + 1e-12
-        xa = xa + size[:, None, None, None] * g / norm
-        d = xa - x0
-        dn = t.sqrt(t.reduce_sum(d * d, axis=[1, 2, 3], keepdims=True)) + 1e-12
-        d = d * t.minimum(1.0, r[:, None, None, None] / dn)
-        return t.clip_by_value(x0 + d, 0.0, 1.0)
-
     x0 = t.constant(x)
     yy = t.constant(np.asarray(y, np.int64))
     r = t.constant(radius)
@@ -336,6 +351,8 @@ def attack_l2(
     for i in range(int(steps)):
         check(cancel)
         xa = step(xa, x0, yy, r, size, t.constant([seed, i], t.int64))
+        if progress is not None:
+            progress(Progress(i + 1, int(steps), "SmoothAdv PGD-L2"))
     # A last projection in float64 terms: rounding must not leave the ball.
     out = xa.numpy()
     d = (out - x).reshape(len(x), -1)
@@ -343,3 +360,113 @@ def attack_l2(
     scale = np.minimum(1.0, radius / np.maximum(dn, 1e-12))
     out = np.clip(x + (d * scale[:, None]).reshape(x.shape), 0.0, 1.0).astype(np.float32)
     return out
+
+
+#: Chernoff tail below which a certified-over-empirical gap is no longer Monte-Carlo luck.
+CHECK_LEVEL = 1e-3
+
+
+def miss_tolerance(expected: float, m: int) -> float:
+    """The most images (as a share of ``m``) that sound certificates can lose to the check's
+    own Monte Carlo, ``expected`` of them on average: the largest k whose Chernoff bound
+    P(K >= k) <= e^-mu (e mu / k)^k for a sum of independent Bernoullis of mean mu is still
+    at least :data:`CHECK_LEVEL` (k = 0 when mu is 0)."""
+    if m <= 0 or expected <= 0:
+        return 0.0
+    k = max(1, math.ceil(expected))
+    while k <= m and -expected + k * (1 + math.log(expected / k)) >= math.log(CHECK_LEVEL):
+        k += 1
+    return min(m, k - 1) / m
+
+
+def empirical_check(
+    clf: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    radius: np.ndarray,
+    correct: np.ndarray,
+    radii: Sequence[float],
+    *,
+    sigma: float,
+    alpha: float,
+    steps: int = 20,
+    samples: int = 16,
+    votes: int = 1000,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """The smoothed classifier's accuracy under :func:`attack_l2` at each L2 radius, beside
+    the certified accuracy of the same images (``radius``/``correct``: their certificates).
+
+    An image counts as robust at r when g's class (the most frequent of ``votes`` noisy
+    copies, no abstention) is right on the clean image and after the attack at every radius
+    up to r: an attack at a smaller radius is one at r too, so the figure only falls.
+
+    ``tolerance`` is how far certified may sit above empirical by Monte Carlo alone, per
+    radius: a certificate is wrong with probability at most ``alpha``, and an image certified
+    at R >= r keeps pA >= Phi((R - r) / sigma) within r, so the vote misses its class with
+    probability at most P(Binomial(votes, pA) <= votes / 2) at each radius checked (union
+    bound over the radii). Each image's votes draw their own noise, so given the attacked
+    images the misses are independent; above that, by :func:`miss_tolerance`, the gap is a
+    bug. (The certificates' own alpha inherits certification's sharing of draws among up to
+    :data:`SHARE` images; at most alpha per image, it barely moves the tolerance.)"""
+    from scipy.stats import binom, norm
+
+    t0 = time.perf_counter()
+    x = np.asarray(x, np.float32).reshape(-1, 28, 28, 1)
+    y = np.asarray(y, np.int64)
+    radius = np.asarray(radius, np.float64)
+    correct = np.asarray(correct, bool)
+    m = len(x)
+    radii = [float(r) for r in radii]
+    group = max(1, 1024 // max(1, int(samples)))
+    robust = np.ones(m, bool)
+    accuracy, certified, tolerance, broken = [], [], [], []
+    miss = np.zeros(m)  # union bound of the vote's misses so far, per certified image
+    total = max(1, len(radii) * m)
+
+    def report(j: int, k: float, r: float) -> None:
+        if progress is not None:
+            progress(Progress(j * m + k, total, f"r={r:g}: {int(k)}/{m} images"))
+
+    for j, r in enumerate(radii):
+        x_adv = x.copy()
+        todo = np.flatnonzero(robust) if r > 0 else np.zeros(0, np.int64)
+        for lo in range(0, len(todo), group):
+            idx = todo[lo : lo + group]
+            report(j, m - len(todo) + lo, r)
+
+            def inner(u: Progress, j: int = j, r: float = r, base: int = m - len(todo) + lo,
+                      n_idx: int = len(idx)) -> None:  # fmt: skip
+                report(j, base + u.fraction * n_idx, r)
+
+            x_adv[idx] = attack_l2(
+                clf, x[idx], y[idx], sigma, r, steps=steps, samples=samples,
+                seed=seed * 1000 + j * 100 + lo // group, progress=inner, cancel=cancel,
+            )  # fmt: skip
+        sampler = Sampler(clf, sigma, seed=seed + 1000 + j, cancel=cancel, independent=True)
+        counts = sampler.counts(x_adv, votes) if m else np.zeros((0, 10), np.int64)
+        robust &= counts.argmax(axis=1) == y
+        report(j, m, r)
+        held = correct & (radius >= r)
+        q = norm.cdf((radius[held] - r) / sigma)
+        miss[held] += binom.cdf(votes // 2, votes, q)
+        expected = float(np.sum(np.minimum(1.0, alpha + miss[held])))
+        accuracy.append(float(robust.mean()) if m else math.nan)
+        certified.append(float(held.mean()) if m else math.nan)
+        tolerance.append(miss_tolerance(expected, m))
+        broken.append(int(np.sum(held & ~robust)))
+    return {
+        "attack": "smoothadv-pgd-l2",
+        "n": m,
+        "steps": int(steps),
+        "samples": int(samples),
+        "votes": int(votes),
+        "radii": radii,
+        "accuracy": accuracy,
+        "certified_accuracy": certified,
+        "tolerance": tolerance,
+        "broken_certified": broken,
+        "seconds": time.perf_counter() - t0,
+    }

@@ -114,9 +114,30 @@ class DefenseSession:
             text += f"; not kept in the history: {output.store_error}"
         return text
 
-    def abandon(self) -> None:
-        """Stopped or failed: what finished before stays shown, the last result is kept."""
+    def abandon(self, *, stopped: bool = False) -> list[str]:
+        """Stopped or failed: what finished before stays shown, the last result is kept. A
+        certification cut short is marked ``stopped`` (no figure, never a partial one); the
+        labels of the models whose certification was."""
         self.pending = None
+        cut = []
+        for i, entry in enumerate(self._partial):
+            cert = entry.get("certified")
+            if isinstance(cert, dict) and cert.get("status") == "running":
+                status = "stopped" if stopped else "failed"
+                self._partial[i] = {**entry, "certified": {**cert, "status": status}}
+                cut.append(str(entry["label"]))
+        if cut and self.shown is not None and self.shown is not self.result:
+            self.shown = {**self._meta, "results": list(self._partial)}
+        return cut
+
+    def stopped_text(self, cut: Sequence[str]) -> str:
+        """The status line after Stop (``cut``: what :meth:`abandon` marked)."""
+        if cut:
+            return (
+                f"stopped while certifying {', '.join(cut)}: the attack results are kept, "
+                "certification is marked stopped"
+            )
+        return "stopped: the curves and table show what finished before Stop"
 
     def show(self, result: dict[str, Any]) -> str:
         """Show a complete comparison (fresh, reopened or read back); the status line."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from advgui.core.certify.curves import certified_curves
+from advgui.core.certify.curves import certified_curves, stopped_certifications
 from advgui.core.evaluation import PALETTE
 from advgui.qt.widgets.plot_grid import show_grid
 
@@ -52,12 +53,19 @@ class CertifiedPlot(QWidget):
                 symbolBrush=color, symbolSize=6,
             )  # fmt: skip
             self.legend.addItem(item, c["label"])
+            if c.get("empirical") is not None:  # the attack on the smoothed classifier
+                dash = pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine)
+                emp = self.plot.plot(c["radii"], c["empirical"], pen=dash)
+                self.legend.addItem(emp, f"{c['label']}: SmoothAdv (empirical)")
         self.plot.setVisible(bool(self.curves))
+        cut = stopped_certifications(result)
+        text = "" if cut else "Certify with smoothing or IBP to see certified accuracy here."
         if self.curves:
             bad = [c["label"] for c in self.curves if not c["consistent"]]
             text = "; ".join(c["caption"] for c in self.curves)
             if bad:
                 text += " - BUG: certified above empirical for " + ", ".join(bad)
-            self.caption.setText(text)
-        else:
-            self.caption.setText("Certify with smoothing or IBP to see certified accuracy here.")
+        if cut:
+            text += "; " if text else ""
+            text += "certification not finished, no certified figure: " + ", ".join(cut)
+        self.caption.setText(text)

@@ -125,6 +125,14 @@ class DefenseSetup(QWidget):
         self.samples_spin.setToolTip("smoothing: noisy copies per image for the bound")
         self.radii_edit = QLineEdit("0,0.25,0.5,0.75,1,1.5,2")
         self.radii_edit.setToolTip("smoothing: L2 radii the certified accuracy is reported at")
+        self.smoothing_attack_spin = QSpinBox()
+        self.smoothing_attack_spin.setRange(0, 10_000)
+        self.smoothing_attack_spin.setValue(100)
+        self.smoothing_attack_spin.setSpecialValueText("off")
+        self.smoothing_attack_spin.setToolTip(
+            "smoothing: attack the smoothed classifier (SmoothAdv PGD-L2) on this many of the "
+            "test images at every radius, its accuracy beside the certified one (0: off)"
+        )
         self.certify_combo.currentTextChanged.connect(self._certify_changed)
         self._certify_changed("none")
 
@@ -147,6 +155,7 @@ class DefenseSetup(QWidget):
         form.addRow("noise sigma", self.sigma_spin)
         form.addRow("noise samples", self.samples_spin)
         form.addRow("L2 radii", self.radii_edit)
+        form.addRow("attack smoothed", self.smoothing_attack_spin)
         lists = QHBoxLayout()
         lists.addWidget(tr_box)
         lists.addWidget(at_box)
@@ -160,7 +169,7 @@ class DefenseSetup(QWidget):
             w.itemChanged.connect(lambda *_: self.changed.emit())
 
     def _certify_changed(self, method: str) -> None:
-        for w in (self.sigma_spin, self.samples_spin, self.radii_edit):
+        for w in (self.sigma_spin, self.samples_spin, self.radii_edit, self.smoothing_attack_spin):
             w.setEnabled(method == "smoothing")
         self.changed.emit()
 
@@ -246,6 +255,7 @@ class DefenseSetup(QWidget):
                 "sigma": sigma if sigma > 0 else None,
                 "n_samples": self.samples_spin.value(),
                 "radii": parse_radii(self.radii_edit.text()),
+                "smoothing_attack": self.smoothing_attack_spin.value(),
             }
         return EvalConfig(
             attacks=tuple(self.attacks()),

@@ -23,6 +23,14 @@ COLUMNS = (
 )
 
 
+#: What the certified column says of a certification without a figure.
+CERTIFY_STATES = {
+    "running": "certification running",
+    "stopped": "certification stopped before it finished: no certified figure",
+    "failed": "certification failed: no certified figure",
+}
+
+
 class _Num(QTableWidgetItem):
     """Sorts by value, shows a percentage (or a plain number for epsilon)."""
 
@@ -61,6 +69,10 @@ class DefenseTable(QTableWidget):
                 value = row.get(key)
                 if key in ("model", "transform", "attack"):
                     item = QTableWidgetItem(str(value))
+                elif key == "certified" and row.get("flags") in CERTIFY_STATES:
+                    item = _Num(None)  # no figure: running, stopped or failed, said in words
+                    item.setText(str(row["flags"]))
+                    item.setToolTip(CERTIFY_STATES[row["flags"]])
                 else:
                     item = _Num(value, percent=key != "eps")
                 if key == "certified" and row.get("flags") == "certified-above-empirical":

@@ -198,7 +198,7 @@ def test_new_attacks_appear_in_the_cli_and_the_evaluation(trained_cnn, mnist, mn
     }
     assert "autoattack at eps 0.1 (naive): broken by apgd-ce" in table
     rows = list(csv_out.read_text().splitlines())
-    assert rows[0].endswith("cascade,flags") and "naive: apgd-ce" in "".join(rows)
+    assert rows[0].endswith("cascade,flags,certified") and "naive: apgd-ce" in "".join(rows)
     # advgui attack in batch mode keeps the cascade and prints it.
     summary_out = tmp_path / "a.json"
     args = ["--data", str(mnist_path), "attack", "--model", str(model), "--method",
