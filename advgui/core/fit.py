@@ -203,7 +203,8 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = 10) -> np.
 
 
 class Recipe(Protocol):
-    """What one batch's loss is; traced into the training step by :func:`fit`."""
+    """What one batch's loss is; traced into the training step by :func:`fit`. A recipe may
+    also have ``prepare(model)``, called eagerly before the step is traced."""
 
     def eps_at(self, step: int, total: int) -> float:
         """The attack budget at ``step`` of ``total`` (a ramp, or 0)."""
@@ -642,6 +643,9 @@ def _compile_step(
     own losses (regularisers), the update; returns (loss, correct count). ``batch`` fixes the
     batch size in the graph where every batch is whole."""
     t = tf()
+    prepare = getattr(recipe, "prepare", None)
+    if prepare is not None:  # eager work a recipe needs before tracing (e.g. a rebuilt model)
+        prepare(model)
     image_spec = t.TensorSpec([batch, 28, 28, 1], t.float32)
     label_spec = t.TensorSpec([batch, *y.shape[1:]], t.as_dtype(y.dtype))
     scalar = t.TensorSpec([], t.float32)

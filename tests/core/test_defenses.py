@@ -178,3 +178,32 @@ def test_detector_false_positive_rate_matches_setting(plain_s2, mnist):
     assert det.detect(res.x_adv[fooled]).mean() > 0.3  # far above the 5% on clean images
     with pytest.raises(ParameterError):
         det.calibrate(mnist.x_test[:10], fpr=0.01)  # too few images for 1%
+
+
+def test_training_attack_uses_the_engines_rewrite_with_the_same_numbers(mnist):
+    """PGD-AT's inner attack differentiates the engine's rebuilt logits (prepared eagerly,
+    before the step is traced), from the live weights: the same adversarial batch as the
+    Keras model gives, before and after the weights change."""
+    from advgui.core import tuning
+    from advgui.core.defenses.adversarial import (
+        AdversarialLoss,
+        _model_fn,
+        build_defense_model,
+        pgd_graph,
+    )
+    from advgui.core.tfimport import tf
+
+    t = tf()
+    model = build_defense_model("cnn-s2", seed=0)
+    x = t.constant(mnist.x_test[:16])
+    y = t.constant(mnist.y_test[:16].astype(np.int64))
+    plain = _model_fn(model)
+    with tuning.overridden(strided_rewrite=True):
+        AdversarialLoss(method="pgd-at", eps=0.3, step_ratio=0.25, steps=5).prepare(model)
+    fast = _model_fn(model)
+    assert fast is not plain and fast.rewritten == ["conv_0"]
+    for _ in range(2):
+        a = pgd_graph(fast, x, y, t.constant(0.3), t.constant(0.075), 5, start="none")
+        b = pgd_graph(plain, x, y, t.constant(0.3), t.constant(0.075), 5, start="none")
+        assert np.mean(np.abs(a.numpy() - b.numpy()) > 1e-3) < 0.001  # sign flips at ties only
+        model.set_weights([w * 1.1 for w in model.get_weights()])

@@ -217,8 +217,15 @@ def pgd_graph(f: Any, x: Any, y: Any, eps: Any, step: Any, steps: int, *, start:
 # --------------------------------------------------------------------------- recipes
 
 
+#: Attribute under which :meth:`AdversarialLoss.prepare` keeps a model's attack logits.
+_FAST_ATTR = "_advgui_attack_logits"
+
+
 def _model_fn(model: Any) -> Any:
-    return lambda x: model(x, training=False)
+    """The logits the training attack differentiates: the engine's faster input gradient where
+    :meth:`AdversarialLoss.prepare` built it (it must be built eagerly), else the model."""
+    fast = getattr(model, _FAST_ATTR, None)
+    return fast if fast is not None else (lambda x: model(x, training=False))
 
 
 @dataclass(frozen=True)
@@ -243,6 +250,13 @@ class AdversarialLoss:
     def eps_at(self, step: int, total: int) -> float:
         ramp = int(self.ramp * total)
         return self.eps * min(1.0, (step + 1) / ramp) if ramp else self.eps
+
+    def prepare(self, model: Any) -> None:
+        """Before the step is traced: the attack's logits through the engine's rewrites (the
+        same numbers from the live weights; PGD-AT's inner attack is most of its time)."""
+        from advgui.core.attacks.engine import fast_logits
+
+        object.__setattr__(model, _FAST_ATTR, fast_logits(model))
 
     def attack(self, model: Any, x: Any, y: Any, eps: Any) -> Any:
         f = _model_fn(model)
