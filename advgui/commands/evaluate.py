@@ -11,12 +11,14 @@ from typing import Any
 from advgui.commands.attack import _param
 from advgui.commands.common import (
     add_output_options,
+    add_precision_option,
     check_outputs,
     dataset_spec,
     finish,
     finite_float,
     load_data,
     positive_int,
+    precision_policy,
     progress_bar,
 )
 from advgui.core.errors import ParameterError
@@ -109,6 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--radii",
         help="smoothing: L2 radii to report certified accuracy at (default 0,0.25,...,2)",
     )
+    add_precision_option(e, what="the attacks (every figure is judged by the float32 model; "
+                         "a disagreement is noted)")  # fmt: skip
     add_output_options(e, json_help="write the results as JSON")
     e.add_argument("--csv", metavar="OUT.csv", help="write one row per model/attack/epsilon")
     e.add_argument("--plot", metavar="OUT.png", help="draw robust accuracy against epsilon")
@@ -179,8 +183,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         adaptive=not args.naive_only,
         detector_fpr=args.detector_fpr,
         attack_params=attack_params(attacks, args),
+        precision=args.precision,
         **certify_opts,
     ).validate()
+    precision_policy(args)  # refused (exit 2) before any model or data is loaded
     for name in cfg.attacks:  # every parameter checked by its spec before any work
         evaluation.make_eval_attack(cfg, name)
     for t in args.transform:
