@@ -30,7 +30,7 @@ from advgui.commands.common import (
     with_names,
 )
 from advgui.core.errors import ModelFileError, ParameterError
-from advgui.core.precision import describe, run_attack
+from advgui.core.precision import call_attack, describe, run_attack
 from advgui.core.progress import Progress
 
 #: Attack parameters that are not offered as options of their own: the command's own
@@ -325,8 +325,8 @@ def cmd_attack_one(args: argparse.Namespace, attack: Any) -> int:
         bar(Progress(update.done, update.total, update.message, scalars))
 
     try:
-        res, check = run_attack(attack, clf, x, labels, precision=args.precision,
-                                goals=args.target, batch_size=1, progress=progress)  # fmt: skip
+        res, check = call_attack(attack, clf, x, precision=args.precision, labels=labels,
+                                 goals=args.target, progress=progress)  # fmt: skip
     finally:
         bar.close()
     record = res.record(0)

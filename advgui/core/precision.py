@@ -53,6 +53,17 @@ def availability(settings: Any = None) -> tuple[str | None, str]:
     return chosen.mixed_policy, chosen.reasons.get("mixed", "")
 
 
+def offered(settings: Any = None) -> tuple[list[tuple[str, str]], str]:
+    """What a form offers: (label, value) per choice (mixed only where this device has it)
+    and the tooltip saying why."""
+    name, why = availability(settings)
+    items = [("float32", "float32")]
+    if name is not None:
+        items.append((f"mixed ({name})", "mixed"))
+        return items, f"Training and attacks in {name} (figures re-checked in float32): {why}"
+    return items, f"Mixed precision: {why}"
+
+
 def policy(precision: str) -> str:
     """The Keras dtype policy ``precision`` runs under on this device: ``"float32"``,
     ``"mixed_float16"`` or ``"mixed_bfloat16"`` (logged once); a one-line ParameterError where
@@ -169,6 +180,19 @@ def recheck(result: Any, clf: Any, dtype_policy: str) -> tuple[Any, dict[str, An
     return checked, record
 
 
+def _at(precision: str, clf: Any, run: Any) -> tuple[Any, dict[str, Any] | None]:
+    """``run(classifier)`` at ``precision``: on ``clf`` in float32, else on its mixed clone
+    and re-checked by ``clf``. A model that cannot be cloned runs in float32, and the record
+    says so (``policy``: "float32")."""
+    name = policy(precision)
+    if name == "float32":
+        return run(clf), None
+    low = mixed_classifier(clf, name)
+    if low is None:
+        return run(clf), {"policy": "float32", "flips": 0, "agree": True, "note": "not clonable"}
+    return recheck(run(low), clf, name)
+
+
 def run_attack(
     attack: Any,
     clf: Any,
@@ -179,18 +203,18 @@ def run_attack(
     **kwargs: Any,
 ) -> tuple[Any, dict[str, Any] | None]:
     """:func:`~advgui.core.attacks.batch.run_batch` at ``precision``: (the float32-judged
-    result, the agreement record of :func:`recheck`, None in float32). A model that cannot be
-    cloned runs in float32, and the record says so (``policy``: "float32")."""
+    result, the agreement record of :func:`recheck`, None in float32)."""
     from advgui.core.attacks.batch import run_batch
 
-    name = policy(precision)
-    if name == "float32":
-        return run_batch(attack, clf, x, labels, **kwargs), None
-    low = mixed_classifier(clf, name)
-    if low is None:
-        res = run_batch(attack, clf, x, labels, **kwargs)
-        return res, {"policy": "float32", "flips": 0, "agree": True, "note": "model not clonable"}
-    return recheck(run_batch(attack, low, x, labels, **kwargs), clf, name)
+    return _at(precision, clf, lambda c: run_batch(attack, c, x, labels, **kwargs))
+
+
+def call_attack(
+    attack: Any, clf: Any, x: np.ndarray, *, precision: str = "float32", **kwargs: Any
+) -> tuple[Any, dict[str, Any] | None]:
+    """``attack(clf, x, **kwargs)`` (one batch, the attack's own progress) at ``precision``,
+    as :func:`run_attack`."""
+    return _at(precision, clf, lambda c: attack(c, x, **kwargs))
 
 
 def describe(record: dict[str, Any] | None) -> str:
