@@ -18,6 +18,7 @@ figures are the reported ones. The attacks' opt-in bfloat16 gradients (``precisi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -165,7 +166,13 @@ def recheck(result: Any, clf: Any, dtype_policy: str) -> tuple[Any, dict[str, An
         steps=result.steps,
         seconds=result.seconds,
         cost_history=result.cost_history,
-        details=result.details,
+        # What the gradients ran in: the mixed policy (PGD's own "bfloat16" stays as it is).
+        details=dataclasses.replace(
+            result.details,
+            precision=dtype_policy
+            if result.details.precision in (None, "float32")
+            else result.details.precision,
+        ),
     )
     flips = int(np.sum(result.pred_after != checked.pred_after))
     record: dict[str, Any] = {"policy": dtype_policy, "flips": flips, "agree": flips == 0}

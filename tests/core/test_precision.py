@@ -201,6 +201,10 @@ def test_a_mixed_attack_rechecked_in_float32_agrees(trained_cnn, mnist, name, pa
         full, none = precision.run_attack(attack, trained_cnn, x, y)
         mixed, check = precision.run_attack(attack, trained_cnn, x, y, precision="mixed")
     assert none is None and check["policy"] == "mixed_bfloat16"
+    assert mixed.extra["precision"] == "mixed_bfloat16" and full.extra["precision"] in (
+        None,
+        "float32",
+    )
     robust = mixed.summary()["robust_accuracy"]
     # The reported figure is the float32 model's verdict on the mixed attack's images.
     assert robust == pytest.approx(np.mean(trained_cnn.predict(mixed.x_adv) == y))
