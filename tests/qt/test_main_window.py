@@ -299,8 +299,8 @@ def test_the_device_is_in_the_status_bar_and_about(qtbot, mnist_path, monkeypatc
 
 
 def test_precision_is_chosen_beside_the_device(qtbot, mnist_path, monkeypatch):
-    """Mixed precision is offered (and reaches training) where this CPU has bf16; on a CPU
-    without it the choice is disabled and says why."""
+    """Mixed precision is offered (and reaches plain and defended training) where this CPU has
+    bf16; on a CPU without it the choice is disabled and says why."""
     from advgui.core import tuning
     from advgui.qt.main_window import MainWindow
 
@@ -317,6 +317,7 @@ def test_precision_is_chosen_beside_the_device(qtbot, mnist_path, monkeypatch):
         combo.setCurrentIndex(combo.findData("mixed"))
         assert combo.currentText() == "mixed (mixed_bfloat16)" and win.state.precision == "mixed"
         assert win.training_tab.config().precision == "mixed"
+        assert win.defense_tab.train_panel.config().precision == "mixed"
         combo.setCurrentIndex(combo.findData("float32"))
         assert win.training_tab.config().precision == "float32"
     win.close()
