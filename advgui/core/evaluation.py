@@ -296,6 +296,10 @@ def _precision_notes(
     """A note per view where the mixed attack's images are classified differently in float32."""
     notes = []
     for view, rec in by_view.items():
+        if "flips" not in rec:
+            notes.append(f"{attack} ({view}): run in float32 (the model cannot be cloned "
+                         f"under {dtype_policy})")  # fmt: skip
+            continue
         pos = [e for e in eps if e > 0]
         worst = [(f, e) for f, e in zip(rec["flips"], pos, strict=True) if f]
         if worst:
@@ -419,6 +423,8 @@ def evaluate(
                 attacked = low if low is not None else view
                 if low is not None:
                     mixed_by_view[view_name] = {"robust_accuracy_mixed": [], "flips": []}
+                elif dtype_policy != "float32":  # a layer Keras cannot clone: said, not hidden
+                    mixed_by_view[view_name] = {"policy": "float32", "note": "not clonable"}
                 if attack.kind == MINIMUM_NORM and eps_pos:
                     goals = (y + 1) % 10 if not attack.supports_untargeted else None
                     res = run_batch(
