@@ -9,7 +9,10 @@ Targets (issues 5 and 20):
 - C&W L2, 9 binary-search steps x 100 iterations, on 100 images: at most 60 s.
 
 PGD runs in float32 (identical arithmetic to ART's and torchattacks') and once more with the
-opt-in bfloat16 gradients where this CPU offers them (advgui.core.tuning), reported apart.
+opt-in bfloat16 gradients where this CPU offers them (advgui.core.tuning), reported apart; with
+``--precision mixed`` also under this device's mixed policy (core/precision.py: the whole
+attack on the mixed clone, re-checked by the float32 model), timed in the same rounds as
+float32, with the ratio, both robust accuracies and the images that flip between them.
 Each figure is the median of ``--repeats`` passes; the three libraries alternate per batch size
 so that a shared machine's load falls on all of them alike.
 
@@ -20,7 +23,8 @@ Figures measured on this project's CPU, and how to read them on another: README.
 on your CPU*.
 
     .venv/bin/python benchmarks/bench_strong_attacks.py [--model M.keras] [--n 1000]
-        [--repeats 3] [--skip-art] [--skip-torch] [--quick]
+        [--repeats 3] [--skip-art] [--skip-torch] [--quick] [--device cpu|gpu]
+        [--precision float32|mixed]
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ os.environ.setdefault("TF_OVERRIDE_GLOBAL_THREADPOOL", "0")
 import harness
 import peers
 
-from advgui.core import tuning
+from advgui.core import precision, tuning
 from advgui.core.attacks import make_attack
 from advgui.core.attacks.batch import run_batch
 
@@ -219,6 +223,35 @@ def _pgd_side_by_side(args, clf, x, y) -> tuple[float, float, float]:
     return ours, best["ART"], best["torchattacks"]
 
 
+def mixed_pgd(args: argparse.Namespace, clf, x: np.ndarray, y: np.ndarray) -> None:
+    """PGD-40 at float32 and at --precision mixed, alternating, at the first batch size."""
+    pgd = make_attack("pgd", eps=0.3, step_size=0.01, steps=40, restarts=1)
+    bs = BATCH_SIZES[0]
+
+    def run(prec: str):
+        return precision.run_attack(pgd, clf, x, y, precision=prec, batch_size=bs)
+
+    timings = harness.side_by_side(
+        {"float32": lambda: run("float32"), "mixed": lambda: run("mixed")},
+        repeats=args.repeats,
+    )
+    full, mixed = timings["float32"], timings["mixed"]
+    ratio = harness.median(
+        a / b for a, b in zip(full.seconds, mixed.seconds, strict=True)
+    )  # speed-up of mixed per round
+    check = mixed.result[1]
+    same = (mixed.result[0].pred_after == full.result[0].pred_after).mean()
+    print(
+        f"advgui PGD-40 --precision mixed ({check['policy']}), batch {bs}: "
+        f"{len(x) / mixed.median:.1f} images/s vs float32 {len(x) / full.median:.1f}: "
+        f"{ratio:.2f}x float32's speed (median of {args.repeats} paired rounds); robust "
+        f"accuracy re-checked in float32 {mixed.result[0].summary()['robust_accuracy']:.4f} "
+        f"(float32 attack {full.result[0].summary()['robust_accuracy']:.4f}); "
+        f"{check['flips']} image(s) flip between precisions; "
+        f"{100 * same:.1f}% of predictions equal to the float32 attack's"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help=".keras CNN (default: train one briefly)")
@@ -233,7 +266,15 @@ def main() -> None:
     parser.add_argument(
         "--parity", action="store_true", help="only print ART/advgui results at the test settings"
     )
+    harness.add_device_option(parser)
+    parser.add_argument(
+        "--precision", choices=precision.PRECISIONS, default="float32",
+        help="mixed: also time PGD-40 under this device's mixed policy (ratio to float32)",
+    )  # fmt: skip
     args = parser.parse_args()
+    harness.use_device(args.device)
+    if args.precision == "mixed":
+        precision.policy("mixed")  # refused here (no bf16, no GPU) before any work
     if args.quick:
         args.n, args.repeats, args.cw_n = min(args.n, 500), 1, min(args.cw_n, 20)
     harness.print_machine()
@@ -275,6 +316,8 @@ def main() -> None:
             f"{100 * per_cpu:.0f}% of the float32 matmul rate per CPU second; "
             f"{ips / ours:.2f}x advgui's float32" + (f", {ips / art:.2f}x ART's" if art else "")
         )
+    if args.precision == "mixed":
+        mixed_pgd(args, clf, x, y)
     fb_out = foolbox_pgd(clf, x, y)
     if isinstance(fb_out, str):
         print(f"Foolbox 3.3.4: {fb_out}")

@@ -26,6 +26,7 @@ on your CPU*.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -34,7 +35,7 @@ import harness
 import numpy as np
 import peers
 
-from advgui.core import models, training, tuning
+from advgui.core import models, precision, training
 
 #: Recipe of advgui's CNN run, as printed with the figures.
 RECIPE = (
@@ -157,7 +158,7 @@ def torch_reference(mnist) -> tuple[float, float] | str:
     return n / seconds, peers.torch_accuracy(twin, mnist.x_test, mnist.y_test)
 
 
-def throughput(mnist, rounds: int) -> dict[str, list[float]]:
+def throughput(mnist, rounds: int, precision: str = "float32") -> dict[str, list[float]]:
     """Images/s of one epoch (55,000 images) each of advgui's loop, a plain PyTorch loop and
     ``model.fit``, in ``rounds`` alternating rounds, and the matmul rate beside each round.
     Accuracies are kept under ``"<name> accuracy"``."""
@@ -187,16 +188,11 @@ def throughput(mnist, rounds: int) -> dict[str, list[float]]:
             add("torch", torch_out[0])
             add("torch accuracy", torch_out[1])
         add("fit", fit_reference(mnist))
-        if tuning.settings().bf16_available:  # a proposal, measured: not what the app runs yet
-            from advgui.core.tfimport import keras
-
-            keras().mixed_precision.set_global_policy("mixed_bfloat16")
-            try:
-                res = training.train(cfg, mnist)
-            finally:
-                keras().mixed_precision.set_global_policy("float32")
-            add("advgui bf16", cfg.n_train / res.classifier.meta["train_seconds"])
-            add("advgui bf16 accuracy", res.test_accuracy)
+        if precision == "mixed":  # --precision mixed, in the same round as float32
+            mixed = dataclasses.replace(cfg, precision="mixed")
+            res = training.train(mixed, mnist)
+            add("advgui mixed", cfg.n_train / res.classifier.meta["train_seconds"])
+            add("advgui mixed accuracy", res.test_accuracy)
         matmul()
     return out
 
@@ -266,7 +262,7 @@ def accuracy_part(args, mnist) -> None:
 
 def throughput_part(args, mnist) -> None:
     """Images/s of advgui's loop against a plain PyTorch loop and model.fit, alternating."""
-    tp = throughput(mnist, args.rounds)
+    tp = throughput(mnist, args.rounds, args.precision)
     flops = harness.train_step_flops(models.build_model("cnn", seed=0))
 
     print()
@@ -293,11 +289,15 @@ def throughput_part(args, mnist) -> None:
           f"{[round(v) for v in tp['matmul']]})")  # fmt: skip
     fit_ips = med["fit"]
     print(f"Keras model.fit: {fit_ips:.0f} images/s (advgui {loop_ips / fit_ips:.2f}x)")
-    if "advgui bf16" in med:
-        bf = med["advgui bf16"]
-        print(f"proposal, the same loop under Keras's mixed_bfloat16 policy (bf16 hardware here; "
-              f"not the app's default yet): {bf:.0f} images/s, {bf / loop_ips:.2f}x float32, test "
-              f"accuracy {100 * med['advgui bf16 accuracy']:.2f}%")  # fmt: skip
+    if "advgui mixed" in med:
+        mx = med["advgui mixed"]
+        pairs = zip(tp["advgui mixed"], tp["advgui"], strict=True)
+        paired_mixed = statistics.median(a / b for a, b in pairs)
+        print(f"--precision mixed ({precision.policy('mixed')}), the same loop: {mx:.0f} images/s "
+              f"{[round(v) for v in tp['advgui mixed']]}, {mx / loop_ips:.2f}x float32 (median of "
+              f"the rounds' ratios {paired_mixed:.2f}x), test accuracy "
+              f"{100 * med['advgui mixed accuracy']:.2f}% (float32 "
+              f"{100 * med['advgui accuracy']:.2f}%)")  # fmt: skip
     if "torch" not in med:
         print(f"PyTorch loop: {tp['torch why'][0]}")
     else:
@@ -322,8 +322,14 @@ def main() -> None:
         "--quick", action="store_true", help="one seed, Keras example 10 epochs, one round"
     )
     harness.add_device_option(parser)
+    parser.add_argument(
+        "--precision", choices=precision.PRECISIONS, default="float32",
+        help="mixed: also time the loop under this device's mixed policy (ratio to float32)",
+    )  # fmt: skip
     args = parser.parse_args()
     harness.use_device(args.device)
+    if args.precision == "mixed":
+        precision.policy("mixed")  # refused here (no bf16, no GPU) before any work
     if args.quick:
         args.seeds, args.keras_epochs = args.seeds[:1], min(args.keras_epochs, 10)
         args.rounds = 1

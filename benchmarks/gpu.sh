@@ -6,7 +6,9 @@
 #
 # Each benchmark runs with --device gpu (it refuses to start when TensorFlow sees no GPU, so a
 # CPU figure is never printed as a GPU one) and under its own time limit; the budgets add up
-# to 10 minutes. The machine (CPU, TensorFlow, the GPU) is printed by each benchmark.
+# to 10 minutes. Training and PGD also run under --precision mixed (mixed_float16 on a GPU),
+# printed as a ratio to float32 measured in the same run. The machine (CPU, TensorFlow, the
+# GPU) is printed by each benchmark.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${1:-.venv/bin/python}"
@@ -27,8 +29,10 @@ run() {  # run SECONDS NAME ARGS...
     echo "=== $name (at most ${limit} s) ==="
     timeout "$limit" "$PY" "$@" --device gpu || { echo "$name: exit $?"; status=1; }
 }
-run 200 training benchmarks/bench_training.py --part throughput --rounds 1
-run 150 attacks benchmarks/bench_attack.py --repeats 3
-run 230 evaluation benchmarks/bench_leaderboard.py --local-only --attack autoattack \
+run 180 training benchmarks/bench_training.py --part throughput --rounds 1 --precision mixed
+run 120 attacks benchmarks/bench_attack.py --repeats 3
+run 100 mixed-pgd benchmarks/bench_strong_attacks.py --quick --skip-art --skip-torch \
+    --cw-n 4 --precision mixed
+run 200 evaluation benchmarks/bench_leaderboard.py --local-only --attack autoattack \
     --eps 0.3 --n 1000 --chunk 250
 exit $status

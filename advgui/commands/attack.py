@@ -15,6 +15,7 @@ from typing import Any
 from advgui.commands.common import (
     add_image_options,
     add_output_options,
+    add_precision_option,
     check_outputs,
     dataset_spec,
     finish,
@@ -24,15 +25,19 @@ from advgui.commands.common import (
     model_store,
     note,
     positive_int,
+    precision_policy,
     progress_bar,
     with_names,
 )
 from advgui.core.errors import ModelFileError, ParameterError
+from advgui.core.precision import call_attack, describe, run_attack
 from advgui.core.progress import Progress
 
 #: Attack parameters that are not offered as options of their own: the command's own
 #: ``--batch-size`` is the chunk size of batch mode (FGSM's is reachable with --param).
-NOT_OPTIONS = ("batch_size",)
+#: ``precision`` is the command's own --precision (every attack; core/precision.py); an
+#: attack's bfloat16 gradients stay reachable as --param precision=bfloat16.
+NOT_OPTIONS = ("batch_size", "precision")
 
 
 def _methods() -> list[str]:
@@ -154,6 +159,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", metavar="PNG|DIR", help="write the adversarial image here (+ <name>_x10.png "
         "and <name>.json); with --images: the folder for one PNG + JSON each and index.csv"
     )  # fmt: skip
+    add_precision_option(p, what="the attack's forward/backward passes (iterate, projection "
+                         "and the reported figures stay float32: a mixed attack's images are "
+                         "re-checked by the float32 model)")  # fmt: skip
     add_output_options(p, json_help="write the result record (batch: the summary) here")
     p.set_defaults(func=cmd_attack)
 
@@ -261,6 +269,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.target is not None and not cls.supports_targeted:
         raise ParameterError(f"{args.method} cannot aim at a target digit", field="target")
     attack = make_attack(args.method, **params)  # validates before the slow loading
+    precision_policy(args)  # refused (exit 2) before the slow loading too
     if args.n is not None:
         return cmd_attack_batch(args, attack)
     if args.images is not None:
@@ -316,10 +325,12 @@ def cmd_attack_one(args: argparse.Namespace, attack: Any) -> int:
         bar(Progress(update.done, update.total, update.message, scalars))
 
     try:
-        res = attack(clf, x, labels=labels, goals=args.target, progress=progress)
+        res, check = call_attack(attack, clf, x, precision=args.precision, labels=labels,
+                                 goals=args.target, progress=progress)  # fmt: skip
     finally:
         bar.close()
     record = res.record(0)
+    _with_precision(record, args, check)
     record["index"] = args.index
     record["model"] = clf.name
     record["model_outputs"] = clf.meta.get("outputs")
@@ -356,6 +367,7 @@ def cmd_attack_one(args: argparse.Namespace, attack: Any) -> int:
         f"Linf {record['linf']:.3f}, {record['seconds']:.2f} s; PNG classified "
         f"{spec.label(record['png_pred'])}" + (f", saved {record['png']}" if record["png"] else "")
     )
+    text += describe(check)
     if record.get("note"):
         text += f"\nnote: {record['note']}"
     finish(args, with_names(record, spec), text)
@@ -365,7 +377,6 @@ def cmd_attack_one(args: argparse.Namespace, attack: Any) -> int:
 def cmd_attack_images(args: argparse.Namespace, attack: Any) -> int:
     """``--images DIR``: every picture of a folder; one PNG + JSON each and one index.csv."""
     from advgui.core import export
-    from advgui.core.attacks.batch import run_batch
 
     if not args.out:
         raise ParameterError("--images needs --out DIR: the folder for the results", field="out")
@@ -402,11 +413,12 @@ def cmd_attack_images(args: argparse.Namespace, attack: Any) -> int:
     clf = load_classifier(args.model, args)
     bar = progress_bar(args, unit="img")
     try:
-        res = run_batch(
+        res, check = run_attack(
             attack,
             clf,
             x,
             None,
+            precision=args.precision,
             goals=args.target,
             batch_size=args.batch_size,
             progress=lambda u: bar(Progress(u.done, u.total, u.message)),
@@ -417,6 +429,7 @@ def cmd_attack_images(args: argparse.Namespace, attack: Any) -> int:
     summary = res.summary()
     for key in ("robust_accuracy", "clean_accuracy"):  # need true labels, which are unknown
         summary.pop(key, None)
+    _with_precision(summary, args, check)
     summary.update(
         model=clf.name,
         dataset=spec.name,
@@ -446,10 +459,19 @@ def cmd_attack_images(args: argparse.Namespace, attack: Any) -> int:
         + (f" ({_files(len(skipped))} skipped)" if skipped else "")
         + f": success rate {100 * summary['success_rate']:.1f}% "
         f"(PNGs {100 * summary['png_success_rate']:.1f}%), "
-        f"{summary['images_per_second']:.1f} images/s; saved in {out} (index.csv)"
+        f"{summary['images_per_second']:.1f} images/s; saved in {out} (index.csv)" + describe(check)
     )
     finish(args, summary, "\n".join(lines))
     return 0
+
+
+def _with_precision(record: dict[str, Any], args: argparse.Namespace, check: Any) -> None:
+    """The record's precision: what was asked, the policy it ran under and, for a mixed run,
+    the float32 re-check (``precision_check``; the record's own figures are float32's)."""
+    record["precision"] = args.precision
+    record["precision_policy"] = check["policy"] if check else "float32"
+    if check:
+        record["precision_check"] = check
 
 
 def _files(n: int) -> str:
@@ -458,7 +480,6 @@ def _files(n: int) -> str:
 
 def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
     """``--n N``: attack the first N test images in chunks; summary to stdout and --json."""
-    from advgui.core.attacks.batch import run_batch
     from advgui.core.data import MNIST
 
     if args.out:
@@ -471,11 +492,12 @@ def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
         raise ParameterError(f"--n must be at most {len(mnist.y_test)}, got {args.n}", field="n")
     bar = progress_bar(args, unit="img")
     try:
-        res = run_batch(
+        res, check = run_attack(
             attack,
             clf,
             mnist.x_test[: args.n],
             mnist.y_test[: args.n],
+            precision=args.precision,
             goals=args.target,
             batch_size=args.batch_size,
             progress=lambda u: bar(Progress(u.done, u.total, u.message)),
@@ -488,6 +510,7 @@ def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
     summary["dataset"] = spec.name
     summary["target"] = args.target
     summary["target_name"] = spec.class_name(args.target)
+    _with_precision(summary, args, check)
     goal = "" if args.target is None else f" (goal {spec.label(args.target)})"
     which = "" if spec is MNIST else f"{spec.title} "
     text = (
@@ -495,7 +518,7 @@ def cmd_attack_batch(args: argparse.Namespace, attack: Any) -> int:
         f"{100 * summary['success_rate']:.1f}%, robust accuracy "
         f"{100 * summary['robust_accuracy']:.1f}% (clean {100 * summary['clean_accuracy']:.1f}%), "
         f"median L2 {summary['median_l2']:.3f}, median Linf {summary['median_linf']:.3f}, "
-        f"{summary['images_per_second']:.1f} images/s"
+        f"{summary['images_per_second']:.1f} images/s" + describe(check)
     )
     found = res.details.digest() or {}  # a cascade and its warnings (AutoAttack), queries
     summary.update(found)

@@ -286,6 +286,28 @@ def add_model_outputs(p: argparse.ArgumentParser, *, json_help: str) -> None:
     p.add_argument("--no-store", action="store_true", help="do not add it to the model store")
 
 
+def add_precision_option(p: argparse.ArgumentParser, *, what: str) -> None:
+    """``--precision float32|mixed`` (training and attacks alike; core/precision.py)."""
+    from advgui.core.precision import PRECISIONS
+
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help=f"arithmetic of {what}: float32 (default) or mixed, Keras's mixed_float16 on a "
+        "GPU and mixed_bfloat16 on a CPU with bf16/AMX instructions (refused elsewhere: "
+        "slower there)",
+    )
+
+
+def precision_policy(args: argparse.Namespace) -> str:
+    """The dtype policy of ``--precision`` here (loads TensorFlow); a one-line error (exit 2)
+    where mixed is refused, before any data or model is loaded."""
+    from advgui.core.precision import policy
+
+    return policy(getattr(args, "precision", "float32"))
+
+
 def train_with_bar(
     args: argparse.Namespace,
     train: Callable[[Callable[[Progress], None]], Any],

@@ -13,6 +13,7 @@ from typing import Any
 
 from advgui.commands.common import (
     add_model_outputs,
+    add_precision_option,
     check_model_outputs,
     dataset_spec,
     eps_help,
@@ -21,6 +22,7 @@ from advgui.commands.common import (
     keep_model,
     load_data,
     positive_int,
+    precision_policy,
     train_with_bar,
 )
 
@@ -36,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_defense_arguments(d, ARCHS, DEFENSES, required=True)
     add_model_outputs(d, json_help="write per-epoch figures as JSON")
+    add_precision_option(d, what="training (the saved model is float32 either way)")
     d.set_defaults(func=cmd_defend)
 
 
@@ -93,6 +96,7 @@ def defense_config(args: argparse.Namespace) -> Any:
             ("beta", args.beta),
             ("temperature", args.temperature),
             ("sigma", getattr(args, "sigma", None)),
+            ("precision", getattr(args, "precision", None)),
         )
         if value is not None
     }
@@ -106,6 +110,7 @@ def cmd_defend(args: argparse.Namespace) -> int:
 
     out = check_model_outputs(args)
     config = defense_config(args).validate()
+    policy = precision_policy(args)
     spec = dataset_spec(args)
     mnist = load_data(args)
 
@@ -131,6 +136,8 @@ def cmd_defend(args: argparse.Namespace) -> int:
         "model": str(out),
         "dataset": spec.name,
         "dataset_sha256": spec.sha256,
+        "precision": config.precision,
+        "precision_policy": policy,
     }
     if config.method == "noise":
         held = f"trained under Gaussian noise of sigma {config.sigma:g}"
@@ -141,6 +148,8 @@ def cmd_defend(args: argparse.Namespace) -> int:
         )
     text = (
         f"{config.method}: test accuracy {100 * test_acc:.2f}%, {held} "
-        f"(epoch {result.best_epoch} kept, {result.seconds:.0f} s); saved {out}"
+        f"(epoch {result.best_epoch} kept, {result.seconds:.0f} s"
+        + ("" if policy == "float32" else f", trained in {policy}, saved in float32")
+        + f"); saved {out}"
     )
     return finish_training(args, payload, text, stored)

@@ -12,6 +12,7 @@ from advgui.commands.attack import _param
 from advgui.commands.common import (
     add_certify_options,
     add_output_options,
+    add_precision_option,
     certify_options,
     check_outputs,
     dataset_spec,
@@ -20,6 +21,7 @@ from advgui.commands.common import (
     load_data,
     nonnegative_int,
     positive_int,
+    precision_policy,
     progress_bar,
 )
 from advgui.core.errors import ParameterError
@@ -107,6 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="smoothing: noise draws per step of that attack (EOT; default 16)",
     )
+    add_precision_option(e, what="the attacks (every figure is judged by the float32 model; "
+                         "a disagreement is noted)")  # fmt: skip
     add_output_options(e, json_help="write the results as JSON")
     e.add_argument("--csv", metavar="OUT.csv", help="write one row per model/attack/epsilon")
     e.add_argument(
@@ -164,8 +168,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         adaptive=not args.naive_only,
         detector_fpr=args.detector_fpr,
         attack_params=attack_params(attacks, args),
+        precision=args.precision,
         **certify_opts,
     ).validate()
+    precision_policy(args)  # refused (exit 2) before any model or data is loaded
     for name in cfg.attacks:  # every parameter checked by its spec before any work
         evaluation.make_eval_attack(cfg, name)
     for t in args.transform:

@@ -9,6 +9,7 @@ from typing import Any
 
 from advgui.commands.common import (
     add_model_outputs,
+    add_precision_option,
     check_model_outputs,
     dataset_spec,
     finish_training,
@@ -16,6 +17,7 @@ from advgui.commands.common import (
     keep_model,
     load_data,
     positive_int,
+    precision_policy,
     train_with_bar,
 )
 from advgui.core import models, training
@@ -56,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="validation images held out from the training set (default 5000)",
     )
     add_model_outputs(p, json_help="write metrics as JSON")
+    add_precision_option(p, what="training (the saved model is float32 either way)")
     # --defense makes this an alias of advgui defend (advgui.commands.defend).
     from advgui.commands.defend import add_defense_arguments
     from advgui.core.defenses.adversarial import ARCHS, DEFENSES
@@ -85,8 +88,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = dataset_spec(args)
     per_dataset = dict(spec.train_defaults.get(args.arch, {}))  # shown in --help, never hidden
     config = training.TrainConfig.for_arch(
-        args.arch, schedule=args.schedule, seed=args.seed, **{**per_dataset, **overrides}
+        args.arch,
+        schedule=args.schedule,
+        seed=args.seed,
+        precision=args.precision,
+        **{**per_dataset, **overrides},
     ).validate()
+    policy = precision_policy(args)
     mnist = load_data(args)
 
     def brief(info: dict[str, Any]) -> dict[str, Any]:
@@ -113,10 +121,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         "dataset": spec.name,
         "dataset_sha256": spec.sha256,
         "classes": list(spec.class_names),
+        "precision": config.precision,
+        "precision_policy": policy,
     }
     on = "" if spec.digits else f" on {spec.title}"
     text = (
-        f"test accuracy{on}: {100 * result.test_accuracy:.2f}% ({result.seconds:.1f} s); "
-        f"saved {out}"
+        f"test accuracy{on}: {100 * result.test_accuracy:.2f}% ({result.seconds:.1f} s"
+        + ("" if policy == "float32" else f", trained in {policy}, saved in float32")
+        + f"); saved {out}"
     )
     return finish_training(args, payload, text, stored)

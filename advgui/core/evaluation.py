@@ -37,12 +37,14 @@ from typing import Any
 import numpy as np
 
 from advgui import __version__
+from advgui.core import precision
 from advgui.core.attacks.flags import cascade_text
 from advgui.core.defenses.detector import SqueezeDetector
 from advgui.core.defenses.transforms import parse_transform, transform_label, wrap
 from advgui.core.errors import ParameterError
 from advgui.core.fileio import atomic_write_bytes, atomic_write_text, json_default
 from advgui.core.models import Classifier
+from advgui.core.precision import check as check_precision
 from advgui.core.progress import CancelToken, Partial, Progress, ProgressCallback, check
 from advgui.core.tfimport import keras
 
@@ -102,6 +104,9 @@ class EvalConfig:
     smoothing_attack_samples: int = 16
     smoothing_attack_steps: int = 20
     smoothing_attack_votes: int = 1000
+    #: "float32" or "mixed": the attacks' arithmetic (core/precision.py); every figure is
+    #: judged by the float32 model either way.
+    precision: str = "float32"
 
     def validate(self) -> EvalConfig:
         attacks = [str(a).strip() for a in self.attacks]
@@ -114,6 +119,7 @@ class EvalConfig:
                     field="attacks",
                 )
         self.attacks = tuple(dict.fromkeys(attacks))
+        self.precision = check_precision(self.precision)
         eps = []
         for e in self.eps:
             try:
@@ -273,6 +279,49 @@ def make_eval_attack(cfg: EvalConfig, name: str) -> Any:
     return make_attack(name, **params)
 
 
+def _low_view(view: Classifier, dtype_policy: str) -> Classifier | None:
+    """The view the attack runs on at ``dtype_policy`` (None: float32, or not clonable)."""
+    if dtype_policy == "float32":
+        return None
+    return precision.mixed_classifier(view, dtype_policy)
+
+
+def _mixed_check(
+    into: dict[str, Any],
+    low: Classifier,
+    view: Classifier,
+    x_adv: np.ndarray,
+    y: np.ndarray,
+    clean_ok: np.ndarray,
+) -> None:
+    """One epsilon's agreement: the robust accuracy as the mixed view judges the images, and
+    how many of them the two precisions classify differently."""
+    pred_low = low.predict(x_adv)
+    into["robust_accuracy_mixed"].append(float((clean_ok & (pred_low == y)).mean()))
+    into["flips"].append(int(np.sum(pred_low != view.predict(x_adv))))
+
+
+def _precision_notes(
+    attack: str, dtype_policy: str, by_view: dict[str, dict[str, Any]], eps: Sequence[float]
+) -> list[str]:
+    """A note per view where the mixed attack's images are classified differently in float32."""
+    notes = []
+    for view, rec in by_view.items():
+        if "flips" not in rec:
+            notes.append(f"{attack} ({view}): run in float32 (the model cannot be cloned "
+                         f"under {dtype_policy})")  # fmt: skip
+            continue
+        pos = [e for e in eps if e > 0]
+        worst = [(f, e) for f, e in zip(rec["flips"], pos, strict=True) if f]
+        if worst:
+            flips, at = max(worst)
+            notes.append(
+                f"{attack} ({view}): the {dtype_policy} attack and the float32 re-check "
+                f"disagree on {flips} image(s) at eps {at:g}; the figures are float32's"
+            )
+    return notes
+
+
 def _project(x: np.ndarray, x_adv: np.ndarray, eps: float) -> np.ndarray:
     return np.clip(x + np.clip(x_adv - x, -eps, eps), 0.0, 1.0).astype(np.float32)
 
@@ -325,6 +374,7 @@ def evaluate(
     cfg = (config or EvalConfig()).validate()
     if not models:
         raise ParameterError("choose at least one model", field="models")
+    dtype_policy = precision.policy(cfg.precision)
     transforms = list(dict.fromkeys(transforms or ["none"]))
     for tr in transforms:
         parse_transform(tr)  # validate all before any work
@@ -376,14 +426,21 @@ def evaluate(
             robust_ok = {e: clean_ok.copy() for e in cfg.eps}
             attack = make_eval_attack(cfg, a)
             fixed = attack.kind == FIXED_BUDGET
+            mixed_by_view: dict[str, dict[str, Any]] = {}
             for view_name, view in views:
                 accs = []
                 digests: list[dict[str, Any] | None] = []
                 once = None
+                low = _low_view(view, dtype_policy)
+                attacked = low if low is not None else view
+                if low is not None:
+                    mixed_by_view[view_name] = {"robust_accuracy_mixed": [], "flips": []}
+                elif dtype_policy != "float32":  # a layer Keras cannot clone: said, not hidden
+                    mixed_by_view[view_name] = {"policy": "float32", "note": "not clonable"}
                 if attack.kind == MINIMUM_NORM and eps_pos:
                     goals = (y + 1) % 10 if not attack.supports_untargeted else None
                     res = run_batch(
-                        attack, view, x, y, goals=goals, batch_size=cfg.batch_size,
+                        attack, attacked, x, y, goals=goals, batch_size=cfg.batch_size,
                         progress=counter.sub(f"{tg.label}: {a} ({view_name})"), cancel=cancel,
                     )  # fmt: skip
                     counter.step(f"{tg.label}: {a} ({view_name}) done")
@@ -399,7 +456,7 @@ def evaluate(
                         continue
                     if fixed:  # one attack object and one trace for the whole sweep
                         res = run_batch(
-                            attack, view, x, y, eps=e, batch_size=cfg.batch_size,
+                            attack, attacked, x, y, eps=e, batch_size=cfg.batch_size,
                             progress=counter.sub(f"{tg.label}: {a} eps {e:g} ({view_name})"),
                             cancel=cancel,
                         )  # fmt: skip
@@ -408,7 +465,9 @@ def evaluate(
                     else:
                         x_adv = x_by_eps[e]
                         digests.append(once)
-                    ok = clean_ok & (tg.deployed.predict(x_adv) == y)
+                    ok = clean_ok & (tg.deployed.predict(x_adv) == y)  # float32 judges
+                    if low is not None:
+                        _mixed_check(mixed_by_view[view_name], low, view, x_adv, y, clean_ok)
                     robust_ok[e] &= ok
                     accs.append(float(ok.mean()))
                     if view_name == views[-1][0]:
@@ -428,6 +487,9 @@ def evaluate(
             }
             if any(d for ds in per_view_details.values() for d in ds):
                 entry["attacks"][a]["details"] = per_view_details
+            if dtype_policy != "float32":
+                entry["attacks"][a]["precision"] = {"policy": dtype_policy, "views": mixed_by_view}
+                entry["notes"].extend(_precision_notes(a, dtype_policy, mixed_by_view, cfg.eps))
             note = explain(entry, a)
             if note:
                 entry["notes"].append(note)
@@ -469,6 +531,8 @@ def evaluate(
         "eps": list(cfg.eps),
         "attacks": list(cfg.attacks),
         "results": results,
+        "precision": cfg.precision,
+        "precision_policy": dtype_policy,
         "seconds": time.perf_counter() - t0,
         "created": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
     }

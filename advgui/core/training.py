@@ -21,6 +21,7 @@ from advgui.core.data import Mnist, dataset_meta
 from advgui.core.errors import ParameterError
 from advgui.core.fit import OPTIMIZERS, SCHEDULES, confusion_matrix
 from advgui.core.params import check_number
+from advgui.core.precision import check as check_precision
 from advgui.core.progress import CancelToken, Progress, ProgressCallback
 from advgui.core.tfimport import keras
 
@@ -61,6 +62,9 @@ class TrainConfig:
     n_val: int = 5000
     #: Validation passes per epoch (more gives a denser validation curve, costs time).
     evals_per_epoch: int = 1
+    #: "float32" or "mixed" (core/precision.py): the arithmetic of training; the model stays
+    #: float32.
+    precision: str = "float32"
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: Any) -> TrainConfig:
@@ -104,6 +108,7 @@ class TrainConfig:
                 f"({values['n_val']}) must not exceed the {N_TRAIN_TOTAL} MNIST training images",
                 field="n_train",
             )
+        values["precision"] = check_precision(self.precision)
         return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +185,7 @@ def train(
         schedule=fit.Schedule(cfg.schedule, cfg.lr),
         optimizer=cfg.optimizer,
         seed=cfg.seed,
+        precision=cfg.precision,
     )
     fitted = fit.fit(
         logits_model,

@@ -21,6 +21,10 @@ measured wins there, unknown elsewhere. So each path is chosen here:
   one-thread measurement; on a machine never measured it is on, so that one can be made.
 - ``background_nice``: niceness of TensorFlow's and the GUI workers' threads (a table: Linux
   sets it per thread, elsewhere it would slow the whole process).
+- ``mixed_policy``: what ``--precision mixed`` runs as (core/precision.py): Keras's
+  ``mixed_float16`` on a GPU (tensor cores), ``mixed_bfloat16`` on a CPU with bf16 instructions
+  (AMX/AVX512-BF16 run it in hardware), None (refused) on a CPU without them, where bfloat16 is
+  emulated and slower than float32.
 
 All of these are CPU paths: where TensorFlow sees a GPU (``device_name``), each is off, with
 that reason (before TensorFlow loads, an NVIDIA driver plus TensorFlow's CUDA wheels count).
@@ -386,6 +390,8 @@ class Settings:
     #: What runs the work: ``CPU: MODEL`` or ``GPU: NAME`` (every CPU-only path is off there).
     device: str = "CPU"
     strided_rewrite: bool = False
+    #: Keras dtype policy of ``--precision mixed`` here; None: refused (see reasons["mixed"]).
+    mixed_policy: str | None = None
 
     @property
     def one_thread(self) -> bool:
@@ -404,6 +410,7 @@ class Settings:
             f"bf16_available={int(self.bf16_available)}: {self.reasons.get('bf16', '')}",
             f"pool_override={int(self.pool_override)}: {self.reasons.get('pool_override', '')}",
             f"background_nice={self.background_nice}: {self.reasons.get('background_nice', '')}",
+            f"mixed_policy={self.mixed_policy or 'refused'}: {self.reasons.get('mixed', '')}",
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -420,6 +427,7 @@ class Settings:
             "timings": dict(self.timings),
             "source": self.source,
             "device": self.device,
+            "mixed_policy": self.mixed_policy,
         }
 
 
@@ -532,6 +540,16 @@ def decide(
         nice = 0
         reasons["background_nice"] = "niceness is per process here: it would slow the window too"
 
+    if cpu.bf16_hardware:
+        mixed: str | None = "mixed_bfloat16"
+        reasons["mixed"] = "bf16 instructions present: Keras's mixed_bfloat16 policy"
+    else:
+        mixed = None
+        reasons["mixed"] = (
+            "refused: the CPU has no bf16 instructions (AVX512_BF16, AMX-BF16, ARM BF16), "
+            "so bfloat16 would be emulated and slower than float32"
+        )
+
     chosen = {
         "conv_rewrite": conv_rewrite,
         "strided_rewrite": strided_rewrite,
@@ -559,6 +577,7 @@ def decide(
         timings=dict(timings),
         source=source,
         device=device,
+        mixed_policy=mixed,
     )
 
 
@@ -581,6 +600,8 @@ def _decide_gpu(
         "bf16": f"{gpu}: float32 (the bfloat16 path is the CPU's bf16 instructions)",
         "pool_override": f"{gpu}: no one-thread sessions to serve",
         "background_nice": f"{gpu}: the GPU does the work; the CPU threads only feed it",
+        "mixed": f"{gpu}: Keras's mixed_float16 policy (float16 compute, dynamic loss scaling "
+        "in training)",
     }
     chosen: dict[str, Any] = {
         "conv_rewrite": False,
@@ -608,6 +629,7 @@ def _decide_gpu(
         timings=dict(timings),
         source=source,
         device=device,
+        mixed_policy="mixed_float16",
     )
 
 

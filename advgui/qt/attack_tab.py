@@ -255,8 +255,9 @@ class AttackTab(QWidget):
         order = self.gallery.visible_indices()
         try:
             run = self.session.prepare(
-                c.method(), c.params(), c.goal(), n=c.batch_spin.value(), order=order
-            )
+                c.method(), c.params(), c.goal(), n=c.batch_spin.value(), order=order,
+                precision=self.state.precision,
+            )  # fmt: skip
         except ParameterError as err:
             self.controls.mark(err.field, str(err))
             if err.field == "model":

@@ -10,6 +10,7 @@ table as each attack finishes. Where naive and adaptive attacks disagree, the no
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -73,7 +74,9 @@ class DefenseTab(QWidget):
         self.progress_bar.setRange(0, 1000)
         self.status = QLabel("Choose models, transformations and attacks, then Run.")
         self.status.setWordWrap(True)
-        self.train_panel = DefenseTrainPanel(lambda: self.state.mnist)
+        self.train_panel = DefenseTrainPanel(
+            lambda: self.state.mnist, precision_getter=lambda: self.state.precision
+        )
 
         settings = QWidget()
         settings_lay = QVBoxLayout(settings)
@@ -184,7 +187,8 @@ class DefenseTab(QWidget):
             return
         try:
             models = self.session.chosen_models(self.setup.selected_models())
-            run = self.session.prepare(models, self.setup.eval_config(), self.setup.transforms())
+            config = dataclasses.replace(self.setup.eval_config(), precision=self.state.precision)
+            run = self.session.prepare(models, config.validate(), self.setup.transforms())
         except AdvguiError as err:
             self.status.setText(str(err))
             self._mark_field(getattr(err, "field", None))

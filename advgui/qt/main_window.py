@@ -160,6 +160,11 @@ class MainWindow(QMainWindow):
         self.data_label = ElidedLabel()  # a long source path elides, never clips
         self.tf_label = QLabel("TensorFlow: not loaded")
         self.device_label = QLabel("")  # the device, once TensorFlow has told it
+        self.precision_combo = QComboBox()  # enabled only where mixed precision is offered
+        self._offer_precision()
+        self.precision_combo.currentIndexChanged.connect(
+            lambda i: setattr(self.state, "precision", self.precision_combo.itemData(i))
+        )
         self.job_progress = QProgressBar()
         self.job_progress.setMaximumWidth(200)
         self.job_progress.setVisible(False)
@@ -169,7 +174,23 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.job_progress)
         bar.addPermanentWidget(self.tf_label)
         bar.addPermanentWidget(self.device_label)
+        bar.addPermanentWidget(self.precision_combo)
         self._show_chosen()
+
+    def _offer_precision(self) -> None:
+        from advgui.core import precision
+
+        combo = self.precision_combo
+        items, tip = precision.offered()
+        combo.blockSignals(True)
+        combo.clear()
+        for label, value in items:
+            combo.addItem(label, value)
+        combo.setCurrentIndex(max(0, combo.findData(self.state.precision)))
+        combo.blockSignals(False)
+        combo.setEnabled(len(items) > 1)
+        combo.setToolTip(tip)
+        self.state.precision = combo.currentData()
 
     def show_about(self) -> None:
         QMessageBox.about(
@@ -180,7 +201,7 @@ class MainWindow(QMainWindow):
             "defenses.</p>"
             f"<p>Data and models are kept in {paths.data_dir()}.</p>"
             f"<p>Device: {html.escape(tuning.loaded_device() or 'known once TensorFlow loads')}"
-            "</p>",
+            f"; precision: {html.escape(self.precision_combo.currentText())}</p>",
         )
 
     # ------------------------------------------------------------------ TensorFlow

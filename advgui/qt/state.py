@@ -33,6 +33,9 @@ class AppState(QObject):
         self.current_model: Any = None
         #: Stored models listed from their metadata while TensorFlow loads them (StoreEntry).
         self.pending: list[Any] = []
+        #: "float32" or "mixed" (core/precision.py), for training and attacks; set in the
+        #: status bar beside the device.
+        self.precision = "float32"
 
     @property
     def spec(self) -> DatasetSpec:

@@ -191,7 +191,7 @@ class TrainingTab(QWidget):
 
     def config(self) -> training.TrainConfig:
         """The form as a validated config (:class:`ParameterError` names the bad field)."""
-        return self.session.config(**self.form_values())
+        return self.session.config(**self.form_values(), precision=self.state.precision)
 
     def say(self, text: str, *, error: bool = False) -> None:
         self.status_label.setStyleSheet("color: #b00020;" if error else "")

@@ -125,6 +125,28 @@ def test_run_is_kept_shown_listed_and_reopened(session, trained_cnn, mnist, tmp_
     assert side["png_pred"] == records[0]["png_pred"]
 
 
+def test_a_mixed_precision_run_is_judged_in_float32(session, trained_cnn):
+    """The status bar's precision reaches the run: the attack runs on the mixed clone, the
+    result is the float32 model's verdict, the status line says whether they agree."""
+    from advgui.core import tuning
+
+    session.model = trained_cnn
+    session.choose_test_image(0)
+    with pytest.raises(ParameterError, match="precision"):
+        session.prepare("fgsm", {}, None, precision="half")
+    assert session.pending is None
+    here = {} if tuning.detect_cpu().bf16_hardware else {"mixed_policy": "mixed_bfloat16"}
+    with tuning.overridden(**here):
+        run = session.prepare("fgsm", {"eps": 0.15}, None, n=40, precision="mixed")
+        output = run.work(lambda update: None, CancelToken())
+    check, res = output.precision_check, output.result
+    assert check["policy"] == "mixed_bfloat16" and output.entry is not None
+    np.testing.assert_array_equal(res.pred_after, trained_cnn.predict(res.x_adv))
+    text = session.finish(output)
+    assert ("float32 re-check agrees" in text) == check["agree"]
+    assert ("DISAGREES" in text) == (not check["agree"])
+
+
 def test_deck_attack_sends_typed_partials_and_the_noise_start_is_shown(session, trained_cnn):
     session.model = trained_cnn
     session.choose_test_image(4)

@@ -298,6 +298,40 @@ def test_the_device_is_in_the_status_bar_and_about(qtbot, mnist_path, monkeypatc
     qtbot.waitUntil(lambda: win.state.mnist is not None, timeout=20000)
 
 
+def test_precision_is_chosen_beside_the_device(qtbot, mnist_path, monkeypatch):
+    """Mixed precision is offered (and reaches plain and defended training) where this CPU has
+    bf16; on a CPU without it the choice is disabled and says why."""
+    from advgui.core import tuning
+    from advgui.qt.main_window import MainWindow
+
+    def window():
+        tuning.reset()
+        win = MainWindow(data_path=str(mnist_path), preload_tf=False)
+        qtbot.addWidget(win)
+        return win
+
+    win = window()
+    combo = win.precision_combo
+    if tuning.detect_cpu().bf16_hardware:
+        assert combo.isEnabled() and combo.count() == 2
+        combo.setCurrentIndex(combo.findData("mixed"))
+        assert combo.currentText() == "mixed (mixed_bfloat16)" and win.state.precision == "mixed"
+        assert win.training_tab.config().precision == "mixed"
+        assert win.defense_tab.train_panel.config().precision == "mixed"
+        combo.setCurrentIndex(combo.findData("float32"))
+        assert win.training_tab.config().precision == "float32"
+    win.close()
+    epyc = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t: avx2 fma\n"
+    model, flags = tuning.parse_cpuinfo(epyc)
+    monkeypatch.setattr(tuning, "detect_cpu", lambda: tuning.Cpu(model, "x86_64", flags, 2))
+    win = window()
+    combo = win.precision_combo
+    assert not combo.isEnabled() and combo.count() == 1 and win.state.precision == "float32"
+    assert "no bf16 instructions" in combo.toolTip()
+    win.close()
+    tuning.reset()
+
+
 def test_columns_stack_on_a_small_screen_and_return_side_by_side(window, qtbot):
     """Issue 17.12: at 960x540 (1920x1080 at 2x) a tab's columns stack, so it scrolls down
     only, never sideways; at 1280x800 they are side by side again."""

@@ -560,32 +560,15 @@ PRECISIONS = ("float32", "bfloat16")
 
 def bfloat16_view(clf: Any) -> Any:
     """A bfloat16-compute copy of the classifier's logits model with its current weights
-    (None if it cannot be cloned, e.g. a custom layer).
+    (None if it cannot be cloned, e.g. a custom layer): the mixed-precision clone of
+    :mod:`advgui.core.precision` under ``mixed_bfloat16``.
 
     On CPUs with AMX or AVX512-BF16 oneDNN runs bfloat16 convolutions several times faster;
-    a gradient's sign barely changes. Weights are copied on every call, so a model trained
-    further is never attacked through a stale copy.
+    a gradient's sign barely changes.
     """
-    k = keras()
-    model = clf.logits_model
+    from advgui.core.precision import mixed_view
 
-    def build() -> Any:
-        def clone(layer: Any) -> Any:
-            cfg = layer.get_config()
-            cfg["dtype"] = "mixed_bfloat16"
-            return layer.__class__.from_config(cfg)
-
-        try:
-            return k.models.clone_model(model, clone_function=clone)
-        except Exception as err:  # Keras raises many types for layers it cannot rebuild
-            log_once(f"bf16-{model.name}", "model %s: float32 gradients (no bfloat16 copy: %s)",
-                     model.name, err)  # fmt: skip
-            return None
-
-    copy = compiled(clf, ("bfloat16-copy", id(model)), build)
-    if copy is not None:
-        copy.set_weights(model.get_weights())
-    return copy
+    return mixed_view(clf, "mixed_bfloat16")
 
 
 class GradView:

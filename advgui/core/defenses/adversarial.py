@@ -37,6 +37,7 @@ from advgui.core.data import dataset_meta
 from advgui.core.errors import ParameterError
 from advgui.core.models import Classifier
 from advgui.core.params import check_number
+from advgui.core.precision import check as check_precision
 from advgui.core.progress import CancelToken, ProgressCallback
 from advgui.core.tfimport import keras, tf
 
@@ -88,6 +89,8 @@ class DefenseConfig:
     check_steps: int = 20  # PGD steps of the per-epoch held-out check
     check_n: int = 500
     seed: int = 0
+    #: "float32" or "mixed" (core/precision.py); the saved model is float32 either way.
+    precision: str = "float32"
 
     def validate(self) -> DefenseConfig:
         if self.method not in DEFENSES:
@@ -117,6 +120,12 @@ class DefenseConfig:
             raise ParameterError(
                 f"unknown architecture {self.arch!r}; choose one of {ARCHS}",
                 field="arch",
+            )
+        self.precision = check_precision(self.precision)
+        if self.precision != "float32" and self.method == "ibp":
+            raise ParameterError(
+                "ibp trains in float32 only: its bounds must be sound, not rounded",
+                field="precision",
             )
         return self
 
@@ -385,7 +394,8 @@ def _plan(cfg: DefenseConfig) -> fit.Plan:
     """Adam on defended training's one-cycle; whole batches only (one input shape: the inner
     attack's graph is traced once)."""
     schedule = fit.Schedule("onecycle", cfg.lr, **fit.DEFENDED_ONE_CYCLE)
-    return fit.Plan(cfg.epochs, cfg.batch_size, schedule, "adam", cfg.seed, drop_last=True)
+    return fit.Plan(cfg.epochs, cfg.batch_size, schedule, "adam", cfg.seed, drop_last=True,
+                    precision=cfg.precision)  # fmt: skip
 
 
 def _holdout(

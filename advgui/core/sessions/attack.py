@@ -15,6 +15,8 @@ import numpy as np
 from advgui.core import data, export, history, workspace
 from advgui.core.attacks.base import Attack, AttackResult
 from advgui.core.errors import AdvguiError, ParameterError
+from advgui.core.precision import call_attack, describe
+from advgui.core.precision import check as check_precision
 from advgui.core.progress import CancelToken, Partial, ProgressCallback
 from advgui.core.results import ResultEntry, ResultStore
 
@@ -63,6 +65,8 @@ class RunOutput:
     result: AttackResult
     entry: ResultEntry | None
     store_error: str | None
+    #: A mixed-precision run's float32 re-check (core/precision.py); None in float32.
+    precision_check: dict[str, Any] | None = None
 
 
 @dataclass
@@ -84,6 +88,8 @@ class PendingRun:
     batch: Batch
     goal: int | None
     store: ResultStore
+    #: "float32" or "mixed" (core/precision.py): the result is judged in float32 either way.
+    precision: str = "float32"
 
     @property
     def message(self) -> str:
@@ -103,16 +109,16 @@ class PendingRun:
         """Run the attack and keep the result in the history the moment it finishes."""
         b, clf = self.batch, self.model
         labels = b.labels if (b.labels >= 0).all() else None
-        res = self.attack(clf, b.x, labels=labels, goals=self.goal, progress=progress,
-                          cancel=cancel)  # fmt: skip
+        res, check = call_attack(self.attack, clf, b.x, precision=self.precision, labels=labels,
+                                 goals=self.goal, progress=progress, cancel=cancel)  # fmt: skip
         try:
             png = export.png_predictions(clf, res.x_adv)
             entry = history.save_attack(
                 self.store, res, model=clf.name, indices=b.indices, inputs=b.x, png_pred=png
             )
         except AdvguiError as err:
-            return RunOutput(res, None, str(err))
-        return RunOutput(res, entry, None)
+            return RunOutput(res, None, str(err), check)
+        return RunOutput(res, entry, None, check)
 
 
 @dataclass(frozen=True)
@@ -276,6 +282,7 @@ class AttackSession:
         *,
         n: int = 1,
         order: Sequence[int] | np.ndarray | None = None,
+        precision: str = "float32",
     ) -> PendingRun:
         """Validate everything and keep the run as pending; ParameterError says why not."""
         if self.model is None:
@@ -288,7 +295,10 @@ class AttackSession:
         if self.source is None:
             raise ParameterError("No image: pick a test image, draw or import one.", field="image")
         attack = self.check(method, params, goal)
-        self.pending = PendingRun(attack, self.model, self.batch(n, order), goal, self.store)
+        precision = check_precision(precision)
+        self.pending = PendingRun(
+            attack, self.model, self.batch(n, order), goal, self.store, precision
+        )
         return self.pending
 
     def finish(self, output: RunOutput) -> str:
@@ -298,7 +308,7 @@ class AttackSession:
         self.pending = None
         result = output.result
         self.shown = Shown(result, run.batch.indices, run.model, run.batch.x)
-        return done_message(result, output.store_error)
+        return done_message(result, output.store_error) + describe(output.precision_check)
 
     def abandon(self) -> None:
         """The pending run was stopped or failed: nothing changes."""

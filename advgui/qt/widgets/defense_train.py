@@ -41,12 +41,18 @@ class DefenseTrainPanel(QWidget):
     running = Signal(bool)
 
     def __init__(
-        self, mnist_getter: Any, parent: QWidget | None = None, *, store: ModelStore | None = None
+        self,
+        mnist_getter: Any,
+        parent: QWidget | None = None,
+        *,
+        store: ModelStore | None = None,
+        precision_getter: Any = lambda: "float32",
     ) -> None:
         super().__init__(parent)
         from advgui.core.defenses.adversarial import ARCHS, DEFENSES
 
         self.mnist_getter = mnist_getter
+        self.precision_getter = precision_getter  # the status bar's choice (core/precision.py)
         self.session = DefendedTrainingSession(store or ModelStore())
         self.slot = JobSlot(
             "defense-train",
@@ -152,6 +158,7 @@ class DefenseTrainPanel(QWidget):
             "epochs": self.epochs_spin.value(),
             "n_train": self.n_spin.value(),
             "sigma": self.sigma_spin.value(),
+            "precision": self.precision_getter(),
         }
 
     def config(self) -> Any:
