@@ -44,6 +44,17 @@ def test_form_per_recipe_and_the_datasets_default_budget(session):
     assert session.eps_after_switch(0.25, FASHION_MNIST) == 0.25
 
 
+def test_the_recipe_offered_first_is_the_datasets_and_a_chosen_one_stays(session):
+    # MNIST at 0.3: PGD-AT (fast-AT's held-out PGD figure fell to AutoAttack with masking
+    # flagged); Fashion-MNIST at 0.1: fast-AT held as well as PGD-AT.
+    assert (session.spec, MNIST.defense, FASHION_MNIST.defense) == (MNIST, "pgd-at", "fast-at")
+    assert session.method_after_switch("pgd-at", FASHION_MNIST) == "fast-at"
+    assert session.method_after_switch("trades", FASHION_MNIST) == "trades"
+    session.eps_after_switch(0.3, FASHION_MNIST)  # now on Fashion-MNIST
+    assert session.method_after_switch("fast-at", MNIST) == "pgd-at"
+    assert session.method_after_switch("trades", MNIST) == "trades"
+
+
 def test_a_run_is_stored_from_its_job_and_stop_keeps_it_marked(session, mnist):
     run = session.prepare(mnist, **SMALL)
     assert run.message == "training fast-at at eps 0.3..."

@@ -69,8 +69,12 @@ def test_switching_datasets_swaps_models_names_runs_and_back(
     tab.method_combo.setCurrentText("pgd")
     assert tab.eps_spin.value() == pytest.approx(0.3)
     win.defense_tab.train_panel.eps_spin.setValue(0.3)
+    train = win.defense_tab.train_panel
+    assert train.method_combo.currentText() == "pgd-at" and train.epochs_spin.value() == 6
 
     _switch(win, qtbot, "fashion-mnist")
+    # The recipe that held best there is offered first (with its epochs).
+    assert train.method_combo.currentText() == "fast-at" and train.epochs_spin.value() == 10
     # Its own defaults, shown as defaults: L-inf 0.1, the comparison's grid 0-0.1.
     assert tab.eps_spin.value() == pytest.approx(0.1) and "0.1 on Fashion-MNIST" in (
         tab.eps_spin.toolTip()

@@ -84,6 +84,11 @@ class DefendedTrainingSession:
 
         return MethodForm(DEFAULT_EPOCHS.get(method, 10), method != "noise", method == "noise")
 
+    def method_after_switch(self, current: str, spec: DatasetSpec) -> str:
+        """The recipe to offer on ``spec``: its :attr:`DatasetSpec.defense`, unless the user
+        chose another (call before :meth:`eps_after_switch`, which moves to ``spec``)."""
+        return current if current != self.spec.defense else spec.defense
+
     def eps_after_switch(self, current: float, spec: DatasetSpec) -> float:
         """The epsilon to show on ``spec``: its default, unless the user set their own."""
         keep = abs(current - self.spec.default_eps) >= 1e-9

@@ -87,7 +87,7 @@ class DefenseTrainPanel(QWidget):
         self.sigma_spin.setValue(0.5)
         self.sigma_spin.setToolTip("noise training: the Gaussian noise's standard deviation")
         self.method_combo.currentTextChanged.connect(self._method_changed)
-        self.method_combo.setCurrentText("fast-at")
+        self.method_combo.setCurrentText(self.session.spec.defense)
         self.train_button = QPushButton("Train defended model")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
@@ -146,7 +146,10 @@ class DefenseTrainPanel(QWidget):
         self.eps_spin.setEnabled(form.takes_eps)
 
     def set_dataset(self, spec: DatasetSpec) -> None:
-        """Offer ``spec``'s L-inf budget as the default (an epsilon the user set stays)."""
+        """Offer ``spec``'s recipe and L-inf budget as the defaults (what the user set stays)."""
+        self.method_combo.setCurrentText(
+            self.session.method_after_switch(self.method_combo.currentText(), spec)
+        )
         self.eps_spin.setValue(self.session.eps_after_switch(self.eps_spin.value(), spec))
         self.eps_spin.setToolTip(f"default {spec.default_eps:g} on {spec.title}")
 
