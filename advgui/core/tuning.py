@@ -435,6 +435,18 @@ def _ratio(pair: list[float]) -> float:
     return pair[0] / pair[1]
 
 
+def _faster(timings: dict[str, list[float]], key: str, what: str) -> tuple[bool, str]:
+    """A rewrite's choice from its (rewrite, plain) timing, and the reason: on only where it
+    measured faster; not measured, TensorFlow's own path."""
+    pair = timings.get(key)
+    if pair is None:
+        return False, "not measured yet: TensorFlow's own gradient"
+    return pair[0] < pair[1], (
+        f"measured: {what} {1e3 * pair[0]:.1f} ms vs plain {1e3 * pair[1]:.1f} ms "
+        f"({_ratio(pair):.2f}x the time)"
+    )
+
+
 def decide(
     cpu: Cpu,
     timings: dict[str, list[float]],
@@ -456,27 +468,10 @@ def decide(
     if device.startswith("GPU"):
         return _decide_gpu(cpu, timings, tf_version, overrides or {}, source, device)
 
-    conv = timings.get("conv_input_grad")
-    if conv is None:
-        conv_rewrite = False
-        reasons["conv_rewrite"] = "not measured yet: TensorFlow's own gradient"
-    else:
-        conv_rewrite = conv[0] < conv[1]
-        reasons["conv_rewrite"] = (
-            f"measured: rewrite {1e3 * conv[0]:.1f} ms vs plain {1e3 * conv[1]:.1f} ms "
-            f"({_ratio(conv):.2f}x the time)"
-        )
-
-    strided = timings.get("strided_conv_grad")
-    if strided is None:
-        strided_rewrite = False
-        reasons["strided_rewrite"] = "not measured yet: TensorFlow's own gradient"
-    else:
-        strided_rewrite = strided[0] < strided[1]
-        reasons["strided_rewrite"] = (
-            f"measured: space-to-depth {1e3 * strided[0]:.1f} ms vs plain "
-            f"{1e3 * strided[1]:.1f} ms ({_ratio(strided):.2f}x the time)"
-        )
+    conv_rewrite, reasons["conv_rewrite"] = _faster(timings, "conv_input_grad", "rewrite")
+    strided_rewrite, reasons["strided_rewrite"] = _faster(
+        timings, "strided_conv_grad", "space-to-depth"
+    )
 
     one, eight = timings.get("one_thread_1"), timings.get("one_thread_8")
     if cpu.cores <= 1:

@@ -10,24 +10,17 @@ pytest.importorskip("pytestqt")
 from qt_helpers import check_only
 
 
-def _defended(mnist, method: str, **overrides):
-    from advgui.core.defenses import DefenseConfig, train_defended
-
-    cfg = DefenseConfig.for_method(
-        method, arch="cnn-s2", holdout=200, check_n=200, check_steps=5, **overrides
-    )
-    return train_defended(cfg, mnist).classifier
-
-
 @pytest.fixture(scope="module")
 def certified_models(mnist):
-    from conftest import cached_model
+    from conftest import cached_model, defended_s2
 
     ibp = cached_model(
-        "gui-ibp-s2", mnist, lambda: _defended(mnist, "ibp", eps=0.1, epochs=2, n_train=20000)
+        "gui-ibp-s2", mnist, lambda: defended_s2(mnist, "ibp", eps=0.1, epochs=2, n_train=20000)
     )
     noise = cached_model(
-        "gui-noise-s2", mnist, lambda: _defended(mnist, "noise", sigma=0.5, epochs=1, n_train=20000)
+        "gui-noise-s2",
+        mnist,
+        lambda: defended_s2(mnist, "noise", sigma=0.5, epochs=1, n_train=20000),
     )
     return ibp, noise
 
