@@ -559,21 +559,7 @@ def decide(
             continue
         chosen[name] = value
         reasons[name] = f"set by ADVGUI_TUNE (else: {reasons[name]})"
-    return Settings(
-        cpu=cpu,
-        tensorflow=tf_version,
-        conv_rewrite=bool(chosen["conv_rewrite"]),
-        strided_rewrite=bool(chosen["strided_rewrite"]),
-        one_thread_max_batch=int(chosen["one_thread_max_batch"]),
-        bf16_available=bool(chosen["bf16"]),
-        pool_override=bool(chosen["pool_override"]),
-        background_nice=int(chosen["background_nice"]),
-        reasons=reasons,
-        timings=dict(timings),
-        source=source,
-        device=device,
-        mixed_policy=mixed,
-    )
+    return _make_settings(cpu, tf_version, chosen, reasons, timings, source, device, mixed)
 
 
 def _decide_gpu(
@@ -611,20 +597,36 @@ def _decide_gpu(
             continue  # the CPU's bf16 path has no meaning here
         chosen[name] = value
         reasons[name] = f"set by ADVGUI_TUNE (else: {reasons[name]})"
+    return _make_settings(
+        cpu, tf_version, chosen, reasons, timings, source, device, "mixed_float16"
+    )
+
+
+def _make_settings(
+    cpu: Cpu,
+    tf_version: str,
+    chosen: dict[str, Any],
+    reasons: dict[str, str],
+    timings: dict[str, list[float]],
+    source: str,
+    device: str,
+    mixed_policy: str | None,
+) -> Settings:
+    """The :class:`Settings` of ``chosen`` (keyed as :data:`OVERRIDES`), CPU or GPU alike."""
     return Settings(
         cpu=cpu,
         tensorflow=tf_version,
         conv_rewrite=bool(chosen["conv_rewrite"]),
         strided_rewrite=bool(chosen["strided_rewrite"]),
         one_thread_max_batch=int(chosen["one_thread_max_batch"]),
-        bf16_available=False,
+        bf16_available=bool(chosen["bf16"]),
         pool_override=bool(chosen["pool_override"]),
         background_nice=int(chosen["background_nice"]),
         reasons=reasons,
         timings=dict(timings),
         source=source,
         device=device,
-        mixed_policy="mixed_float16",
+        mixed_policy=mixed_policy,
     )
 
 
