@@ -115,6 +115,11 @@ def test_hopskipjump_starts_where_it_is_told(trained_cnn, mnist):
         make_attack("fgsm", eps=0.1)(trained_cnn, x, labels=y, starts=other)
     with pytest.raises(ParameterError, match="one starting point per image"):
         make_attack("hsj", steps=1)(trained_cnn, x, labels=y, starts=other[:3])
+    hostile = other.copy()
+    hostile[0, 0, 0, 0] = np.nan
+    for bad in (hostile, other + 2.0):
+        with pytest.raises(ParameterError, match="finite with pixels in"):
+            make_attack("hsj", steps=1)(trained_cnn, x, labels=y, starts=bad)
 
 
 def test_hopskipjump_linf_improves_with_iterations(trained_cnn, mnist):
