@@ -225,7 +225,8 @@ def machine(*, light: bool = False) -> Machine:
         extra["device"] = chosen.device
         extra["advgui tuning"] = (
             f"conv_rewrite={int(chosen.conv_rewrite)}, strided_rewrite="
-            f"{int(chosen.strided_rewrite)}, one_thread_max_batch="
+            f"{int(chosen.strided_rewrite)}, attack_streams={chosen.attack_streams}, "
+            f"one_thread_max_batch="
             f"{chosen.one_thread_max_batch}, bf16_available={int(chosen.bf16_available)}, "
             f"pool_override={int(chosen.pool_override)} "
             f"(TF_OVERRIDE_GLOBAL_THREADPOOL={os.environ.get('TF_OVERRIDE_GLOBAL_THREADPOOL')})"

@@ -14,6 +14,9 @@ measured wins there, unknown elsewhere. So each path is chosen here:
   stride-1 convolution of its space-to-depth blocks (attacks/engine.py): the same numbers,
   but TensorFlow's strided backward-data convolution onto one channel ran at 6 GFLOP/s here
   (a third of the defended CNN's input gradient); on where it measures faster.
+- ``attack_streams``: how many shards of an attack's rows run at a time, in threads
+  (attacks/streams.py): one stream's small serial ops leave cores idle that a second fills;
+  2 where two concurrent halves of a CNN's gradient steps measure faster than one batch.
 - ``one_thread_max_batch``: attacks on batches up to this size run on a one-thread session
   (0: never), from timing both on one image and on :data:`ONE_THREAD_LARGEST` images.
 - ``pool_override``: ``TF_OVERRIDE_GLOBAL_THREADPOOL`` (sessions get their own pool, which the
@@ -66,6 +69,8 @@ CPUINFO_MAX_BYTES = 256 * 1024
 #: Largest batch the one-thread runner is measured on (on the Xeon it won up to about 8; the
 #: attacks never use it beyond ``attacks.engine.ONE_THREAD_MAX_BATCH``).
 ONE_THREAD_LARGEST = 8
+#: Images the streams measurement runs on (as one batch and as two concurrent halves).
+STREAMS_BATCH = 128
 #: The ISA flags that decide something here, by the names Linux's /proc/cpuinfo gives them.
 RELEVANT_FLAGS = (
     "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
@@ -80,12 +85,15 @@ MEASUREMENTS = {
     "bf16_conv": "seconds for a conv forward + input gradient, batch 64: (bfloat16, float32)",
     "strided_conv_grad": "seconds for a 4x4 stride-2 conv on the image, forward + input "
     "gradient, batch 256: (space-to-depth, plain)",
+    "streams": f"seconds for 5 CNN steps on {STREAMS_BATCH} images: (two concurrent halves, "
+    "one batch)",
 }
 #: Keys ADVGUI_TUNE may set, and how their values are read.
 OVERRIDES: dict[str, Callable[[str], Any]] = {
     "conv_rewrite": lambda v: _flag(v),
     "strided_rewrite": lambda v: _flag(v),
     "one_thread_max_batch": lambda v: _int_in(v, 0, 4096),
+    "attack_streams": lambda v: _int_in(v, 1, 16),
     "bf16": lambda v: _flag(v),
     "pool_override": lambda v: _flag(v),
     "background_nice": lambda v: _int_in(v, 0, 19),
@@ -392,6 +400,8 @@ class Settings:
     strided_rewrite: bool = False
     #: Keras dtype policy of ``--precision mixed`` here; None: refused (see reasons["mixed"]).
     mixed_policy: str | None = None
+    #: Shards of an attack's rows run at a time (1: the whole batch at once).
+    attack_streams: int = 1
 
     @property
     def one_thread(self) -> bool:
@@ -405,6 +415,7 @@ class Settings:
             f"conv_rewrite={int(self.conv_rewrite)}: {self.reasons.get('conv_rewrite', '')}",
             f"strided_rewrite={int(self.strided_rewrite)}: "
             f"{self.reasons.get('strided_rewrite', '')}",
+            f"attack_streams={self.attack_streams}: {self.reasons.get('attack_streams', '')}",
             f"one_thread_max_batch={self.one_thread_max_batch}: "
             f"{self.reasons.get('one_thread_max_batch', '')}",
             f"bf16_available={int(self.bf16_available)}: {self.reasons.get('bf16', '')}",
@@ -420,6 +431,7 @@ class Settings:
             "conv_rewrite": self.conv_rewrite,
             "strided_rewrite": self.strided_rewrite,
             "one_thread_max_batch": self.one_thread_max_batch,
+            "attack_streams": self.attack_streams,
             "bf16_available": self.bf16_available,
             "pool_override": self.pool_override,
             "background_nice": self.background_nice,
@@ -472,6 +484,17 @@ def decide(
     strided_rewrite, reasons["strided_rewrite"] = _faster(
         timings, "strided_conv_grad", "space-to-depth"
     )
+
+    pair = timings.get("streams")
+    if cpu.cores <= 1:
+        streams, reasons["attack_streams"] = 1, "one core: nothing to overlap"
+    elif pair is None:
+        streams, reasons["attack_streams"] = 1, "not measured yet: one batch"
+    else:
+        streams = 2 if pair[0] < pair[1] else 1
+        reasons["attack_streams"] = (
+            f"measured: two concurrent halves {_ratio(pair):.2f}x one batch's time"
+        )
 
     one, eight = timings.get("one_thread_1"), timings.get("one_thread_8")
     if cpu.cores <= 1:
@@ -548,6 +571,7 @@ def decide(
     chosen = {
         "conv_rewrite": conv_rewrite,
         "strided_rewrite": strided_rewrite,
+        "attack_streams": streams,
         "one_thread_max_batch": one_max,
         "bf16": bf16,
         "pool_override": pool,
@@ -578,6 +602,7 @@ def _decide_gpu(
         "strided_rewrite": f"{gpu}: TensorFlow's own (cuDNN) gradient; the rewrite was only "
         "measured faster on CPUs",
         "one_thread_max_batch": f"{gpu}: the ops run on the GPU, not on the CPU's thread pool",
+        "attack_streams": f"{gpu}: one stream (the GPU runs one batch's kernels in turn)",
         "bf16": f"{gpu}: float32 (the bfloat16 path is the CPU's bf16 instructions)",
         "pool_override": f"{gpu}: no one-thread sessions to serve",
         "background_nice": f"{gpu}: the GPU does the work; the CPU threads only feed it",
@@ -587,6 +612,7 @@ def _decide_gpu(
     chosen: dict[str, Any] = {
         "conv_rewrite": False,
         "strided_rewrite": False,
+        "attack_streams": 1,
         "one_thread_max_batch": 0,
         "bf16": False,
         "pool_override": False,
@@ -619,6 +645,7 @@ def _make_settings(
         conv_rewrite=bool(chosen["conv_rewrite"]),
         strided_rewrite=bool(chosen["strided_rewrite"]),
         one_thread_max_batch=int(chosen["one_thread_max_batch"]),
+        attack_streams=int(chosen["attack_streams"]),
         bf16_available=bool(chosen["bf16"]),
         pool_override=bool(chosen["pool_override"]),
         background_nice=int(chosen["background_nice"]),
@@ -680,6 +707,18 @@ def measure_one_thread(rng: Any) -> dict[str, list[float]]:
     """20 compiled sign-gradient steps of a CNN shaped like the app's, on 1 and on
     :data:`ONE_THREAD_LARGEST` images: the attacks' own one-thread runner against the pool."""
     from advgui.core.attacks.engine import OneThread
+
+    steps = _cnn_steps(rng, 20)
+    one = OneThread(steps)
+    out = {}
+    for n, name in ((1, "one_thread_1"), (ONE_THREAD_LARGEST, "one_thread_8")):
+        x = rng.uniform(0, 1, (n, 28, 28, 1)).astype("float32")
+        out[name] = _median_pair(lambda x=x: one(x), lambda x=x: steps(x).numpy(), 3)
+    return out
+
+
+def _cnn_steps(rng: Any, count: int) -> Any:
+    """``count`` compiled sign-gradient steps of a CNN shaped like the app's."""
     from advgui.core.tfimport import tf
 
     t = tf()
@@ -696,14 +735,28 @@ def measure_one_thread(rng: Any) -> dict[str, list[float]]:
 
     @t.function(input_signature=[t.TensorSpec([None, 28, 28, 1], t.float32)])
     def steps(x: Any) -> Any:
-        return t.while_loop(lambda i, _: i < 20, step, [t.constant(0), x])[1]
+        return t.while_loop(lambda i, _: i < count, step, [t.constant(0), x])[1]
 
-    one = OneThread(steps)
-    out = {}
-    for n, name in ((1, "one_thread_1"), (ONE_THREAD_LARGEST, "one_thread_8")):
-        x = rng.uniform(0, 1, (n, 28, 28, 1)).astype("float32")
-        out[name] = _median_pair(lambda x=x: one(x), lambda x=x: steps(x).numpy(), 3)
-    return out
+    return steps
+
+
+def measure_streams(rng: Any, batch: int = STREAMS_BATCH) -> list[float]:
+    """5 CNN steps on ``batch`` images as two halves in two threads at once, against one batch
+    (attacks/streams.py): on the 2-core Xeon 0.90x the time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    steps = _cnn_steps(rng, 5)
+    x = rng.uniform(0, 1, (batch, 28, 28, 1)).astype("float32")
+    halves = (x[: batch // 2], x[batch // 2 :])
+    pool = ThreadPoolExecutor(max_workers=2)
+
+    def two() -> None:
+        list(pool.map(lambda h: steps(h).numpy(), halves))
+
+    try:
+        return _median_pair(two, lambda: steps(x).numpy(), 3)
+    finally:
+        pool.shutdown()
 
 
 def measure_conv_input_grad(rng: Any, batch: int = 64) -> list[float]:
@@ -801,6 +854,8 @@ def calibrate(cpu: Cpu, have: dict[str, list[float]]) -> dict[str, list[float]]:
         )
     if cpu.bf16_hardware and "bf16_conv" not in out:
         todo.append(("bf16_conv", lambda r: {"bf16_conv": measure_bf16(r)}))
+    if cpu.cores > 1 and "streams" not in out:
+        todo.append(("streams", lambda r: {"streams": measure_streams(r)}))
     if cpu.cores > 1 and _override_active() and "one_thread_1" not in out:
         todo.append(("one_thread", measure_one_thread))
     for name, measure in todo:

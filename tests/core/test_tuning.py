@@ -42,6 +42,7 @@ FAST = {
     "bf16_conv": [0.001, 0.003],
     "one_thread_1": [0.004, 0.011],
     "one_thread_8": [0.02, 0.04],
+    "streams": [0.057, 0.064],
 }
 SLOW = {k: [b, a] for k, (a, b) in FAST.items()}
 
@@ -90,6 +91,8 @@ def test_decisions_follow_the_timings():
     fast, slow = tuning.decide(cpu, FAST), tuning.decide(cpu, SLOW)
     assert fast.conv_rewrite and not slow.conv_rewrite
     assert fast.strided_rewrite and not slow.strided_rewrite
+    assert fast.attack_streams == 2 and slow.attack_streams == 1
+    assert "two concurrent halves 0.89x" in fast.reasons["attack_streams"]
     assert "space-to-depth" in fast.reasons["strided_rewrite"]
     assert fast.one_thread_max_batch == tuning.ONE_THREAD_LARGEST and fast.pool_override
     assert slow.one_thread_max_batch == 0 and not slow.one_thread and not slow.pool_override
@@ -98,24 +101,28 @@ def test_decisions_follow_the_timings():
     # One core: nothing to gain from a one-thread session, nor from the override.
     single = tuning.decide(_cpu(EPYC_AVX2, cores=1), FAST)
     assert single.one_thread_max_batch == 0 and not single.pool_override
+    assert single.attack_streams == 1 and "one core" in single.reasons["attack_streams"]
     # The override off in this process: a one-thread session would share the pool.
     assert tuning.decide(cpu, FAST, override_active=False).one_thread_max_batch == 0
     # Nothing measured yet: TensorFlow's own paths, and the override on so it can be measured.
     none = tuning.decide(cpu, {})
     assert not none.conv_rewrite and not none.one_thread and none.pool_override
-    assert not none.strided_rewrite
+    assert not none.strided_rewrite and none.attack_streams == 1
     nice = tuning.decide(cpu, {}, platform_name="linux").background_nice
     assert nice > 0 and tuning.decide(cpu, {}, platform_name="win32").background_nice == 0
     for settings in (fast, slow, none, single):
-        assert all(settings.reasons[k] for k in ("conv_rewrite", "one_thread_max_batch", "bf16"))
+        keys = ("conv_rewrite", "one_thread_max_batch", "bf16", "attack_streams")
+        assert all(settings.reasons[k] for k in keys)
 
 
 def test_advgui_tune_overrides_and_skips_bad_items(caplog):
-    got = tuning.parse_overrides("conv_rewrite=0, one_thread_max_batch=1,bogus=3,bf16=maybe,x")
-    assert got == {"conv_rewrite": False, "one_thread_max_batch": 1}
-    assert sum("ADVGUI_TUNE" in r.getMessage() for r in caplog.records) == 3
+    text = "conv_rewrite=0, one_thread_max_batch=1,bogus=3,bf16=maybe,x,attack_streams=3"
+    got = tuning.parse_overrides(text + ",attack_streams=0")
+    assert got == {"conv_rewrite": False, "one_thread_max_batch": 1, "attack_streams": 3}
+    assert sum("ADVGUI_TUNE" in r.getMessage() for r in caplog.records) == 4
     chosen = tuning.decide(_cpu(EPYC_AVX2), FAST, overrides=got)
     assert not chosen.conv_rewrite and chosen.one_thread_max_batch == 1
+    assert chosen.attack_streams == 3
     assert "ADVGUI_TUNE" in chosen.reasons["conv_rewrite"]
 
 
@@ -140,12 +147,12 @@ def test_calibration_runs_here_is_cached_and_reused(fresh_tuning, isolated_home)
     cpu = first.cpu
     expected = {"conv_input_grad", "strided_conv_grad"}
     expected |= {"bf16_conv"} if cpu.bf16_hardware else set()
-    expected |= {"one_thread_1", "one_thread_8"} if cpu.cores > 1 else set()
+    expected |= {"one_thread_1", "one_thread_8", "streams"} if cpu.cores > 1 else set()
     assert set(first.timings) == expected
     # The choices are what the measured timings say.
     again = tuning.decide(cpu, first.timings, tf_version=first.tensorflow)
     names = ("conv_rewrite", "strided_rewrite", "one_thread_max_batch", "bf16_available",
-             "pool_override")  # fmt: skip
+             "pool_override", "attack_streams")  # fmt: skip
     for name in names:
         assert getattr(again, name) == getattr(first, name), name
     stamp = path.stat().st_mtime_ns
@@ -296,7 +303,8 @@ def test_the_device_decides_the_cpu_paths(fresh_tuning, isolated_home, monkeypat
     assert on_gpu.device == "GPU: /physical_device:GPU:0"
     assert tuning.device_name() == on_gpu.device == tuning.loaded_device()
     assert not on_gpu.conv_rewrite and on_gpu.one_thread_max_batch == 0
-    assert not on_gpu.strided_rewrite
+    assert not on_gpu.strided_rewrite and on_cpu.attack_streams == (2 if cpu.cores > 1 else 1)
+    assert on_gpu.attack_streams == 1
     assert not on_gpu.bf16_available and not on_gpu.pool_override
     assert on_gpu.background_nice == 0
     assert all("GPU:0" in on_gpu.reasons[k] for k in on_gpu.reasons)
