@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -86,6 +87,25 @@ def set_active_dataset(dataset: str) -> str:
     global _active
     previous, _active = _active, _checked(dataset)
     return previous
+
+
+class DatasetFolder:
+    """A store's folder: the one given, or the active dataset's as :func:`active_dataset` says
+    at each use (so the window's stores follow its dataset chooser), in the user's data folder
+    as it was when the store was made."""
+
+    #: ``store_dir`` or ``results_dir``: the subclass's kind of folder.
+    _folder: Callable[..., Path]
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self._root = Path(root) if root is not None else None
+        self._base = data_dir()
+
+    @property
+    def root(self) -> Path:
+        if self._root is not None:
+            return self._root
+        return type(self)._folder(active_dataset(), base=self._base)
 
 
 def log_dir() -> Path:

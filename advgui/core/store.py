@@ -43,20 +43,12 @@ class StoreEntry:
         return str(self.meta.get("name") or self.path.stem)
 
 
-class ModelStore:
+class ModelStore(paths.DatasetFolder):
     """Models kept in a folder (default: the active dataset's in the user's data folder as it
     was when the store was made; the dataset part is looked up on each use, so the window's
     stores follow its dataset chooser)."""
 
-    def __init__(self, root: Path | str | None = None) -> None:
-        self._root = Path(root) if root is not None else None
-        self._base = paths.data_dir()
-
-    @property
-    def root(self) -> Path:
-        if self._root is not None:
-            return self._root
-        return paths.store_dir(paths.active_dataset(), base=self._base)
+    _folder = staticmethod(paths.store_dir)
 
     def _reserve_path(self, name: str) -> tuple[Path, Path]:
         """A new file name nobody else is writing, and the lock file that reserves it.
