@@ -235,8 +235,8 @@ class _APGD(Attack):
                 np.zeros(len(x), bool))  # fmt: skip
 
         def work(rows: np.ndarray, progress: Any, cancel: Any) -> tuple[np.ndarray, ...]:
-            return self._shard_run(fns, x[rows], y[rows], target[rows], start[rows], params,
-                                   progress, cancel, message)  # fmt: skip
+            shard = (x[rows], y[rows], target[rows], start[rows])
+            return self._shard_run(fns, shard, params, progress, cancel, message)
 
         for rows, got in streams.run(
             work, len(x), progress=task.progress, cancel=task.cancel, offset=offset,
@@ -249,17 +249,15 @@ class _APGD(Attack):
     def _shard_run(
         self,
         fns: Any,
-        x: np.ndarray,
-        y: np.ndarray,
-        target: np.ndarray,
-        start: np.ndarray,
+        shard: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         params: dict[str, Any],
         progress: Any,
         cancel: Any,
         message: str,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """APGD from ``start`` on one shard; progress in its own steps."""
+        """APGD on one shard's (images, labels, targets, starts); progress in its own steps."""
         t = tf()
+        x, y, target, start = shard
         init_fn, steps_fn = fns
         steps = params["steps"]
         n = len(x)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 
 from advgui.core.attacks import ATTACKS, flags, make_attack
@@ -235,3 +236,29 @@ def test_compare_view_runs_the_new_attacks(qtbot, trained_cnn, mnist):
         assert set(blocker.args[0]) == {"square", "apgd-t"}
     finally:
         widget.shutdown()
+
+
+def test_the_masking_flag_of_a_chunked_run_is_decided_on_the_whole_run():
+    """A chunk where Square broke too few to fire has no flag, yet its images count: the
+    merged flag is the whole cascade's, not the sum over the chunks that fired."""
+    from advgui.core.attacks.base import Details
+
+    def chunk(n: int, white_left: int, square: int) -> Details:
+        cascade = [
+            {"attack": "apgd-ce", "access": "white-box", "attacked": n, "broken": n - white_left,
+             "robust_after": white_left},
+            {"attack": "square", "access": "score-based", "attacked": white_left,
+             "broken": square, "robust_after": white_left - square},
+        ]  # fmt: skip
+        found = flags.black_box_beats(cascade, n)
+        return Details(cascade=cascade, flags=found, queries=np.ones(n, np.int64))
+
+    fired, quiet = chunk(500, 460, 9), chunk(500, 470, 1)  # 1 of 500: under the margin
+    assert fired.flags and not quiet.flags
+    merged = Details.merge([fired, quiet, fired])
+    (masking,) = merged.flags
+    assert (masking["broken"], masking["of"], masking["n"]) == (19, 1390, 1500)
+    assert (masking["robust_before"], masking["robust_after"]) == (1390, 1371)
+    assert "broke 19 of the 1390" in masking["message"]
+    # Below the margin over the whole run: no flag, even where one chunk alone passed it.
+    assert not Details.merge([chunk(500, 460, 2), chunk(500, 470, 0)]).flags
