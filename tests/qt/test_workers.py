@@ -118,3 +118,35 @@ def test_job_slot_drops_the_previous_job_and_shares_one_outcome_path(qtbot):
         ("finish", False),
     ]
     assert not slot.cancel()  # nothing running: nothing to stop
+
+
+def test_an_attack_in_concurrent_shards_reports_and_stops_through_the_gui_thread(
+    qtbot, trained_cnn, mnist
+):
+    """APGD's shards report from their own threads: the updates still reach the window in
+    the GUI thread, in order, and Stop ends every shard (attacks/streams.py)."""
+    from advgui.core import tuning
+    from advgui.core.attacks import make_attack, streams
+    from advgui.qt.workers import Job
+
+    x, y = mnist.x_test[:300], mnist.y_test[:300]
+    attack = make_attack("apgd-ce", eps=0.1, steps=3000)
+    shards = []
+
+    def work(progress, cancel):
+        with tuning.overridden(attack_streams=2):
+            shards.append(len(streams.split(len(x))))
+            return attack(trained_cnn, x, labels=y, progress=progress, cancel=cancel)
+
+    seen = []
+    job = Job(work, name="shards")
+    job.progress.connect(lambda p: seen.append((threading.get_ident(), p.done, p.total)))
+    with qtbot.waitSignal(job.cancelled, timeout=60000):
+        job.start()
+        qtbot.waitUntil(lambda: len(seen) >= 3, timeout=30000)
+        job.cancel()
+    assert job.wait()
+    assert shards == [2] and job.outcome == "cancelled"
+    assert {who for who, _, _ in seen} == {threading.get_ident()}
+    done = [d for _, d, _ in seen]
+    assert done == sorted(done) and 0 < done[-1] < seen[-1][2]
