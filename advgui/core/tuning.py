@@ -32,7 +32,8 @@ measured wins there, unknown elsewhere. So each path is chosen here:
 All of these are CPU paths: where TensorFlow sees a GPU (``device_name``), each is off, with
 that reason (before TensorFlow loads, an NVIDIA driver plus TensorFlow's CUDA wheels count).
 
-The measurement (under a second) runs at first use, once per machine (CPU model, flags, core count)
+The measurement (about 2 s on a fresh machine) runs at first use, once per machine (CPU model,
+flags, core count)
 and TensorFlow version; its timings are cached as JSON in the user cache. The cache file is
 read as hostile input: bounded, validated, ignored when anything is off. ``ADVGUI_TUNE`` (e.g.
 ``conv_rewrite=0,one_thread_max_batch=1,bf16=0``) overrides any choice. Every choice carries its
@@ -913,7 +914,7 @@ def early_settings() -> Settings:
 
 def settings() -> Settings:
     """The choices for this machine, measured once if the cache lacks them (needs TensorFlow;
-    well under a second). Thread-safe; logged once per process."""
+    about 2 s). Thread-safe; logged once per process."""
     global _settings, _logged
     from advgui.core.tfimport import tf
 
