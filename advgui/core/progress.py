@@ -33,7 +33,7 @@ class CancelToken:
         return self._event.is_set()
 
     def check(self) -> None:
-        if self._event.is_set():
+        if self.cancelled:  # the property, so a token linked to others checks them too
             raise Cancelled()
 
 

@@ -33,11 +33,10 @@ All of these are CPU paths: where TensorFlow sees a GPU (``device_name``), each 
 that reason (before TensorFlow loads, an NVIDIA driver plus TensorFlow's CUDA wheels count).
 
 The measurement (about 2 s on a fresh machine) runs at first use, once per machine (CPU model,
-flags, core count)
-and TensorFlow version; its timings are cached as JSON in the user cache. The cache file is
-read as hostile input: bounded, validated, ignored when anything is off. ``ADVGUI_TUNE`` (e.g.
-``conv_rewrite=0,one_thread_max_batch=1,bf16=0``) overrides any choice. Every choice carries its
-reason; they are logged once and ``advgui selftest`` prints them.
+flags, core count) and TensorFlow version; its timings are cached as JSON in the user cache.
+The cache file is read as hostile input: bounded, validated, ignored when anything is off.
+``ADVGUI_TUNE`` (e.g. ``conv_rewrite=0,attack_streams=1,bf16=0``) overrides any choice. Every
+choice carries its reason; they are logged once and ``advgui selftest`` prints them.
 """
 
 from __future__ import annotations

@@ -57,10 +57,6 @@ class _Linked(CancelToken):
     def cancelled(self) -> bool:
         return self._event.is_set() or (self._outer is not None and self._outer.cancelled)
 
-    def check(self) -> None:
-        if self.cancelled:
-            raise Cancelled()
-
 
 class _Merged:
     """One progress line over the shards: each shard reports ``done`` of its own ``steps``."""
@@ -88,7 +84,7 @@ class _Merged:
                 self._done[i] = update.fraction
                 self._info[i] = dict(update.info)
                 self._message = update.message
-                self._send(update.message)
+                self._send()
 
         return report
 
@@ -96,9 +92,9 @@ class _Merged:
         """A shard that stopped early (every image broken) counts as done."""
         with self._lock:
             self._done[i] = 1.0
-            self._send(self._message)
+            self._send()
 
-    def _send(self, message: str) -> None:
+    def _send(self) -> None:
         if self._callback is None:
             return
         n = sum(self._rows)
@@ -110,7 +106,7 @@ class _Merged:
             if all(isinstance(info.get(k, 0), int) for info in self._info)
         }
         done = self._offset + int(frac * self._span)
-        self._callback(Progress(done, self._grand, message, info))
+        self._callback(Progress(done, self._grand, self._message, info))
 
 
 def run(
